@@ -1,0 +1,308 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+
+#include "store/sampled_index.h"
+#include "store/table.h"
+
+namespace apx::store {
+namespace {
+
+std::string TempPath(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("apx_store_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+TableSchema FlightSchema() {
+  return TableSchema{.name = "flights",
+                     .columns = {{"dep_time", ColumnType::kTimestamp},
+                                 {"delay", ColumnType::kDouble},
+                                 {"origin", ColumnType::kString}},
+                     .time_column = "dep_time"};
+}
+
+// A synthetic table: `n` rows, keys A/B/C, times one minute apart (written out of order).
+std::string SyntheticCsv(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> delay(5, 20);
+  std::string csv = "dep_time,delay,origin\n";
+  for (int i = n - 1; i >= 0; --i) {
+    csv += std::to_string(978307200 + 60 * i) + "," + std::to_string(std::round(delay(rng))) + "," +
+           "ABC"[i % 3] + "\n";
+  }
+  return csv;
+}
+
+TEST(TimestampTest, ParsesAndFormats) {
+  EXPECT_EQ(*ParseTimestamp("1970-01-01"), 0);
+  EXPECT_EQ(*ParseTimestamp("2001-01-01 00:01"), 978307260);
+  EXPECT_EQ(*ParseTimestamp("2001-01-01T00:01:30"), 978307290);
+  EXPECT_EQ(*ParseTimestamp("978307260"), 978307260);
+  EXPECT_EQ(FormatTimestamp(978307290), "2001-01-01 00:01:30");
+  EXPECT_FALSE(ParseTimestamp("2001-13-01").ok());
+  EXPECT_FALSE(ParseTimestamp("yesterday").ok());
+  EXPECT_EQ(*ParseDuration("-30d"), -30 * 86400);
+  EXPECT_EQ(*ParseDuration("90m"), 5400);
+  EXPECT_FALSE(ParseDuration("7 days").ok());
+}
+
+TEST(CsvTest, ReadsAndSortsByTime) {
+  const std::string path = TempPath("ok.csv");
+  WriteFile(path, SyntheticCsv(300, 1));
+  auto table = ReadCsv(path, FlightSchema());
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  EXPECT_EQ((*table)->num_rows(), 300);
+  const Column* t = (*table)->time_column();
+  ASSERT_NE(t, nullptr);
+  EXPECT_TRUE(std::is_sorted(t->ints.begin(), t->ints.end()));
+  const Column* origin = *(*table)->column("origin");
+  EXPECT_EQ(origin->dictionary.size(), 3u);
+  EXPECT_GE(origin->FindCode("B"), 0);
+  EXPECT_EQ(origin->FindCode("Z"), -1);
+}
+
+TEST(CsvTest, BadRowsNameLineAndColumn) {
+  const std::string path = TempPath("bad.csv");
+  WriteFile(path, "dep_time,delay,origin\n2001-01-01 00:01,3,ORD\n2001-01-01 00:02,abc,ORD\n");
+  auto table = ReadCsv(path, FlightSchema());
+  ASSERT_FALSE(table.ok());
+  EXPECT_NE(table.status().message().find(":3: column 'delay'"), std::string::npos)
+      << table.status().message();
+
+  WriteFile(path, "dep_time,delay,origin\n2001-01-01 00:01,nan,ORD\n");
+  table = ReadCsv(path, FlightSchema());
+  ASSERT_FALSE(table.ok());
+  EXPECT_NE(table.status().message().find("not a finite number"), std::string::npos);
+
+  WriteFile(path, "dep_time,delay,origin\n2001-01-01 00:01,3\n");
+  table = ReadCsv(path, FlightSchema());
+  ASSERT_FALSE(table.ok());
+  EXPECT_NE(table.status().message().find(":2: expected 3 fields, found 2"), std::string::npos);
+
+  WriteFile(path, "dep_time,origin\n2001-01-01 00:01,ORD\n");
+  table = ReadCsv(path, FlightSchema());
+  ASSERT_FALSE(table.ok());
+  EXPECT_NE(table.status().message().find("header has no column 'delay'"), std::string::npos);
+
+  WriteFile(path, "dep_time,delay,origin\n2001-02-30 25:00,3,ORD\n");
+  table = ReadCsv(path, FlightSchema());
+  ASSERT_FALSE(table.ok());
+  EXPECT_NE(table.status().message().find("column 'dep_time': bad timestamp"), std::string::npos);
+
+  EXPECT_EQ(ReadCsv(TempPath("missing.csv"), FlightSchema()).status().code(),
+            StatusCode::kNotFound);
+}
+
+TEST(SnapshotTest, RoundTripIsIdentical) {
+  const std::string csv = TempPath("snap.csv");
+  WriteFile(csv, SyntheticCsv(1000, 2));
+  auto table = ReadCsv(csv, FlightSchema());
+  ASSERT_TRUE(table.ok());
+  const std::string snap = TempPath("t.apxsnap");
+  ASSERT_TRUE(WriteSnapshot(**table, snap).ok());
+  auto loaded = ReadSnapshot(snap);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ((*loaded)->num_rows(), (*table)->num_rows());
+  EXPECT_EQ((*loaded)->schema().time_column, "dep_time");
+  for (size_t c = 0; c < (*table)->columns().size(); ++c) {
+    const Column& a = (*table)->columns()[c];
+    const Column& b = (*loaded)->columns()[c];
+    EXPECT_EQ(a.name, b.name);
+    EXPECT_EQ(a.type, b.type);
+    EXPECT_EQ(a.ints, b.ints);
+    EXPECT_EQ(a.doubles, b.doubles);
+    EXPECT_EQ(a.codes, b.codes);
+    EXPECT_EQ(a.dictionary, b.dictionary);
+  }
+  EXPECT_EQ((*(*loaded)->column("origin"))->FindCode("C"), (*(*table)->column("origin"))->FindCode("C"));
+}
+
+TEST(SnapshotTest, CrashMidWriteLeavesOldSnapshotIntact) {
+  const std::string csv = TempPath("crash.csv");
+  WriteFile(csv, SyntheticCsv(500, 3));
+  auto old_table = ReadCsv(csv, FlightSchema());
+  ASSERT_TRUE(old_table.ok());
+  const std::string snap = TempPath("crash.apxsnap");
+  ASSERT_TRUE(WriteSnapshot(**old_table, snap).ok());
+
+  WriteFile(csv, SyntheticCsv(900, 4));
+  auto new_table = ReadCsv(csv, FlightSchema());
+  ASSERT_TRUE(new_table.ok());
+  Status s = WriteSnapshot(**new_table, snap, {.fail_after_bytes_for_testing = 4000});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kIoError);
+
+  auto loaded = ReadSnapshot(snap);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ((*loaded)->num_rows(), 500);
+  // No temporary file is left behind.
+  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(snap).parent_path())) {
+    EXPECT_EQ(entry.path().string().find("crash.apxsnap.tmp"), std::string::npos);
+  }
+}
+
+TEST(SnapshotTest, CorruptOrTruncatedFilesAreRejected) {
+  const std::string csv = TempPath("corrupt.csv");
+  WriteFile(csv, SyntheticCsv(200, 5));
+  auto table = ReadCsv(csv, FlightSchema());
+  ASSERT_TRUE(table.ok());
+  const std::string snap = TempPath("corrupt.apxsnap");
+  ASSERT_TRUE(WriteSnapshot(**table, snap).ok());
+  std::string bytes;
+  {
+    std::ifstream in(snap, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  std::string flipped = bytes;
+  flipped[bytes.size() / 2] ^= 0x5a;
+  WriteFile(snap, flipped);
+  EXPECT_EQ(ReadSnapshot(snap).status().code(), StatusCode::kDataLoss);
+  WriteFile(snap, bytes.substr(0, bytes.size() - 100));
+  EXPECT_EQ(ReadSnapshot(snap).status().code(), StatusCode::kDataLoss);
+  WriteFile(snap, "not a snapshot at all, just text");
+  EXPECT_EQ(ReadSnapshot(snap).status().code(), StatusCode::kInvalidArgument);
+}
+
+class SampledIndexTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string csv = TempPath("index.csv");
+    WriteFile(csv, SyntheticCsv(60000, 6));
+    auto table = ReadCsv(csv, FlightSchema());
+    ASSERT_TRUE(table.ok());
+    table_ = std::move(*table);
+    auto index = SampledIndex::Build(*table_, {.key_columns = {"origin"},
+                                               .value_columns = {"delay"},
+                                               .seed = 42});
+    ASSERT_TRUE(index.ok()) << index.status().ToString();
+    index_ = std::move(*index);
+  }
+  std::unique_ptr<Table> table_;
+  std::unique_ptr<SampledIndex> index_;
+};
+
+TEST_F(SampledIndexTest, StrataAreUniform) {
+  // Chi-square test of the stratum counts of group A against the uniform distribution:
+  // 99 degrees of freedom, critical value at the 0.1 % level is 148.2.
+  std::string_view key[] = {"A"};
+  const int group = index_->FindGroup(key);
+  ASSERT_GE(group, 0);
+  StrataWindow w;
+  index_->Window(group, INT64_MIN, INT64_MAX, &w);
+  const int64_t total = w.RowsIn(0, kNumStrata);
+  EXPECT_EQ(total, 20000);
+  const double expected = static_cast<double>(total) / kNumStrata;
+  double chi2 = 0;
+  for (int s = 0; s < kNumStrata; ++s) {
+    const double d = static_cast<double>(w.hi[s] - w.lo[s]) - expected;
+    chi2 += d * d / expected;
+  }
+  EXPECT_LT(chi2, 148.2);
+  EXPECT_GT(chi2, 60.0);  // not suspiciously uniform either (0.1 % lower tail is 61.9)
+}
+
+TEST_F(SampledIndexTest, WindowMatchesBruteForce) {
+  std::string_view key[] = {"B"};
+  const int group = index_->FindGroup(key);
+  const int64_t t0 = 978307200 + 60 * 10000, t1 = 978307200 + 60 * 25000;
+  StrataWindow w;
+  index_->Window(group, t0, t1, &w);
+  const Column& t = *table_->time_column();
+  const Column& origin = **table_->column("origin");
+  const Column& delay = **table_->column("delay");
+  const int32_t code_b = origin.FindCode("B");
+  double sum = 0;
+  int64_t rows = 0;
+  for (int64_t r = 0; r < table_->num_rows(); ++r) {
+    if (origin.codes[r] == code_b && t.ints[r] >= t0 && t.ints[r] < t1) {
+      sum += delay.doubles[r];
+      ++rows;
+    }
+  }
+  double index_sum = 0;
+  std::set<uint32_t> seen;
+  const double* v = index_->values(index_->ValueIndex("delay"));
+  for (int s = 0; s < kNumStrata; ++s) {
+    for (uint32_t p = w.lo[s]; p < w.hi[s]; ++p) {
+      index_sum += v[p];
+      EXPECT_TRUE(seen.insert(p).second);  // every row read once
+      EXPECT_GE(index_->times()[p], t0);
+      EXPECT_LT(index_->times()[p], t1);
+    }
+  }
+  EXPECT_EQ(w.RowsIn(0, kNumStrata), rows);
+  EXPECT_DOUBLE_EQ(index_sum, sum);
+}
+
+TEST_F(SampledIndexTest, SamplePrefixesAreUnbiased) {
+  // The mean of strata 0..4 (a 5 % sample) over many keys' windows is unbiased: average the
+  // sample-minus-exact error over 200 windows; it must be small against its standard error.
+  std::string_view key[] = {"C"};
+  const int group = index_->FindGroup(key);
+  const double* v = index_->values(0);
+  double err_sum = 0, err_sq = 0;
+  const int windows = 200;
+  for (int i = 0; i < windows; ++i) {
+    StrataWindow w;
+    const int64_t t0 = 978307200 + 60 * (i * 250);
+    index_->Window(group, t0, t0 + 60 * 9000, &w);
+    double all = 0, sample = 0;
+    int64_t n_all = 0, n_sample = 0;
+    for (int s = 0; s < kNumStrata; ++s) {
+      for (uint32_t p = w.lo[s]; p < w.hi[s]; ++p) {
+        all += v[p];
+        ++n_all;
+        if (s < 5) {
+          sample += v[p];
+          ++n_sample;
+        }
+      }
+    }
+    ASSERT_GT(n_sample, 0);
+    const double err = sample / n_sample - all / n_all;
+    err_sum += err;
+    err_sq += err * err;
+  }
+  const double mean_err = err_sum / windows;
+  const double rms = std::sqrt(err_sq / windows);
+  EXPECT_LT(std::abs(mean_err), 4 * rms / std::sqrt(windows) + 0.5);
+}
+
+TEST_F(SampledIndexTest, SameSeedSameLayoutAndUnknownKeys) {
+  auto again = SampledIndex::Build(*table_, index_->options());
+  ASSERT_TRUE(again.ok());
+  std::string_view key[] = {"A"};
+  StrataWindow a, b;
+  index_->Window(index_->FindGroup(key), INT64_MIN, INT64_MAX, &a);
+  (*again)->Window((*again)->FindGroup(key), INT64_MIN, INT64_MAX, &b);
+  for (int s = 0; s < kNumStrata; ++s) {
+    EXPECT_EQ(a.lo[s], b.lo[s]);
+    EXPECT_EQ(a.hi[s], b.hi[s]);
+  }
+  std::string_view unknown[] = {"ZZZ"};
+  EXPECT_EQ(index_->FindGroup(unknown), -1);
+  auto bad = SampledIndex::Build(*table_, {.key_columns = {"nope"}});
+  EXPECT_EQ(bad.status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(SampledIndexTest, TableWideIndexHasOneGroup) {
+  auto all = SampledIndex::Build(*table_, {.value_columns = {"delay"}, .seed = 1});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ((*all)->num_groups(), 1);
+  StrataWindow w;
+  (*all)->Window(0, INT64_MIN, INT64_MAX, &w);
+  EXPECT_EQ(w.RowsIn(0, kNumStrata), 60000);
+}
+
+}  // namespace
+}  // namespace apx::store
