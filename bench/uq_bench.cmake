@@ -1,0 +1,1 @@
+apx_add_benchmark(uq_bench.cc DEPS apx_uq)

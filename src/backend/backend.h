@@ -1,0 +1,70 @@
+// backend/backend.h
+//
+// The data-source interface of apxserve: turns an aggregation query (table, key filter, time
+// window) plus a sample size into rows fed to the aggregators. The embedded store is the
+// default implementation (backend/embedded_backend.h); a database backend implements the same
+// interface.
+//
+// Samples are measured in strata: a query's rows are split into kNumStrata random strata and
+// reading strata [0, k) reads a uniform random sample of ratio k / kNumStrata. Growing a sample
+// from k to k' strata reads strata [k, k') only.
+//
+// Thread safety: after Build(), Bind() and Read() are const and may be called concurrently.
+#ifndef APX_BACKEND_BACKEND_H_
+#define APX_BACKEND_BACKEND_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agg/aggregate.h"
+#include "common/status.h"
+#include "store/sampled_index.h"
+#include "store/table.h"
+
+namespace apx::backend {
+
+inline constexpr int kNumStrata = store::kNumStrata;
+
+// The request-independent part of an aggregation query.
+struct QueryShape {
+  std::string table;
+  std::vector<std::string> key_columns;  // filter key (may be empty: the whole table)
+  std::string value_column;              // the aggregated column
+};
+
+// A query bound to one request: the rows of one key inside one time window.
+struct BoundQuery {
+  int shape = -1;
+  int group = -1;             // -1: no row has this key, so the query matches no row
+  int64_t matching_rows = 0;  // rows matching the query (exact; the store knows it)
+  store::StrataWindow window;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Registers a query shape and returns its id. Call before Build().
+  // NotFound / InvalidArgument for unknown tables or columns.
+  virtual Result<int> Prepare(const QueryShape& shape) = 0;
+
+  // Builds whatever the prepared shapes need (sampled layouts). Progress: rows done / total.
+  virtual Status Build(const store::ProgressFn& progress = nullptr) = 0;
+
+  // Binds `shape` to one request: key values (text, one per key column) and window [t0, t1).
+  // A key that never occurs binds to an empty query (matching_rows = 0), not an error.
+  virtual Status Bind(int shape, std::span<const std::string_view> key_values, int64_t t0,
+                      int64_t t1, BoundQuery* out) const = 0;
+
+  // Reads strata [s_begin, s_end) of `query` and feeds every aggregator in `aggs` with the
+  // values. Returns the number of rows read. REQUIRES: 0 <= s_begin <= s_end <= kNumStrata.
+  virtual Result<int64_t> Read(const BoundQuery& query, int s_begin, int s_end,
+                               std::span<agg::Aggregator* const> aggs) const = 0;
+};
+
+}  // namespace apx::backend
+
+#endif  // APX_BACKEND_BACKEND_H_

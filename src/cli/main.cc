@@ -1,0 +1,258 @@
+// The `apxserve` command: ingest, train, predict, eval, demo.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/progress.h"
+#include "eval/eval.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/request.h"
+#include "pipeline/spec.h"
+
+namespace apx::cli {
+namespace {
+
+// Exit codes: 0 success, 2 bad input (spec, request, arguments), 1 anything else.
+int ExitCode(const Status& s) {
+  if (s.ok()) return 0;
+  return s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kNotFound ? 2 : 1;
+}
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "apxserve: error: %s\n", s.message().c_str());
+  return ExitCode(s);
+}
+
+store::ProgressFn LoadProgress(const std::string& label, bool enabled,
+                               std::unique_ptr<ProgressBar>* bar) {
+  if (!enabled) return nullptr;
+  return [label, bar](int64_t done, int64_t total) {
+    if (*bar == nullptr) *bar = std::make_unique<ProgressBar>(label, total);
+    (*bar)->SetTotal(total);
+    (*bar)->Update(done);
+  };
+}
+
+Result<std::unique_ptr<pipeline::Pipeline>> OpenPipeline(const std::string& path, bool load_model,
+                                                         bool progress) {
+  APX_ASSIGN_OR_RETURN(pipeline::PipelineSpec spec, pipeline::LoadSpec(path));
+  std::unique_ptr<ProgressBar> bar;
+  pipeline::OpenOptions options{.load_model = load_model,
+                                .progress = LoadProgress("load " + spec.name, progress, &bar)};
+  auto p = pipeline::Pipeline::Open(spec, options);
+  if (bar) bar->Finish();
+  return p;
+}
+
+int Ingest(const std::string& spec_path) {
+  auto spec = pipeline::LoadSpec(spec_path);
+  if (!spec.ok()) return Fail(spec.status());
+  for (const pipeline::TableSpec& t : spec->tables) {
+    const auto start = std::chrono::steady_clock::now();
+    std::unique_ptr<ProgressBar> bar;
+    auto table = store::ReadCsv(t.csv, t.schema, LoadProgress("ingest " + t.schema.name, true, &bar));
+    if (bar) bar->Finish();
+    if (!table.ok()) return Fail(table.status());
+    Status s = store::WriteSnapshot(**table, t.snapshot);
+    if (!s.ok()) return Fail(s);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("ingested table '%s': %lld rows from %s into %s in %.1f s\n", t.schema.name.c_str(),
+                static_cast<long long>((*table)->num_rows()), t.csv.c_str(), t.snapshot.c_str(), secs);
+  }
+  return 0;
+}
+
+int Train(const std::string& spec_path, int threads, bool json) {
+  auto p = OpenPipeline(spec_path, /*load_model=*/false, !json);
+  if (!p.ok()) return Fail(p.status());
+  auto report = eval::TrainPipeline(**p, threads, !json);
+  if (!report.ok()) return Fail(report.status());
+  if (json) {
+    nlohmann::json j = {{"pipeline", (*p)->spec().name},
+                        {"requests", report->requests},
+                        {"feature_seconds", report->feature_seconds},
+                        {"train_seconds", report->train_seconds},
+                        {"train_metric", {{"name", report->metric_name}, {"value", report->metric_value}}},
+                        {"model", report->model_path}};
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::printf("trained %s on %d requests (features %.1f s, fit %.1f s): train %s %.4f -> %s\n",
+                (*p)->spec().name.c_str(), report->requests, report->feature_seconds,
+                report->train_seconds, report->metric_name.c_str(), report->metric_value,
+                report->model_path.c_str());
+  }
+  return 0;
+}
+
+Result<std::string> ReadRequestText(const std::string& arg) {
+  if (arg == "-") {
+    std::stringstream ss;
+    ss << std::cin.rdbuf();
+    return ss.str();
+  }
+  if (!arg.empty() && arg[0] == '@') {
+    std::ifstream in(arg.substr(1));
+    if (!in) return Status::NotFound("cannot open request file '" + arg.substr(1) + "'");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  return arg;
+}
+
+int Predict(const std::string& spec_path, const std::string& request_arg, bool exact, double delta,
+            double tau) {
+  auto p = OpenPipeline(spec_path, true, false);
+  if (!p.ok()) return Fail(p.status());
+  auto text = ReadRequestText(request_arg);
+  if (!text.ok()) return Fail(text.status());
+  auto request = pipeline::ParseRequestJson((*p)->spec(), *text);
+  if (!request.ok()) return Fail(request.status());
+  pipeline::Session session(**p);
+  pipeline::Prediction pred;
+  Status s = session.Predict(*request, {.exact = exact, .delta = delta, .tau = tau}, &pred);
+  if (!s.ok()) return Fail(s);
+  nlohmann::json ratios = nlohmann::json::object();
+  const auto& spec = (*p)->spec();
+  for (size_t q = 0; q < (*p)->queries().size(); ++q) {
+    const pipeline::FeatureSpec& f = spec.features[(*p)->queries()[q].spec_index];
+    for (const pipeline::AggSpec& a : f.aggs) ratios[a.feature] = pred.sample_ratio[q];
+  }
+  nlohmann::json j = {{"pipeline", spec.name},
+                      {"prediction", pred.y},
+                      {"delta", pred.delta},
+                      {"tau", pred.tau},
+                      {"confidence", pred.confidence},
+                      {"rounds", pred.rounds},
+                      {"exact", pred.exact},
+                      {"cut_over", pred.cut_over},
+                      {"rows_read", pred.rows_read},
+                      {"rows_matching", pred.rows_matching},
+                      {"sample_ratios", ratios},
+                      {"latency_ms",
+                       {{"total", pred.total_ms},
+                        {"data", pred.data_ms},
+                        {"model", pred.model_ms},
+                        {"planner", pred.planner_ms}}}};
+  std::cout << j.dump(2) << "\n";
+  return 0;
+}
+
+int Eval(const std::string& spec_path, int n, bool json, double delta, double tau,
+         const std::string& out_path) {
+  auto p = OpenPipeline(spec_path, true, !json);
+  if (!p.ok()) return Fail(p.status());
+  auto report = eval::RunEval(**p, {.n = n, .progress = true, .delta = delta, .tau = tau});
+  if (!report.ok()) return Fail(report.status());
+  const std::string js = report->ToJson().dump(2);
+  if (!out_path.empty()) {
+    std::filesystem::path out(out_path);
+    if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
+    std::ofstream f(out_path);
+    f << js << "\n";
+  }
+  if (json) {
+    std::cout << js << "\n";
+  } else {
+    std::cout << report->ToText();
+  }
+  return 0;
+}
+
+int Demo(const std::vector<std::string>& specs, int n, int threads) {
+  std::printf("apxserve demo: approximate features with a guaranteed bound, on the US flights data\n\n");
+  std::vector<eval::EvalReport> reports;
+  for (const std::string& spec_path : specs) {
+    auto spec = pipeline::LoadSpec(spec_path);
+    if (!spec.ok()) return Fail(spec.status());
+    if (!std::filesystem::exists(spec->model.path)) {
+      std::printf("[%s] no model yet: training it\n", spec->name.c_str());
+      const int rc = Train(spec_path, threads, false);
+      if (rc != 0) return rc;
+    }
+    auto p = OpenPipeline(spec_path, true, true);
+    if (!p.ok()) return Fail(p.status());
+    auto report = eval::RunEval(**p, {.n = n, .progress = true});
+    if (!report.ok()) return Fail(report.status());
+    reports.push_back(*report);
+  }
+  std::printf("\n");
+  for (const eval::EvalReport& r : reports) std::printf("%s\n", r.ToText().c_str());
+  std::printf("%-14s %10s %10s %8s %10s %10s %9s\n", "pipeline", "exact p50", "approx p50",
+              "speedup", "exact", "approx", "meet");
+  for (const eval::EvalReport& r : reports) {
+    std::printf("%-14s %8.3fms %8.3fms %7.2fx %4s %.3f %4s %.3f %9.3f\n", r.pipeline.c_str(),
+                r.exact_latency.p50, r.approx_latency.p50, r.speedup_p50, r.metric_name.c_str(),
+                r.exact_metric, r.metric_name.c_str(), r.approx_metric, r.meet_rate);
+  }
+  std::printf("\nmeet = fraction of answers within delta of (regression) or equal to (classification)\n"
+              "the answer on exact features; the guarantee asks for >= tau.\n");
+  return 0;
+}
+
+}  // namespace
+}  // namespace apx::cli
+
+int main(int argc, char** argv) {
+  using namespace apx::cli;
+  CLI::App app{"apxserve: serve ML inference pipelines fast, with approximate aggregation "
+               "features and a guaranteed accuracy bound"};
+  app.require_subcommand(1);
+
+  std::string spec_path;
+  auto* ingest = app.add_subcommand("ingest", "Read a pipeline's CSV tables into binary snapshots");
+  ingest->add_option("--pipeline,-p", spec_path, "pipeline spec (YAML)")->required();
+
+  int threads = 2;
+  bool json = false;
+  auto* train = app.add_subcommand("train", "Train the pipeline's model on exact features");
+  train->add_option("--pipeline,-p", spec_path, "pipeline spec (YAML)")->required();
+  train->add_option("--threads", threads, "threads for feature computation and training");
+  train->add_flag("--json", json, "print a JSON report");
+
+  std::string request;
+  bool exact = false;
+  double delta = -1, tau = -1;
+  auto* predict = app.add_subcommand("predict", "Answer one request (JSON in, JSON out)");
+  predict->add_option("--pipeline,-p", spec_path, "pipeline spec (YAML)")->required();
+  predict->add_option("--request,-r", request, "request JSON, @file, or - for stdin")->required();
+  predict->add_flag("--exact", exact, "compute every feature exactly");
+  predict->add_option("--delta", delta, "error bound (default: the spec's)");
+  predict->add_option("--tau", tau, "confidence level (default: the spec's)");
+
+  int n = -1;
+  std::string out_path;
+  auto* eval = app.add_subcommand("eval", "Exact vs approximate on the test requests, same run");
+  eval->add_option("--pipeline,-p", spec_path, "pipeline spec (YAML)")->required();
+  eval->add_option("--n", n, "number of test requests (default: the spec's test.n)");
+  eval->add_flag("--json", json, "print one JSON object");
+  eval->add_option("--delta", delta, "error bound (default: the spec's)");
+  eval->add_option("--tau", tau, "confidence level (default: the spec's)");
+  eval->add_option("--out", out_path, "also write the JSON report to this file");
+
+  std::vector<std::string> demo_specs = {"pipelines/flight-delay.yaml", "pipelines/flight-late.yaml"};
+  int demo_n = 300;
+  auto* demo = app.add_subcommand("demo", "Train (if needed) and evaluate the flight pipelines");
+  demo->add_option("--pipelines", demo_specs, "pipeline specs");
+  demo->add_option("--n", demo_n, "test requests per pipeline");
+  demo->add_option("--threads", threads, "threads for training");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (*ingest) return Ingest(spec_path);
+  if (*train) return Train(spec_path, threads, json);
+  if (*predict) return Predict(spec_path, request, exact, delta, tau);
+  if (*eval) return Eval(spec_path, n, json, delta, tau, out_path);
+  if (*demo) return Demo(demo_specs, demo_n, threads);
+  return 2;
+}

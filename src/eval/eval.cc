@@ -1,0 +1,289 @@
+#include "eval/eval.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+#include <sstream>
+#include <thread>
+
+#include "common/progress.h"
+#include "model/loader.h"
+#include "model/xgboost_model.h"
+
+namespace apx::eval {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+LatencyStats Stats(const std::vector<double>& ms) {
+  LatencyStats s;
+  s.p50 = Percentile(ms, 50);
+  s.p95 = Percentile(ms, 95);
+  s.p99 = Percentile(ms, 99);
+  s.mean = ms.empty() ? 0 : std::accumulate(ms.begin(), ms.end(), 0.0) / ms.size();
+  return s;
+}
+
+double Mean(const std::vector<double>& v) {
+  return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / v.size();
+}
+
+double StdDev(const std::vector<double>& v) {
+  if (v.size() < 2) return 0;
+  const double m = Mean(v);
+  double ss = 0;
+  for (double x : v) ss += (x - m) * (x - m);
+  return std::sqrt(ss / (v.size() - 1));
+}
+
+nlohmann::json LatencyJson(const LatencyStats& s) {
+  return {{"p50", s.p50}, {"p95", s.p95}, {"p99", s.p99}, {"mean", s.mean}};
+}
+
+}  // namespace
+
+double Percentile(std::vector<double> values, double pct) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const double pos = pct / 100.0 * static_cast<double>(values.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos));
+  const size_t hi = std::min(lo + 1, values.size() - 1);
+  return values[lo] + (pos - static_cast<double>(lo)) * (values[hi] - values[lo]);
+}
+
+double R2(const std::vector<double>& y_true, const std::vector<double>& y_pred) {
+  const double m = Mean(y_true);
+  double ss_res = 0, ss_tot = 0;
+  for (size_t i = 0; i < y_true.size(); ++i) {
+    ss_res += (y_true[i] - y_pred[i]) * (y_true[i] - y_pred[i]);
+    ss_tot += (y_true[i] - m) * (y_true[i] - m);
+  }
+  return ss_tot > 0 ? 1.0 - ss_res / ss_tot : 0.0;
+}
+
+double F1(const std::vector<double>& y_true, const std::vector<double>& y_pred) {
+  double tp = 0, fp = 0, fn = 0;
+  for (size_t i = 0; i < y_true.size(); ++i) {
+    const bool t = y_true[i] >= 0.5, p = y_pred[i] >= 0.5;
+    tp += t && p;
+    fp += !t && p;
+    fn += t && !p;
+  }
+  return tp > 0 ? 2 * tp / (2 * tp + fp + fn) : 0.0;
+}
+
+Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, bool progress) {
+  const pipeline::PipelineSpec& spec = pipeline.spec();
+  TrainReport report;
+  std::vector<pipeline::Request> requests;
+  std::vector<double> labels;
+  APX_RETURN_IF_ERROR(pipeline.MakeRequests(spec.train, &requests, &labels));
+  report.requests = static_cast<int>(requests.size());
+  const size_t d = pipeline.num_features();
+  std::vector<float> X(requests.size() * d);
+  threads = std::max(1, threads);
+
+  // Exact features, in parallel: one session per thread, requests interleaved.
+  const auto feature_start = Clock::now();
+  ProgressBar bar("train " + spec.name + ": exact features", static_cast<int64_t>(requests.size()), progress);
+  std::atomic<int64_t> done{0};
+  std::vector<Status> statuses(static_cast<size_t>(threads));
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      pipeline::Session session(pipeline);
+      for (size_t i = static_cast<size_t>(t); i < requests.size(); i += static_cast<size_t>(threads)) {
+        Status s = session.ExactFeatures(requests[i], std::span<float>(X.data() + i * d, d));
+        if (!s.ok()) {
+          statuses[t] = s;
+          return;
+        }
+        bar.Update(++done);
+      }
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  bar.Finish();
+  for (const Status& s : statuses) APX_RETURN_IF_ERROR(s);
+  report.feature_seconds = Seconds(feature_start);
+
+  std::vector<float> y(labels.begin(), labels.end());
+  model::TrainOptions options{.task = spec.task,
+                              .booster = spec.model.booster,
+                              .num_trees = spec.model.trees,
+                              .max_depth = spec.model.max_depth,
+                              .eta = spec.model.eta,
+                              .nthread = threads,
+                              .seed = spec.train.seed};
+  const auto train_start = Clock::now();
+  if (progress) std::fprintf(stderr, "train %s: fitting %s with %d trees...\n", spec.name.c_str(),
+                             spec.model.booster.c_str(), spec.model.trees);
+  APX_ASSIGN_OR_RETURN(auto xgb, model::TrainXGBoost(X, requests.size(), d, y, options));
+  report.train_seconds = Seconds(train_start);
+  std::filesystem::create_directories(std::filesystem::path(spec.model.path).parent_path());
+  APX_RETURN_IF_ERROR(xgb->Save(spec.model.path));
+  report.model_path = spec.model.path;
+
+  APX_ASSIGN_OR_RETURN(auto compiled, model::LoadModel(spec.model.path, spec.task));
+  std::vector<float> out(requests.size());
+  APX_RETURN_IF_ERROR(compiled->Predict(X, requests.size(), out));
+  std::vector<double> pred(out.begin(), out.end());
+  if (spec.task == model::Task::kBinary) {
+    for (double& p : pred) p = p >= 0.5 ? 1.0 : 0.0;
+    report.metric_name = "f1";
+    report.metric_value = F1(labels, pred);
+  } else {
+    report.metric_name = "r2";
+    report.metric_value = R2(labels, pred);
+  }
+  pipeline.SetModel(std::move(compiled));
+  return report;
+}
+
+Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions& options) {
+  const pipeline::PipelineSpec& spec = pipeline.spec();
+  pipeline::RequestSetSpec set = spec.test;
+  if (options.n > 0) set.n = options.n;
+  std::vector<pipeline::Request> requests;
+  std::vector<double> labels;
+  APX_RETURN_IF_ERROR(pipeline.MakeRequests(set, &requests, &labels));
+  const size_t n = requests.size();
+
+  EvalReport r;
+  r.pipeline = spec.name;
+  r.task = std::string(model::TaskName(spec.task));
+  r.requests = static_cast<int>(n);
+  r.metric_name = spec.task == model::Task::kBinary ? "f1" : "r2";
+
+  pipeline::Session session(pipeline);
+  pipeline::PredictOptions exact_opts{.exact = true, .delta = options.delta, .tau = options.tau};
+  pipeline::PredictOptions approx_opts{.exact = false, .delta = options.delta, .tau = options.tau};
+
+  // Warm-up (page faults, caches of the model and design), not measured.
+  pipeline::Prediction pred;
+  for (size_t i = 0; i < std::min<size_t>(n, 20); ++i) {
+    APX_RETURN_IF_ERROR(session.Predict(requests[i], exact_opts, &pred));
+    APX_RETURN_IF_ERROR(session.Predict(requests[i], approx_opts, &pred));
+  }
+
+  // Two passes over the same requests, both measured in this run: the exact path first, then
+  // the approximate one (neither benefits from the other having just touched the same rows).
+  std::vector<double> exact_y(n), exact_ms(n), approx_y(n), approx_ms(n);
+  double exact_rows = 0, exact_data_ms = 0, exact_model_ms = 0;
+  std::vector<double> matching(n);
+  {
+    ProgressBar bar("eval " + spec.name + ": exact", static_cast<int64_t>(n), options.progress);
+    for (size_t i = 0; i < n; ++i) {
+      APX_RETURN_IF_ERROR(session.Predict(requests[i], exact_opts, &pred));
+      exact_y[i] = pred.y;
+      exact_ms[i] = pred.total_ms;
+      exact_rows += static_cast<double>(pred.rows_read);
+      exact_data_ms += pred.data_ms;
+      exact_model_ms += pred.model_ms;
+      matching[i] = static_cast<double>(pred.rows_matching);
+      bar.Update(static_cast<int64_t>(i + 1));
+    }
+  }
+  double rounds = 0, ratio = 0, conf = 0, cut = 0, low = 0, meet = 0;
+  double data_ms = 0, model_ms = 0, planner_ms = 0;
+  {
+    ProgressBar bar("eval " + spec.name + ": approximate", static_cast<int64_t>(n), options.progress);
+    for (size_t i = 0; i < n; ++i) {
+      APX_RETURN_IF_ERROR(session.Predict(requests[i], approx_opts, &pred));
+      approx_y[i] = pred.y;
+      approx_ms[i] = pred.total_ms;
+      r.delta = pred.delta;
+      r.tau = pred.tau;
+      rounds += pred.rounds;
+      ratio += pred.rows_matching > 0 ? static_cast<double>(pred.rows_read) / pred.rows_matching : 1.0;
+      conf += pred.confidence;
+      cut += pred.cut_over;
+      low += pred.confidence < pred.tau;
+      data_ms += pred.data_ms;
+      model_ms += pred.model_ms;
+      planner_ms += pred.planner_ms;
+      const bool ok = spec.task == model::Task::kBinary
+                          ? pred.y == exact_y[i]
+                          : std::abs(pred.y - exact_y[i]) <= pred.delta;
+      meet += ok;
+      bar.Update(static_cast<int64_t>(i + 1));
+    }
+  }
+  const double dn = static_cast<double>(std::max<size_t>(n, 1));
+  r.exact_latency = Stats(exact_ms);
+  r.approx_latency = Stats(approx_ms);
+  r.exact_metric = spec.task == model::Task::kBinary ? F1(labels, exact_y) : R2(labels, exact_y);
+  r.approx_metric = spec.task == model::Task::kBinary ? F1(labels, approx_y) : R2(labels, approx_y);
+  r.exact_rows_per_s = exact_data_ms > 0 ? exact_rows / (exact_data_ms / 1e3) : 0;
+  r.exact_data_ms = exact_data_ms / dn;
+  r.exact_model_ms = exact_model_ms / dn;
+  r.mean_matching_rows = Mean(matching);
+  r.max_matching_rows = matching.empty() ? 0 : *std::max_element(matching.begin(), matching.end());
+  r.exact_pred_std = StdDev(exact_y);
+  r.meet_rate = meet / dn;
+  r.avg_rounds = rounds / dn;
+  r.avg_sample_ratio = ratio / dn;
+  r.avg_confidence = conf / dn;
+  r.cut_over_rate = cut / dn;
+  r.low_confidence_rate = low / dn;
+  r.approx_data_ms = data_ms / dn;
+  r.approx_model_ms = model_ms / dn;
+  r.approx_planner_ms = planner_ms / dn;
+  r.speedup_p50 = r.approx_latency.p50 > 0 ? r.exact_latency.p50 / r.approx_latency.p50 : 0;
+  r.speedup_mean = r.approx_latency.mean > 0 ? r.exact_latency.mean / r.approx_latency.mean : 0;
+  return r;
+}
+
+nlohmann::json EvalReport::ToJson() const {
+  nlohmann::json j;
+  j["pipeline"] = pipeline;
+  j["task"] = task;
+  j["requests"] = requests;
+  j["tau"] = tau;
+  j["delta"] = delta;
+  j["rows_per_exact_request"] = {{"mean", mean_matching_rows}, {"max", max_matching_rows}};
+  j["exact_prediction_std"] = exact_pred_std;
+  j["exact"] = {{"latency_ms", LatencyJson(exact_latency)},
+                {"metric", {{"name", metric_name}, {"value", exact_metric}}},
+                {"rows_per_s", exact_rows_per_s},
+                {"split_ms", {{"data", exact_data_ms}, {"model", exact_model_ms}}}};
+  j["approx"] = {{"latency_ms", LatencyJson(approx_latency)},
+                 {"metric", {{"name", metric_name}, {"value", approx_metric}}},
+                 {"meet_rate", meet_rate},
+                 {"avg_rounds", avg_rounds},
+                 {"avg_sample_ratio", avg_sample_ratio},
+                 {"avg_confidence", avg_confidence},
+                 {"cut_over_rate", cut_over_rate},
+                 {"low_confidence_rate", low_confidence_rate},
+                 {"split_ms", {{"data", approx_data_ms}, {"model", approx_model_ms}, {"planner", approx_planner_ms}}}};
+  j["speedup_p50"] = speedup_p50;
+  j["speedup_mean"] = speedup_mean;
+  return j;
+}
+
+std::string EvalReport::ToText() const {
+  char buf[2048];
+  std::snprintf(buf, sizeof(buf),
+                "pipeline %s (%s), %d test requests, tau %.2f, delta %.3g\n"
+                "  rows per exact request: mean %.0f, max %.0f; exact path reads %.0f M rows/s\n"
+                "  exact : p50 %.3f ms  p95 %.3f ms   %s %.4f\n"
+                "  approx: p50 %.3f ms  p95 %.3f ms   %s %.4f   meet rate %.3f\n"
+                "          rounds %.2f, sample ratio %.3f, confidence %.3f, cut-over %.1f%%\n"
+                "          split: data %.3f ms, model %.3f ms, planner %.3f ms\n"
+                "  speedup p50 %.2fx (mean %.2fx)\n",
+                pipeline.c_str(), task.c_str(), requests, tau, delta, mean_matching_rows,
+                max_matching_rows, exact_rows_per_s / 1e6, exact_latency.p50, exact_latency.p95,
+                metric_name.c_str(), exact_metric, approx_latency.p50, approx_latency.p95,
+                metric_name.c_str(), approx_metric, meet_rate, avg_rounds, avg_sample_ratio,
+                avg_confidence, 100 * cut_over_rate, approx_data_ms, approx_model_ms,
+                approx_planner_ms, speedup_p50, speedup_mean);
+  return buf;
+}
+
+}  // namespace apx::eval

@@ -1,0 +1,89 @@
+// eval/eval.h
+//
+// Training and evaluation of a pipeline on its request sets.
+//   TrainPipeline: exact features of the spec's training requests → XGBoost → model file.
+//   RunEval: the spec's test requests, answered exactly and approximately in the same run,
+//   compared on latency (p50/p95, split into data/model/planner), on the labels (r2 or f1),
+//   and on the guarantee (meet rate: |ŷ − y_exact| ≤ δ, or ŷ == y_exact).
+//
+// Thread safety: functions may run concurrently on different pipelines.
+#ifndef APX_EVAL_EVAL_H_
+#define APX_EVAL_EVAL_H_
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "pipeline/pipeline.h"
+
+namespace apx::eval {
+
+struct TrainReport {
+  int requests = 0;
+  double feature_seconds = 0;
+  double train_seconds = 0;
+  std::string metric_name;   // r2 | f1 (on the training set)
+  double metric_value = 0;
+  std::string model_path;
+};
+
+// Computes exact features for spec.train (using `threads` sessions), trains the spec's model
+// and saves it to spec.model.path (atomically). Sets the pipeline's model.
+Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, bool progress);
+
+struct LatencyStats {
+  double p50 = 0, p95 = 0, p99 = 0, mean = 0;
+};
+
+struct EvalOptions {
+  int n = -1;              // test requests (-1: spec.test.n)
+  bool progress = true;
+  double delta = -1;       // override δ (-1: spec)
+  double tau = -1;         // override τ (-1: spec)
+};
+
+struct EvalReport {
+  std::string pipeline;
+  std::string task;
+  int requests = 0;
+  double tau = 0, delta = 0;
+  double mean_matching_rows = 0;     // rows an exact request reads, on average
+  double max_matching_rows = 0;
+  double exact_pred_std = 0;         // std of exact-feature predictions across requests
+  std::string metric_name;           // r2 | f1
+  // exact path
+  LatencyStats exact_latency;
+  double exact_metric = 0;
+  double exact_rows_per_s = 0;       // rows read per second of data time
+  // approximate path
+  LatencyStats approx_latency;
+  double approx_metric = 0;
+  double meet_rate = 0;
+  double avg_rounds = 0;
+  double avg_sample_ratio = 0;       // rows read / rows matching, averaged over requests
+  double avg_confidence = 0;
+  double cut_over_rate = 0;          // requests answered exactly by the cut-over
+  double low_confidence_rate = 0;    // answers whose reported confidence < τ (never expected)
+  double approx_data_ms = 0, approx_model_ms = 0, approx_planner_ms = 0;  // means
+  double exact_data_ms = 0, exact_model_ms = 0;
+  double speedup_p50 = 0;
+  double speedup_mean = 0;
+
+  nlohmann::json ToJson() const;
+  std::string ToText() const;
+};
+
+Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions& options);
+
+// r2 = 1 − SS_res / SS_tot.
+double R2(const std::vector<double>& y_true, const std::vector<double>& y_pred);
+// F1 of the positive class (1).
+double F1(const std::vector<double>& y_true, const std::vector<double>& y_pred);
+// Percentile (0..100) by linear interpolation; 0 for an empty input.
+double Percentile(std::vector<double> values, double pct);
+
+}  // namespace apx::eval
+
+#endif  // APX_EVAL_EVAL_H_

@@ -1,0 +1,30 @@
+#include "model/loader.h"
+
+#include "model/flat_forest.h"
+#include "model/linear_model.h"
+#include "model/xgboost_json_internal.h"
+#include "model/xgboost_model.h"
+
+namespace apx::model {
+
+Result<std::unique_ptr<Model>> CompileModel(const std::string& xgboost_json, Task task) {
+  APX_ASSIGN_OR_RETURN(const nlohmann::json root, internal::ParseJson(xgboost_json, "model"));
+  APX_ASSIGN_OR_RETURN(const internal::LearnerInfo info, internal::ReadLearner(root, task));
+  if (info.booster == "gbtree") return CompileFlatForest(xgboost_json, task);
+  if (info.booster == "gblinear") return CompileLinearModel(xgboost_json, task);
+  if (info.booster == "dart") {
+    APX_ASSIGN_OR_RETURN(std::unique_ptr<XGBoostModel> model,
+                         XGBoostModel::FromJson(xgboost_json, task));
+    return std::unique_ptr<Model>(std::move(model));
+  }
+  return Status::InvalidArgument("unsupported booster '" + info.booster + "'");
+}
+
+Result<std::unique_ptr<Model>> LoadModel(const std::string& path, Task task) {
+  APX_ASSIGN_OR_RETURN(const std::string text, internal::ReadFile(path));
+  auto model = CompileModel(text, task);
+  if (!model.ok()) return model.status().WithPrefix("loading model '" + path + "'");
+  return model;
+}
+
+}  // namespace apx::model

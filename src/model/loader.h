@@ -1,0 +1,31 @@
+// model/loader.h
+//
+// Loading a saved XGBoost JSON model for serving: returns the fastest evaluator known to give
+// the same outputs as XGBoost itself:
+//   gbtree (incl. random-forest mode) -> flat forest (model/flat_forest.h, default options);
+//   gblinear                          -> linear model (model/linear_model.h, linear() set);
+//   dart                              -> the XGBoost adapter (model/xgboost_model.h).
+//
+// Thread safety: LoadModel may be called concurrently; the returned model is immutable.
+#ifndef APX_MODEL_LOADER_H_
+#define APX_MODEL_LOADER_H_
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "model/model.h"
+
+namespace apx::model {
+
+// Errors (message prefixed with the path): NotFound (no such file), IoError (unreadable),
+// DataLoss (not a well-formed XGBoost JSON model), InvalidArgument (unsupported booster or
+// model, or an objective that does not fit `task`).
+Result<std::unique_ptr<Model>> LoadModel(const std::string& path, Task task);
+
+// As LoadModel, from the JSON text.
+Result<std::unique_ptr<Model>> CompileModel(const std::string& xgboost_json, Task task);
+
+}  // namespace apx::model
+
+#endif  // APX_MODEL_LOADER_H_

@@ -1,0 +1,497 @@
+#include "pipeline/pipeline.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include <boost/math/distributions/normal.hpp>
+
+#include "model/loader.h"
+#include "store/table.h"
+
+namespace apx::pipeline {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Cost of reading and aggregating one row before a request has measured its own (ns); about
+// what a moments aggregate over contiguous doubles costs on one core.
+constexpr double kDefaultNsPerRow = 2.0;
+
+// The jump planner aims the output std at this fraction of δ / z, leaving room for the noise
+// of the S1 and variance estimates so that one jump usually suffices.
+constexpr double kJumpSafety = 0.8;
+
+double boost_math_normal_quantile(double p) {
+  return boost::math::quantile(boost::math::normal_distribution<double>(), p);
+}
+
+double NsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::nano>(Clock::now() - start).count();
+}
+
+// Loads a table: the snapshot when it is at least as new as the CSV, else the CSV (and then
+// writes the snapshot so the next start is fast).
+Result<std::unique_ptr<store::Table>> LoadTable(const TableSpec& t,
+                                                const store::ProgressFn& progress) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const bool have_snap = fs::exists(t.snapshot, ec);
+  const bool have_csv = fs::exists(t.csv, ec);
+  if (have_snap && (!have_csv || fs::last_write_time(t.snapshot, ec) >= fs::last_write_time(t.csv, ec))) {
+    auto table = store::ReadSnapshot(t.snapshot);
+    if (table.ok()) {
+      if ((*table)->name() != t.schema.name) {
+        return Status::InvalidArgument("snapshot '" + t.snapshot + "' holds table '" +
+                                       (*table)->name() + "', expected '" + t.schema.name + "'");
+      }
+      return table;
+    }
+    if (!have_csv) return table.status();
+    // A corrupt snapshot is rebuilt from the CSV below.
+  }
+  if (!have_csv) {
+    return Status::NotFound("table '" + t.schema.name + "': neither CSV '" + t.csv +
+                            "' nor snapshot '" + t.snapshot + "' exists (run scripts/fetch-data.sh?)");
+  }
+  APX_ASSIGN_OR_RETURN(auto table, store::ReadCsv(t.csv, t.schema, progress));
+  APX_RETURN_IF_ERROR(store::WriteSnapshot(*table, t.snapshot));
+  return table;
+}
+
+double TransformTime(double seconds, Transform transform) {
+  const int64_t t = static_cast<int64_t>(seconds);
+  const int64_t days = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+  switch (transform) {
+    case Transform::kNone: return seconds;
+    case Transform::kHourOfDay: return static_cast<double>((t - days * 86400) / 3600);
+    case Transform::kDayOfWeek: return static_cast<double>(((days + 3) % 7 + 7) % 7);  // Monday = 0
+    case Transform::kDayOfYear: {
+      const std::chrono::sys_days d{std::chrono::days{days}};
+      const std::chrono::year_month_day ymd{d};
+      const std::chrono::sys_days jan1{ymd.year() / std::chrono::January / 1};
+      return static_cast<double>((d - jan1).count());
+    }
+  }
+  return seconds;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
+                                                 const OpenOptions& options) {
+  std::unique_ptr<Pipeline> p(new Pipeline());
+  p->spec_ = spec;
+  p->backend_ = std::make_unique<backend::EmbeddedBackend>(spec.guarantee.seed);
+  for (const TableSpec& t : spec.tables) {
+    APX_ASSIGN_OR_RETURN(auto table, LoadTable(t, options.progress));
+    APX_RETURN_IF_ERROR(p->backend_->AddTable(std::move(table)));
+  }
+  p->feature_names_ = spec.FeatureNames();
+  std::vector<int> group_of;
+  for (size_t i = 0; i < spec.features.size(); ++i) {
+    const FeatureSpec& f = spec.features[i];
+    if (!f.is_query()) {
+      group_of.push_back(-1);
+      continue;
+    }
+    CompiledQuery q;
+    q.spec_index = static_cast<int>(i);
+    backend::QueryShape shape{.table = f.table, .key_columns = {}, .value_column = f.column};
+    for (const auto& [column, field] : f.keys) {
+      shape.key_columns.push_back(column);
+      const RequestField* rf = spec.FindField(field);
+      q.key_fields.push_back(static_cast<int>(rf - spec.request_fields.data()));
+    }
+    auto shape_id = p->backend_->Prepare(shape);
+    if (!shape_id.ok()) {
+      return shape_id.status().WithPrefix(spec.path + ":" + std::to_string(f.line) + ": feature '" + f.name + "'");
+    }
+    q.shape = *shape_id;
+    q.window_from = f.window_from;
+    q.window_to = f.window_to;
+    q.has_window = f.has_window;
+    for (size_t a = 0; a < f.aggs.size(); ++a) {
+      q.feature_slots.push_back(static_cast<int>(group_of.size()));
+      group_of.push_back(static_cast<int>(p->queries_.size()));
+    }
+    p->queries_.push_back(std::move(q));
+  }
+  APX_RETURN_IF_ERROR(p->backend_->Build(options.progress));
+  APX_ASSIGN_OR_RETURN(uq::SaltelliDesign design,
+                       uq::SaltelliDesign::Build(group_of, static_cast<int>(p->queries_.size()),
+                                                 spec.guarantee.qmc_points, spec.guarantee.seed));
+  p->design_ = std::make_unique<uq::SaltelliDesign>(std::move(design));
+  if (options.load_model) {
+    auto model = model::LoadModel(spec.model.path, spec.task);
+    if (!model.ok()) {
+      return model.status().WithPrefix("pipeline '" + spec.name + "': loading model (run `apxserve train --pipeline " +
+                                       spec.path + "` first?)");
+    }
+    if ((*model)->num_features() != p->feature_names_.size()) {
+      return Status::InvalidArgument("model '" + spec.model.path + "' has " +
+                                     std::to_string((*model)->num_features()) + " features, the spec has " +
+                                     std::to_string(p->feature_names_.size()) + " (retrain it)");
+    }
+    p->model_ = std::move(*model);
+  }
+  p->query_ns_per_row_ = std::make_unique<std::atomic<double>[]>(p->queries_.size());
+  for (size_t q = 0; q < p->queries_.size(); ++q) p->query_ns_per_row_[q].store(kDefaultNsPerRow);
+  if (p->model_ != nullptr) APX_RETURN_IF_ERROR(p->Calibrate());
+  return p;
+}
+
+namespace {
+
+// Moving average that ignores the scale of outliers (a page fault, a descheduled thread):
+// a new sample counts at most 3x (and at least 1/3x) the current value.
+void UpdateAverage(std::atomic<double>& avg, double sample) {
+  const double old = avg.load(std::memory_order_relaxed);
+  const double clamped = std::clamp(sample, old / 3, old * 3);
+  avg.store(0.95 * old + 0.05 * clamped, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+void Pipeline::RecordRoundOverhead(double ns) const { UpdateAverage(round_overhead_ns_, ns); }
+
+void Pipeline::RecordQueryCost(size_t q, double ns_per_row) const {
+  UpdateAverage(query_ns_per_row_[q], ns_per_row);
+}
+
+Status Pipeline::Calibrate() {
+  // One propagation round with every aggregation feature uncertain: the planner's estimate of
+  // a round's overhead (median of a few runs, after one warm-up).
+  std::vector<uq::FeatureDist> features(num_features(), {.mean = 0, .std = 0, .fixed = true});
+  for (const CompiledQuery& q : queries_) {
+    for (int slot : q.feature_slots) features[slot] = {.mean = 1.0, .std = 0.1, .fixed = false};
+  }
+  uq::Propagator propagator(*design_, *model_);
+  uq::PropagationResult result;
+  std::vector<double> ns;
+  for (int i = 0; i < 8; ++i) {
+    const auto start = Clock::now();
+    APX_RETURN_IF_ERROR(propagator.Run(features, spec_.guarantee.delta > 0 ? spec_.guarantee.delta : 1.0, &result));
+    if (i > 0) ns.push_back(NsSince(start));
+  }
+  std::nth_element(ns.begin(), ns.begin() + ns.size() / 2, ns.end());
+  round_overhead_ns_.store(ns[ns.size() / 2], std::memory_order_relaxed);
+  return Status::Ok();
+}
+
+Status Pipeline::MakeRequests(const RequestSetSpec& set, std::vector<Request>* requests,
+                              std::vector<double>* labels) const {
+  const store::Table* table = backend_->table(set.table);
+  if (table == nullptr) return Status::NotFound("unknown table '" + set.table + "'");
+  const store::Column* time = table->time_column();
+  if (time == nullptr) return Status::InvalidArgument("table '" + set.table + "' has no time column");
+  std::vector<const store::Column*> cols;
+  for (const RequestField& f : spec_.request_fields) {
+    auto c = table->column(f.name);
+    if (!c.ok()) {
+      return c.status().WithPrefix("request field '" + f.name + "' must be a column of table '" +
+                                   set.table + "' to draw requests from it");
+    }
+    cols.push_back(*c);
+  }
+  APX_ASSIGN_OR_RETURN(const store::Column* label, table->column(spec_.label.column));
+  const auto begin = std::lower_bound(time->ints.begin(), time->ints.end(), set.from) - time->ints.begin();
+  const auto end = std::lower_bound(time->ints.begin(), time->ints.end(), set.to) - time->ints.begin();
+  if (end - begin < set.n) {
+    return Status::InvalidArgument("table '" + set.table + "' has only " + std::to_string(end - begin) +
+                                   " rows in [" + store::FormatTimestamp(set.from) + ", " +
+                                   store::FormatTimestamp(set.to) + "), fewer than n = " +
+                                   std::to_string(set.n));
+  }
+  // Seeded selection sampling (Knuth's Algorithm S): n rows, uniformly, in time order.
+  std::mt19937_64 rng(set.seed);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  std::vector<int64_t> rows;
+  int64_t needed = set.n;
+  for (int64_t r = begin; r < end && needed > 0; ++r) {
+    if (unit(rng) * static_cast<double>(end - r) < static_cast<double>(needed)) {
+      rows.push_back(r);
+      --needed;
+    }
+  }
+  requests->clear();
+  labels->clear();
+  for (int64_t row : rows) {
+    Request req;
+    req.numbers.assign(cols.size(), 0.0);
+    req.strings.assign(cols.size(), std::string());
+    for (size_t i = 0; i < cols.size(); ++i) {
+      const store::Column& c = *cols[i];
+      if (spec_.request_fields[i].type == FieldType::kString) {
+        if (c.type != store::ColumnType::kString) {
+          return Status::InvalidArgument("request field '" + c.name + "' is a string but the column is not");
+        }
+        req.strings[i] = c.dictionary[c.codes[row]];
+      } else {
+        req.numbers[i] = c.AsDouble(static_cast<size_t>(row));
+      }
+    }
+    double y = label->AsDouble(static_cast<size_t>(row));
+    if (spec_.label.greater_than) y = y > *spec_.label.greater_than ? 1.0 : 0.0;
+    requests->push_back(std::move(req));
+    labels->push_back(y);
+  }
+  return Status::Ok();
+}
+
+Session::Session(const Pipeline& pipeline) : pipeline_(pipeline) {
+  const PipelineSpec& spec = pipeline.spec();
+  for (const CompiledQuery& q : pipeline.queries()) {
+    QueryRun run;
+    for (const AggSpec& a : spec.features[q.spec_index].aggs) run.aggs.emplace_back(a.op, a.q);
+    run.estimates.resize(run.aggs.size());
+    runs_.push_back(std::move(run));
+  }
+  for (QueryRun& run : runs_) {
+    for (agg::Aggregator& a : run.aggs) run.agg_ptrs.push_back(&a);
+  }
+  features_.resize(pipeline.num_features());
+  row_.resize(pipeline.num_features());
+  views_.resize(runs_.size());
+  target_.resize(runs_.size());
+  if (pipeline.has_model()) {
+    propagator_ = std::make_unique<uq::Propagator>(pipeline.design(), pipeline.model());
+  }
+}
+
+Status Session::Bind(const Request& request) {
+  const PipelineSpec& spec = pipeline_.spec();
+  if (request.numbers.size() != spec.request_fields.size() ||
+      request.strings.size() != spec.request_fields.size()) {
+    return Status::InvalidArgument("request does not match the pipeline's request fields");
+  }
+  // Request features are exact.
+  size_t slot = 0;
+  for (const FeatureSpec& f : spec.features) {
+    if (f.is_query()) {
+      slot += f.aggs.size();
+      continue;
+    }
+    const RequestField* rf = spec.FindField(f.field);
+    const double v = request.numbers[rf - spec.request_fields.data()];
+    features_[slot++] = {.mean = TransformTime(v, f.transform), .std = 0, .fixed = true};
+  }
+  double now = 0;
+  if (!spec.time_field.empty()) {
+    now = request.numbers[spec.FindField(spec.time_field) - spec.request_fields.data()];
+  }
+  std::string_view keys[2];
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    const CompiledQuery& cq = pipeline_.queries()[q];
+    for (size_t k = 0; k < cq.key_fields.size(); ++k) keys[k] = request.strings[cq.key_fields[k]];
+    int64_t t0 = INT64_MIN, t1 = INT64_MAX;
+    if (cq.has_window) {
+      t0 = static_cast<int64_t>(now) + cq.window_from;
+      t1 = static_cast<int64_t>(now) + cq.window_to;
+    }
+    QueryRun& run = runs_[q];
+    APX_RETURN_IF_ERROR(pipeline_.backend().Bind(
+        cq.shape, std::span<const std::string_view>(keys, cq.key_fields.size()), t0, t1, &run.bound));
+    for (agg::Aggregator& a : run.aggs) a.Reset();
+    run.strata = 0;
+    run.rows_read = 0;
+    run.cost_ns = 0;
+    run.dirty = true;
+  }
+  return Status::Ok();
+}
+
+Status Session::ReadTo(size_t q, int target) {
+  QueryRun& run = runs_[q];
+  if (target <= run.strata) return Status::Ok();
+  const auto start = Clock::now();
+  APX_ASSIGN_OR_RETURN(int64_t rows,
+                       pipeline_.backend().Read(run.bound, run.strata, target, run.agg_ptrs));
+  run.cost_ns += NsSince(start);
+  run.rows_read += rows;
+  run.strata = target;
+  run.dirty = true;
+  return Status::Ok();
+}
+
+bool Session::Estimate(bool* all_exact) {
+  bool usable = true;
+  *all_exact = true;
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    QueryRun& run = runs_[q];
+    const CompiledQuery& cq = pipeline_.queries()[q];
+    const int64_t matching = run.bound.matching_rows;
+    const bool exact = run.strata >= planner::kNumStrata || run.rows_read >= matching;
+    // The store knows the matching rows exactly, so the realised fraction n / N is the
+    // sampling ratio (finite-population correction with the true N).
+    const double p = exact || matching == 0 ? 1.0 : static_cast<double>(run.rows_read) / matching;
+    const auto start = Clock::now();
+    for (size_t a = 0; a < run.aggs.size(); ++a) {
+      if (run.dirty) {
+        agg::Estimate e = run.aggs[a].Finalize(p);
+        if (run.aggs[a].op() == agg::AggOp::kCount) {
+          e = {.value = static_cast<double>(matching), .std = 0, .n = run.rows_read,
+               .N = static_cast<double>(matching), .exact = true, .usable = true};
+        }
+        run.estimates[a] = e;
+      }
+      const agg::Estimate& e = run.estimates[a];
+      const bool fixed = e.exact || e.std == 0;
+      features_[cq.feature_slots[a]] = {.mean = e.value, .std = fixed ? 0.0 : e.std, .fixed = fixed};
+      usable = usable && (e.usable || e.exact);
+      *all_exact = *all_exact && e.exact;
+      // A NaN estimate of a sampled feature cannot be propagated: treat as unusable.
+      if (!fixed && !std::isfinite(e.value)) usable = false;
+    }
+    // Finalizing (e.g. selecting a quantile) is part of what a row costs.
+    if (run.dirty) run.cost_ns += NsSince(start);
+    run.dirty = false;
+  }
+  return usable;
+}
+
+Status Session::PredictExactFeatures(Prediction* out) {
+  for (size_t i = 0; i < features_.size(); ++i) row_[i] = static_cast<float>(features_[i].mean);
+  float y = 0;
+  APX_RETURN_IF_ERROR(pipeline_.model().Predict(row_, 1, std::span<float>(&y, 1)));
+  out->y = pipeline_.spec().task == model::Task::kBinary ? (y >= 0.5f ? 1.0 : 0.0) : y;
+  out->confidence = 1.0;
+  out->exact = true;
+  return Status::Ok();
+}
+
+bool Session::PlanJumpRound(double delta, double tau) {
+  if (pipeline_.spec().task != model::Task::kRegression) return false;
+  // Attribute the output variance to the queries by their first-order indices (interactions
+  // spread proportionally), then ask the planner for the cheapest sample that brings the
+  // output std below kJumpSafety · δ / z, z the two-sided normal quantile of τ.
+  const double var = result_.output_std * result_.output_std;
+  double s1_sum = 0;
+  size_t open = 0;
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    if (runs_[q].strata < planner::kNumStrata) {
+      s1_sum += std::max(result_.s1[q], 0.0);
+      ++open;
+    }
+  }
+  if (open == 0 || !(var > 0)) return false;
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    const bool is_open = runs_[q].strata < planner::kNumStrata;
+    views_[q].variance = !is_open ? 0.0
+                         : s1_sum > 0 ? var * std::max(result_.s1[q], 0.0) / s1_sum
+                                      : var / static_cast<double>(open);
+  }
+  const double z = boost_math_normal_quantile((1.0 + tau) / 2.0);
+  const double target_std = kJumpSafety * delta / z;
+  planner::PlanJump(views_, target_std * target_std, target_);
+  return true;
+}
+
+Status Session::ExactFeatures(const Request& request, std::span<float> features) {
+  if (features.size() != features_.size()) return Status::InvalidArgument("feature buffer size");
+  APX_RETURN_IF_ERROR(Bind(request));
+  for (size_t q = 0; q < runs_.size(); ++q) APX_RETURN_IF_ERROR(ReadTo(q, planner::kNumStrata));
+  bool all_exact = false;
+  Estimate(&all_exact);
+  for (size_t i = 0; i < features_.size(); ++i) features[i] = static_cast<float>(features_[i].mean);
+  return Status::Ok();
+}
+
+Status Session::Predict(const Request& request, const PredictOptions& options, Prediction* out) {
+  const auto start = Clock::now();
+  const PipelineSpec& spec = pipeline_.spec();
+  if (!pipeline_.has_model()) return Status::FailedPrecondition("pipeline has no model loaded");
+  *out = Prediction();
+  out->delta = options.delta >= 0 ? options.delta : spec.guarantee.delta;
+  out->tau = options.tau >= 0 ? options.tau : spec.guarantee.tau;
+  if (!std::isfinite(out->delta) || (spec.task == model::Task::kRegression && out->delta <= 0)) {
+    return Status::InvalidArgument("delta must be a finite number > 0");
+  }
+  if (!(out->tau > 0 && out->tau < 1)) return Status::InvalidArgument("tau must be in (0, 1)");
+  const planner::PlannerOptions popts{.alpha = spec.guarantee.alpha, .gamma = spec.guarantee.gamma};
+
+  APX_RETURN_IF_ERROR(Bind(request));
+  double data_ns = 0, model_ns = 0;
+  int64_t matching_total = 0;
+  for (const QueryRun& run : runs_) matching_total += run.bound.matching_rows;
+  out->rows_matching = matching_total;
+
+  // Round 0 targets. The exact path, and requests whose exact cost is below one round's
+  // overhead, read everything right away.
+  bool go_exact = options.exact;
+  if (!go_exact) {
+    double exact_cost = 0;
+    for (size_t q = 0; q < runs_.size(); ++q) {
+      target_[q] = planner::InitialStrata(runs_[q].bound.matching_rows, popts);
+      exact_cost += static_cast<double>(runs_[q].bound.matching_rows) * pipeline_.query_ns_per_row(q);
+    }
+    if (spec.guarantee.cut_over && exact_cost <= pipeline_.round_overhead_ns()) {
+      go_exact = true;
+      out->cut_over = true;
+    }
+  }
+  if (go_exact) std::fill(target_.begin(), target_.end(), planner::kNumStrata);
+
+  while (true) {
+    const auto read_start = Clock::now();
+    for (size_t q = 0; q < runs_.size(); ++q) APX_RETURN_IF_ERROR(ReadTo(q, target_[q]));
+    bool all_exact = false;
+    const bool usable = Estimate(&all_exact);
+    data_ns += NsSince(read_start);
+    if (all_exact) {
+      const auto model_start = Clock::now();
+      APX_RETURN_IF_ERROR(PredictExactFeatures(out));
+      model_ns += NsSince(model_start);
+      break;
+    }
+    for (size_t q = 0; q < runs_.size(); ++q) {
+      const QueryRun& run = runs_[q];
+      views_[q] = {.strata = run.strata,
+                   .matching_rows = run.bound.matching_rows,
+                   .s1 = 0,
+                   .usable = true,
+                   .ns_per_row = run.rows_read > 0 ? std::max(run.cost_ns / run.rows_read, 0.05)
+                                                   : pipeline_.query_ns_per_row(q)};
+      for (const agg::Estimate& e : run.estimates) views_[q].usable = views_[q].usable && (e.usable || e.exact);
+    }
+    if (usable) {
+      const auto model_start = Clock::now();
+      APX_RETURN_IF_ERROR(propagator_->Run(features_, out->delta, &result_));
+      const double round_ns = NsSince(model_start);
+      model_ns += round_ns;
+      pipeline_.RecordRoundOverhead(round_ns);
+      ++out->rounds;
+      out->y = result_.y_hat;
+      out->confidence = result_.confidence;
+      if (result_.confidence >= out->tau) break;
+      for (size_t q = 0; q < runs_.size(); ++q) views_[q].s1 = result_.s1[q];
+    }
+    if (!usable || !PlanJumpRound(out->delta, out->tau)) planner::PlanNextRound(views_, popts, target_);
+    // Cut-over: when reading everything that is left costs no more than the next round
+    // (its rows plus one propagation), finish exactly.
+    const double next_round = planner::PlanCost(views_, target_) + pipeline_.round_overhead_ns();
+    if (spec.guarantee.cut_over && planner::ExactRemainingCost(views_) <= next_round) {
+      std::fill(target_.begin(), target_.end(), planner::kNumStrata);
+      out->cut_over = true;
+    }
+  }
+
+  out->sample_ratio.resize(runs_.size());
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    const QueryRun& run = runs_[q];
+    if (run.rows_read >= 1000) pipeline_.RecordQueryCost(q, run.cost_ns / run.rows_read);
+    out->rows_read += run.rows_read;
+    out->sample_ratio[q] = run.bound.matching_rows == 0
+                               ? 1.0
+                               : static_cast<double>(run.rows_read) / run.bound.matching_rows;
+  }
+  out->total_ms = NsSince(start) / 1e6;
+  out->data_ms = data_ns / 1e6;
+  out->model_ms = model_ns / 1e6;
+  out->planner_ms = std::max(0.0, out->total_ms - out->data_ms - out->model_ms);
+  return Status::Ok();
+}
+
+}  // namespace apx::pipeline

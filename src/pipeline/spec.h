@@ -1,0 +1,128 @@
+// pipeline/spec.h
+//
+// The pipeline spec: what a user writes in YAML (docs/pipeline-spec.md) — tables, request
+// fields, features (request fields and aggregation queries), model, the guarantee (δ, τ) and
+// the planner's α, γ, plus the training and test request sets. LoadSpec parses and validates
+// it; every error names the file, the line and the field.
+//
+// Thread safety: a PipelineSpec is a plain value.
+#ifndef APX_PIPELINE_SPEC_H_
+#define APX_PIPELINE_SPEC_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "agg/aggregate.h"
+#include "common/status.h"
+#include "model/model.h"
+#include "store/table.h"
+
+namespace apx::pipeline {
+
+struct TableSpec {
+  store::TableSchema schema;
+  std::string csv;       // source CSV (absolute path, resolved against the spec's folder)
+  std::string snapshot;  // binary snapshot path (default: <csv>.apxsnap)
+};
+
+enum class FieldType { kNumber, kString, kTimestamp };
+
+struct RequestField {
+  std::string name;
+  FieldType type = FieldType::kNumber;
+};
+
+enum class Transform { kNone, kHourOfDay, kDayOfWeek, kDayOfYear };
+
+struct AggSpec {
+  agg::AggOp op = agg::AggOp::kAvg;
+  double q = 0.5;          // quantile level
+  std::string feature;     // model feature name
+};
+
+// One entry of `features:`. Either a request feature (field != "") or an aggregation query.
+struct FeatureSpec {
+  std::string name;
+  int line = 0;
+  // Request feature.
+  std::string field;
+  Transform transform = Transform::kNone;
+  // Aggregation query: SELECT op(column) FROM table WHERE key_col = request.field ... AND
+  // time in [t + window_from, t + window_to), t = the request time.
+  std::string table;
+  std::string column;
+  std::vector<std::pair<std::string, std::string>> keys;  // (table column, request field)
+  int64_t window_from = 0;
+  int64_t window_to = 0;
+  bool has_window = false;
+  std::vector<AggSpec> aggs;
+
+  bool is_query() const { return field.empty(); }
+};
+
+struct ModelSpec {
+  std::string path;            // model file (XGBoost JSON), resolved against the spec's folder
+  std::string booster = "gbtree";  // gbtree | rf | gblinear
+  int trees = 100;
+  int max_depth = 6;
+  double eta = 0.1;
+};
+
+struct RequestSetSpec {
+  std::string table;
+  int64_t from = 0;  // request times in [from, to)
+  int64_t to = 0;
+  int n = 1000;
+  uint64_t seed = 1;
+};
+
+struct LabelSpec {
+  std::string column;                  // label column of the request table
+  std::optional<double> greater_than;  // binary label: column > threshold
+};
+
+struct GuaranteeSpec {
+  double delta = 0;     // regression error bound (label units); ignored for binary
+  double tau = 0.95;    // confidence level
+  double alpha = 0.05;  // initial sample ratio
+  double gamma = 1.0;   // granules per query per round
+  int qmc_points = 128; // Sobol base points N (design has N·(G+2) rows)
+  uint64_t seed = 0;    // QMC scramble and store strata seed
+  // Switch to exact reading when it is cheaper than going on approximating (default). Off
+  // forces the approximate path, e.g. to study the estimators on small data.
+  bool cut_over = true;
+};
+
+struct PipelineSpec {
+  std::string path;  // the spec file
+  std::string dir;   // its folder (relative paths resolve against it)
+  std::string name;
+  model::Task task = model::Task::kRegression;
+  std::vector<TableSpec> tables;
+  std::string time_field;  // request field giving the request time
+  std::vector<RequestField> request_fields;
+  std::vector<FeatureSpec> features;
+  ModelSpec model;
+  RequestSetSpec train;
+  RequestSetSpec test;
+  LabelSpec label;
+  GuaranteeSpec guarantee;
+
+  // Model feature names in model input order.
+  std::vector<std::string> FeatureNames() const;
+  const RequestField* FindField(std::string_view name) const;
+  const TableSpec* FindTable(std::string_view name) const;
+};
+
+// Parses and validates a spec file. Errors look like "pipelines/x.yaml:12: features[3].agg:
+// unknown aggregation 'avgg' (expected ...)".
+Result<PipelineSpec> LoadSpec(const std::string& path);
+// Same, from text (`path` is used in messages and to resolve relative paths).
+Result<PipelineSpec> ParseSpec(const std::string& yaml_text, const std::string& path);
+
+}  // namespace apx::pipeline
+
+#endif  // APX_PIPELINE_SPEC_H_

@@ -1,0 +1,161 @@
+// End to end on the committed fixture: train a model on exact features, then answer test
+// requests exactly and approximately and check the guarantee.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "eval/eval.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/request.h"
+#include "pipeline/spec.h"
+
+namespace apx {
+namespace {
+
+constexpr char kSpec[] = "tests/pipelines/flight-small.yaml";
+
+std::string TempDir() {
+  auto dir = std::filesystem::temp_directory_path() / ("apx_e2e_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+class EndToEndTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto spec = pipeline::LoadSpec(kSpec);
+    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+    spec->model.path = TempDir() + "/flight-small.json";
+    spec->tables[0].snapshot = TempDir() + "/flights-small.apxsnap";
+    auto p = pipeline::Pipeline::Open(*spec, {.load_model = false});
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    auto report = eval::TrainPipeline(**p, 2, false);
+    ASSERT_TRUE(report.ok()) << report.status().ToString();
+    // Re-open with the trained model, as a server would.
+    auto served = pipeline::Pipeline::Open(*spec);
+    ASSERT_TRUE(served.ok()) << served.status().ToString();
+    pipeline_ = served->release();
+  }
+  static void TearDownTestSuite() {
+    delete pipeline_;
+    pipeline_ = nullptr;
+  }
+  static pipeline::Pipeline* pipeline_;
+};
+
+pipeline::Pipeline* EndToEndTest::pipeline_ = nullptr;
+
+TEST_F(EndToEndTest, AlphaOneEqualsExact) {
+  ASSERT_NE(pipeline_, nullptr);
+  pipeline::PipelineSpec spec = pipeline_->spec();
+  spec.guarantee.alpha = 1.0;
+  auto full = pipeline::Pipeline::Open(spec);
+  ASSERT_TRUE(full.ok()) << full.status().ToString();
+  std::vector<pipeline::Request> requests;
+  std::vector<double> labels;
+  ASSERT_TRUE((*full)->MakeRequests(spec.test, &requests, &labels).ok());
+  pipeline::Session session(**full);
+  for (size_t i = 0; i < 50; ++i) {
+    pipeline::Prediction exact, approx;
+    ASSERT_TRUE(session.Predict(requests[i], {.exact = true}, &exact).ok());
+    ASSERT_TRUE(session.Predict(requests[i], {}, &approx).ok());
+    EXPECT_EQ(approx.y, exact.y) << "request " << i;
+    EXPECT_TRUE(approx.exact);
+    EXPECT_EQ(approx.confidence, 1.0);
+  }
+}
+
+TEST_F(EndToEndTest, MeetRateAtLeastTau) {
+  ASSERT_NE(pipeline_, nullptr);
+  auto report = eval::RunEval(*pipeline_, {.n = 300, .progress = false});
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->requests, 300);
+  EXPECT_GE(report->meet_rate, report->tau);
+  // The approximation actually approximates: it reads less than everything on average.
+  EXPECT_LT(report->avg_sample_ratio, 0.9);
+  EXPECT_GE(report->avg_rounds, 1.0);
+  // ...and its answers agree with the labels about as well as the exact ones.
+  EXPECT_NEAR(report->approx_metric, report->exact_metric, 0.02);
+  // Every answer reports a confidence >= tau or is exact.
+  EXPECT_EQ(report->low_confidence_rate, 0.0);
+}
+
+TEST_F(EndToEndTest, SameRequestSameAnswer) {
+  ASSERT_NE(pipeline_, nullptr);
+  std::vector<pipeline::Request> requests;
+  std::vector<double> labels;
+  ASSERT_TRUE(pipeline_->MakeRequests(pipeline_->spec().test, &requests, &labels).ok());
+  pipeline::Session a(*pipeline_), b(*pipeline_);
+  for (size_t i = 0; i < 20; ++i) {
+    pipeline::Prediction pa, pb;
+    ASSERT_TRUE(a.Predict(requests[i], {.exact = true}, &pa).ok());
+    ASSERT_TRUE(b.Predict(requests[i], {.exact = true}, &pb).ok());
+    EXPECT_EQ(pa.y, pb.y);
+  }
+}
+
+TEST_F(EndToEndTest, BadRequestsGetClearErrors) {
+  ASSERT_NE(pipeline_, nullptr);
+  const pipeline::PipelineSpec& spec = pipeline_->spec();
+  auto expect_error = [&](const std::string& json, const std::string& needle) {
+    auto r = pipeline::ParseRequestJson(spec, json);
+    ASSERT_FALSE(r.ok()) << json;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(needle), std::string::npos)
+        << r.status().message() << " should mention " << needle;
+  };
+  expect_error("{", "not valid JSON");
+  expect_error("[1,2]", "must be a JSON object");
+  expect_error(R"({"dep_time":"2001-02-10 10:00","origin":"ORD","dest":"LAX"})", "missing request field 'distance'");
+  expect_error(R"({"dep_time":"2001-02-10 10:00","origin":"ORD","dest":"LAX","distance":"far"})",
+               "'distance' must be a number");
+  expect_error(R"({"dep_time":"yesterday","origin":"ORD","dest":"LAX","distance":1})", "'dep_time'");
+  expect_error(R"({"dep_time":"2001-02-10 10:00","origin":7,"dest":"LAX","distance":1})", "'origin' must be a string");
+  expect_error(R"({"dep_time":"2001-02-10 10:00","origin":"ORD","dest":"LAX","distance":1,"colour":"red"})",
+               "unknown request field 'colour'");
+  expect_error(R"({"dep_time":"2001-02-10 10:00","origin":"ORD","dest":"LAX","distance":1e999})", "1e999");
+
+  // An airport that never occurs is not an error: its aggregations are empty (exact, missing).
+  auto r = pipeline::ParseRequestJson(
+      spec, R"({"dep_time":"2001-02-10 10:00","origin":"XXX","dest":"LAX","distance":500})");
+  ASSERT_TRUE(r.ok());
+  pipeline::Session session(*pipeline_);
+  pipeline::Prediction pred;
+  ASSERT_TRUE(session.Predict(*r, {}, &pred).ok());
+  EXPECT_TRUE(std::isfinite(pred.y));
+  // Bad per-request guarantee overrides.
+  EXPECT_FALSE(session.Predict(*r, {.delta = 0.0}, &pred).ok());
+  EXPECT_FALSE(session.Predict(*r, {.tau = 1.5}, &pred).ok());
+}
+
+TEST(PipelineOpenTest, BadCsvRowNamesLineAndColumn) {
+  const std::string dir = TempDir();
+  const std::string csv = dir + "/bad.csv";
+  {
+    std::ofstream out(csv);
+    out << "dep_time,delay,distance,origin,dest\n2001-01-01 00:01,3,100,ORD,LAX\n2001-01-01 00:02,x,100,ORD,LAX\n";
+  }
+  auto spec = pipeline::LoadSpec(kSpec);
+  ASSERT_TRUE(spec.ok());
+  spec->tables[0].csv = csv;
+  spec->tables[0].snapshot = dir + "/bad.apxsnap";
+  auto p = pipeline::Pipeline::Open(*spec, {.load_model = false});
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("bad.csv:3: column 'delay'"), std::string::npos)
+      << p.status().message();
+}
+
+TEST(PipelineOpenTest, MissingModelSaysHowToTrainIt) {
+  auto spec = pipeline::LoadSpec(kSpec);
+  ASSERT_TRUE(spec.ok());
+  spec->model.path = TempDir() + "/no-such-model.json";
+  spec->tables[0].snapshot = TempDir() + "/flights-small.apxsnap";
+  auto p = pipeline::Pipeline::Open(*spec);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("apxserve train"), std::string::npos) << p.status().message();
+}
+
+}  // namespace
+}  // namespace apx

@@ -1,0 +1,106 @@
+// Pipeline spec parsing: every error names the file, the line and the field.
+#include <gtest/gtest.h>
+
+#include "pipeline/spec.h"
+
+namespace apx::pipeline {
+namespace {
+
+constexpr char kGood[] = R"(name: t
+task: regression
+tables:
+  flights:
+    csv: flights.csv
+    time_column: dep_time
+    columns: {dep_time: timestamp, delay: double, origin: string}
+request:
+  time: dep_time
+  fields: {dep_time: timestamp, origin: string}
+features:
+  - {name: hour, field: dep_time, transform: hour_of_day}
+  - name: origin_7d
+    table: flights
+    column: delay
+    keys: {origin: origin}
+    window: {from: -7d, to: 0}
+    aggs: [avg, p90]
+model: {path: m.json}
+train: {table: flights, from: 2001-01-01, to: 2001-02-01, n: 10}
+test: {table: flights, from: 2001-02-01, to: 2001-03-01, n: 10}
+label: {column: delay}
+guarantee: {delta: 1.5, tau: 0.9}
+)";
+
+// Replaces the first occurrence of `from` in kGood with `to`.
+std::string Edit(const std::string& from, const std::string& to) {
+  std::string s = kGood;
+  const size_t pos = s.find(from);
+  EXPECT_NE(pos, std::string::npos) << from;
+  if (pos != std::string::npos) s.replace(pos, from.size(), to);
+  return s;
+}
+
+void ExpectError(const std::string& yaml, const std::string& needle) {
+  auto spec = ParseSpec(yaml, "specs/t.yaml");
+  ASSERT_FALSE(spec.ok()) << "expected an error mentioning: " << needle;
+  EXPECT_EQ(spec.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(spec.status().message().find(needle), std::string::npos)
+      << spec.status().message() << "\n  should mention: " << needle;
+}
+
+TEST(SpecTest, GoodSpecParses) {
+  auto spec = ParseSpec(kGood, "specs/t.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->name, "t");
+  EXPECT_EQ(spec->tables[0].csv, "specs/flights.csv");
+  EXPECT_EQ(spec->tables[0].snapshot, "specs/flights.csv.apxsnap");
+  EXPECT_EQ(spec->FeatureNames(), (std::vector<std::string>{"hour", "origin_7d_avg", "origin_7d_p90"}));
+  EXPECT_EQ(spec->features[1].window_from, -7 * 86400);
+  EXPECT_EQ(spec->features[1].aggs[1].op, agg::AggOp::kQuantile);
+  EXPECT_DOUBLE_EQ(spec->features[1].aggs[1].q, 0.9);
+  EXPECT_DOUBLE_EQ(spec->guarantee.tau, 0.9);
+  EXPECT_DOUBLE_EQ(spec->guarantee.alpha, 0.05);
+}
+
+TEST(SpecTest, ErrorsNameFileLineAndField) {
+  ExpectError(Edit("aggs: [avg, p90]", "aggs: [avgg, p90]"), "specs/t.yaml:18: features[1].aggs[0]");
+  ExpectError(Edit("aggs: [avg, p90]", "aggs: [avgg, p90]"), "unknown aggregation");
+  ExpectError(Edit("window: {from: -7d, to: 0}", "window: {from: -7d, to: 1h}"),
+              "features[1].window.to: a window must not look past the request time");
+  ExpectError(Edit("window: {from: -7d, to: 0}", "window: {from: -7 days, to: 0}"), "features[1].window.from");
+  ExpectError(Edit("column: delay\n", "column: dleay\n"), "features[1].column: table 'flights' has no column 'dleay'");
+  ExpectError(Edit("keys: {origin: origin}", "keys: {origin: airport}"), "'airport' is not a request field");
+  ExpectError(Edit("table: flights\n    column", "table: trips\n    column"), "unknown table 'trips'");
+  ExpectError(Edit("task: regression", "task: ranking"), "task: unknown task 'ranking'");
+  ExpectError(Edit("guarantee: {delta: 1.5, tau: 0.9}", "guarantee: {delta: 1.5, tau: 1.9}"),
+              "guarantee.tau: must be in (0, 1)");
+  ExpectError(Edit("guarantee: {delta: 1.5, tau: 0.9}", "guarantee: {tau: 0.9}"), "guarantee.delta");
+  ExpectError(Edit("guarantee: {delta: 1.5, tau: 0.9}", "guarantee: {delta: .nan, tau: 0.9}"),
+              "guarantee.delta: expected a finite number");
+  ExpectError(Edit("model: {path: m.json}", "model: {path: m.json, colour: red}"),
+              "model.colour: unknown field");
+  ExpectError(Edit("name: t\n", "name: t\nextra: 1\n"), "spec.extra: unknown field");
+  ExpectError(Edit("origin: string}\nrequest", "origin: str}\nrequest"), "unknown column type 'str'");
+  ExpectError(Edit("label: {column: delay}", "label: {column: delay, greater_than: 15}"),
+              "label.greater_than is only for binary tasks");
+  ExpectError(Edit("model: {path: m.json}", ""), "model: required field is missing");
+  ExpectError(Edit("  - {name: hour, field: dep_time, transform: hour_of_day}",
+                   "  - {name: hour, field: dep_time, transform: minute}"),
+              "features[0].transform: unknown transform 'minute'");
+  ExpectError(Edit("aggs: [avg, p90]", "aggs: [avg, p900]"), "bad quantile 'p900'");
+  ExpectError(std::string(kGood) + "  - {name: hour, field: dep_time}\n", "");  // syntax: wrong place
+  ExpectError("name: [unclosed", "specs/t.yaml:1: YAML syntax error");
+  ExpectError("just a string", "expected a YAML mapping");
+}
+
+TEST(SpecTest, DuplicateFeatureNamesAreRejected) {
+  std::string s = Edit("  - name: origin_7d", "  - {name: origin_7d_avg, field: dep_time}\n  - name: origin_7d");
+  ExpectError(s, "duplicate feature name 'origin_7d_avg'");
+}
+
+TEST(SpecTest, MissingFileIsNotFound) {
+  EXPECT_EQ(LoadSpec("no/such/spec.yaml").status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace apx::pipeline
