@@ -191,6 +191,8 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
     }
   }
   double rounds = 0, ratio = 0, conf = 0, cut = 0, low = 0, meet = 0;
+  const size_t num_queries = pipeline.queries().size();
+  std::vector<double> q_ratio(num_queries, 0.0), q_rows(num_queries, 0.0);
   double data_ms = 0, model_ms = 0, planner_ms = 0;
   {
     ProgressBar bar("eval " + spec.name + ": approximate", static_cast<int64_t>(n), options.progress);
@@ -198,6 +200,10 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
       APX_RETURN_IF_ERROR(session.Predict(requests[i], approx_opts, &pred));
       approx_y[i] = pred.y;
       approx_ms[i] = pred.total_ms;
+      for (size_t q = 0; q < num_queries; ++q) {
+        q_ratio[q] += pred.sample_ratio[q];
+        q_rows[q] += static_cast<double>(pred.query_rows[q]);
+      }
       r.delta = pred.delta;
       r.tau = pred.tau;
       rounds += pred.rounds;
@@ -235,6 +241,11 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
   r.approx_data_ms = data_ms / dn;
   r.approx_model_ms = model_ms / dn;
   r.approx_planner_ms = planner_ms / dn;
+  for (size_t q = 0; q < num_queries; ++q) {
+    const std::string& name = spec.features[pipeline.queries()[q].spec_index].name;
+    r.query_sample_ratio.emplace_back(name, q_ratio[q] / dn);
+    r.query_rows.emplace_back(name, q_rows[q] / dn);
+  }
   r.speedup_p50 = r.approx_latency.p50 > 0 ? r.exact_latency.p50 / r.approx_latency.p50 : 0;
   r.speedup_mean = r.approx_latency.mean > 0 ? r.exact_latency.mean / r.approx_latency.mean : 0;
   return r;
@@ -262,6 +273,12 @@ nlohmann::json EvalReport::ToJson() const {
                  {"cut_over_rate", cut_over_rate},
                  {"low_confidence_rate", low_confidence_rate},
                  {"split_ms", {{"data", approx_data_ms}, {"model", approx_model_ms}, {"planner", approx_planner_ms}}}};
+  nlohmann::json queries = nlohmann::json::object();
+  for (size_t q = 0; q < query_sample_ratio.size(); ++q) {
+    queries[query_sample_ratio[q].first] = {{"matching_rows", query_rows[q].second},
+                                            {"sample_ratio", query_sample_ratio[q].second}};
+  }
+  j["approx"]["queries"] = queries;
   j["speedup_p50"] = speedup_p50;
   j["speedup_mean"] = speedup_mean;
   return j;

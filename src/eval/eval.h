@@ -68,6 +68,8 @@ struct EvalReport {
   double low_confidence_rate = 0;    // answers whose reported confidence < τ (never expected)
   double approx_data_ms = 0, approx_model_ms = 0, approx_planner_ms = 0;  // means
   double exact_data_ms = 0, exact_model_ms = 0;
+  std::vector<std::pair<std::string, double>> query_sample_ratio;  // per query, mean
+  std::vector<std::pair<std::string, double>> query_rows;          // per query, mean matching rows
   double speedup_p50 = 0;
   double speedup_mean = 0;
 

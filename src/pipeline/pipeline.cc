@@ -458,7 +458,10 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     }
     if (usable) {
       const auto model_start = Clock::now();
-      APX_RETURN_IF_ERROR(propagator_->Run(features_, out->delta, &result_));
+      // Two-stage: if the A/B rows alone already give confidence >= tau, the answer is
+      // ready and the AB blocks (only needed for S1, i.e. for planning) are skipped.
+      APX_RETURN_IF_ERROR(propagator_->Run(features_, out->delta, &result_,
+                                           {.stop_confidence = out->tau}));
       const double round_ns = NsSince(model_start);
       model_ns += round_ns;
       pipeline_.RecordRoundOverhead(round_ns);
@@ -479,10 +482,12 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
   }
 
   out->sample_ratio.resize(runs_.size());
+  out->query_rows.resize(runs_.size());
   for (size_t q = 0; q < runs_.size(); ++q) {
     const QueryRun& run = runs_[q];
     if (run.rows_read >= 1000) pipeline_.RecordQueryCost(q, run.cost_ns / run.rows_read);
     out->rows_read += run.rows_read;
+    out->query_rows[q] = run.bound.matching_rows;
     out->sample_ratio[q] = run.bound.matching_rows == 0
                                ? 1.0
                                : static_cast<double>(run.rows_read) / run.bound.matching_rows;

@@ -108,6 +108,7 @@ struct Prediction {
   bool exact = false;       // every feature was computed exactly
   bool cut_over = false;    // the planner switched to exact because it was cheaper
   std::vector<double> sample_ratio;  // per aggregation query: fraction of its rows read
+  std::vector<int64_t> query_rows;   // per aggregation query: rows it matches
   int64_t rows_read = 0;
   int64_t rows_matching = 0;
   double data_ms = 0;       // reading rows and aggregating

@@ -180,6 +180,8 @@ Propagator::Propagator(const SaltelliDesign& design, const model::Model& model)
       scale_(design.num_features()),
       rows_(std::max<size_t>(design.rows(), 1) * design.num_features()),
       outputs_(std::max<size_t>(design.rows(), 1)),
+      stage_rows_(std::max<size_t>(design.rows(), 1) * design.num_features()),
+      stage_out_(std::max<size_t>(design.rows(), 1)),
       group_var_(static_cast<size_t>(design.num_groups())) {}
 
 Status Propagator::Prepare(std::span<const FeatureDist> features, double delta,
@@ -226,17 +228,18 @@ Status Propagator::Prepare(std::span<const FeatureDist> features, double delta,
 }
 
 Status Propagator::Run(std::span<const FeatureDist> features, double delta,
-                       PropagationResult* out) {
+                       PropagationResult* out, const RunOptions& options) {
   APX_CHECK(out != nullptr);
   size_t num_sampled = 0;
   APX_RETURN_IF_ERROR(Prepare(features, delta, &num_sampled));
   out->s1.assign(static_cast<size_t>(design_->num_groups()), 0.0);
   out->analytic = false;
+  out->s1_valid = true;
   if (num_sampled == 0) return RunAllFixed(out);
   if (const model::LinearForm* linear = model_->linear(); linear != nullptr) {
     return RunAnalytic(*linear, features, delta, out);
   }
-  return RunSampled(delta, out);
+  return RunSampled(delta, options, out);
 }
 
 Status Propagator::RunAllFixed(PropagationResult* out) {
@@ -299,9 +302,38 @@ Status Propagator::RunAnalytic(const model::LinearForm& linear,
   return Status::Ok();
 }
 
-Status Propagator::RunSampled(double delta, PropagationResult* out) {
+void Propagator::Summarize(const float* y, size_t n, double delta, PropagationResult* out) const {
+  const double inv_n = 1.0 / static_cast<double>(n);
+  double sum = 0;
+  size_t ones = 0;
+  for (size_t row_idx = 0; row_idx < n; ++row_idx) {
+    sum += y[row_idx];
+    ones += y[row_idx] >= 0.5f ? 1 : 0;
+  }
+  const double mean_y = sum * inv_n;
+  double sum_sq = 0;
+  size_t within = 0;
+  for (size_t row_idx = 0; row_idx < n; ++row_idx) {
+    const double dev = static_cast<double>(y[row_idx]) - mean_y;
+    sum_sq += dev * dev;
+    within += std::abs(dev) <= delta ? 1 : 0;
+  }
+  if (binary_) {
+    const bool mode_is_one = 2 * ones > n;  // a tie goes to class 0, like argmax(bincount)
+    out->y_hat = mode_is_one ? 1.0 : 0.0;
+    out->confidence = static_cast<double>(mode_is_one ? ones : n - ones) * inv_n;
+  } else {
+    out->y_hat = mean_y;
+    out->confidence = static_cast<double>(within) * inv_n;
+  }
+  out->output_std = std::sqrt(sum_sq * inv_n);
+}
+
+Status Propagator::RunSampled(double delta, const RunOptions& options, PropagationResult* out) {
   const size_t num_features = design_->num_features();
   const size_t rows = design_->rows();
+  const size_t n_base = static_cast<size_t>(design_->n_base());
+  const size_t per_base = static_cast<size_t>(design_->num_groups()) + 2;  // A, AB_0.., B
 
   // x = mean + std * z; fixed features have scale 0 (and z is finite, so NaN/inf stay as is).
   {
@@ -315,41 +347,64 @@ Status Propagator::RunSampled(double delta, PropagationResult* out) {
       for (size_t d = 0; d < num_features; ++d) x_row[d] = mean[d] + scale[d] * z_row[d];
     }
   }
-  const Status predicted =
-      model_->Predict(std::span<const float>(rows_.data(), rows * num_features), rows,
-                      std::span<float>(outputs_.data(), rows));
-  if (!predicted.ok()) return predicted.WithPrefix("uq: model predict");
+  // Predicts the design rows selected by `take(position in block)`, gathered into one batch,
+  // and scatters the outputs back to their design positions.
+  auto predict_stage = [&](bool ab_blocks) -> Status {
+    size_t count = 0;
+    for (size_t i = 0; i < n_base; ++i) {
+      for (size_t k = 0; k < per_base; ++k) {
+        const bool is_ab = k != 0 && k != per_base - 1;
+        if (is_ab != ab_blocks) continue;
+        std::copy_n(rows_.data() + (i * per_base + k) * num_features, num_features,
+                    stage_rows_.data() + count * num_features);
+        ++count;
+      }
+    }
+    const Status predicted =
+        model_->Predict(std::span<const float>(stage_rows_.data(), count * num_features), count,
+                        std::span<float>(stage_out_.data(), count));
+    if (!predicted.ok()) return predicted.WithPrefix("uq: model predict");
+    size_t next = 0;
+    for (size_t i = 0; i < n_base; ++i) {
+      for (size_t k = 0; k < per_base; ++k) {
+        const bool is_ab = k != 0 && k != per_base - 1;
+        if (is_ab == ab_blocks) outputs_[i * per_base + k] = stage_out_[next++];
+      }
+    }
+    for (size_t j = 0; j < count; ++j) {
+      if (!std::isfinite(stage_out_[j])) {
+        return Status::Internal("uq: the model returned a non-finite output");
+      }
+    }
+    out->model_rows += count;
+    return Status::Ok();
+  };
 
-  const float* __restrict y = outputs_.data();
-  const double inv_rows = 1.0 / static_cast<double>(rows);
-  double sum = 0;
-  size_t ones = 0;
-  for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
-    sum += y[row_idx];
-    ones += y[row_idx] >= 0.5f ? 1 : 0;
-  }
-  if (!std::isfinite(sum)) return Status::Internal("uq: the model returned a non-finite output");
-  const double mean_y = sum * inv_rows;
-  double sum_sq = 0;
-  size_t within = 0;
-  for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
-    const double dev = static_cast<double>(y[row_idx]) - mean_y;
-    sum_sq += dev * dev;
-    within += std::abs(dev) <= delta ? 1 : 0;
-  }
-
-  if (binary_) {
-    const bool mode_is_one = 2 * ones > rows;  // a tie goes to class 0, like argmax(bincount)
-    out->y_hat = mode_is_one ? 1.0 : 0.0;
-    out->confidence = static_cast<double>(mode_is_one ? ones : rows - ones) * inv_rows;
+  out->model_rows = 0;
+  if (options.stop_confidence >= 0 && per_base > 2) {
+    APX_RETURN_IF_ERROR(predict_stage(/*ab_blocks=*/false));
+    // stage_out_ holds the 2N outputs of the A and B blocks.
+    Summarize(stage_out_.data(), 2 * n_base, delta, out);
+    if (out->confidence >= options.stop_confidence) {
+      out->s1_valid = false;
+      return Status::Ok();
+    }
+    APX_RETURN_IF_ERROR(predict_stage(/*ab_blocks=*/true));
   } else {
-    out->y_hat = mean_y;
-    out->confidence = static_cast<double>(within) * inv_rows;
+    const Status predicted =
+        model_->Predict(std::span<const float>(rows_.data(), rows * num_features), rows,
+                        std::span<float>(outputs_.data(), rows));
+    if (!predicted.ok()) return predicted.WithPrefix("uq: model predict");
+    for (size_t j = 0; j < rows; ++j) {
+      if (!std::isfinite(outputs_[j])) {
+        return Status::Internal("uq: the model returned a non-finite output");
+      }
+    }
+    out->model_rows = rows;
   }
-  out->output_std = std::sqrt(sum_sq * inv_rows);
-  out->model_rows = rows;
-  FirstOrderIndicesImpl(y, static_cast<size_t>(design_->n_base()),
-                        static_cast<size_t>(design_->num_groups()), out->s1.data());
+  Summarize(outputs_.data(), rows, delta, out);
+  FirstOrderIndicesImpl(outputs_.data(), n_base, static_cast<size_t>(design_->num_groups()),
+                        out->s1.data());
   return Status::Ok();
 }
 

@@ -117,6 +117,18 @@ struct PropagationResult {
                            // binary: of the margin)
   size_t model_rows = 0;   // rows given to model.Predict this run (0 when analytic)
   bool analytic = false;   // true when the linear closed form was used
+  bool s1_valid = true;    // false when the run stopped after the A/B rows (s1 all 0)
+};
+
+// Per-run options.
+struct RunOptions {
+  // Two-stage propagation. When >= 0, the 2N rows of the A and B blocks (each an independent
+  // QMC sample of the full input distribution) are predicted first; if their confidence
+  // already reaches `stop_confidence`, the run ends there: y_hat, confidence and output_std
+  // come from those 2N outputs and S1 is not computed (s1_valid = false). The request is
+  // answered, so S1 would not be used anyway. Otherwise the AB blocks are predicted and the
+  // result is that of a full run. < 0: always a full run.
+  double stop_confidence = -1;
 };
 
 // Runs one propagation round for one request. Owns scratch buffers (the rows x features input
@@ -153,7 +165,8 @@ class Propagator {
   // design puts it in no group (the message names the feature index). Internal when the model
   // fails, returns non-finite outputs, or its LinearForm has the wrong number of weights.
   // On error *out is unspecified.
-  Status Run(std::span<const FeatureDist> features, double delta, PropagationResult* out);
+  Status Run(std::span<const FeatureDist> features, double delta, PropagationResult* out,
+             const RunOptions& options = {});
 
  private:
   // Fills mean_/scale_ from features; counts the sampled ones.
@@ -161,7 +174,9 @@ class Propagator {
   Status RunAllFixed(PropagationResult* out);
   Status RunAnalytic(const model::LinearForm& linear, std::span<const FeatureDist> features,
                      double delta, PropagationResult* out);
-  Status RunSampled(double delta, PropagationResult* out);
+  Status RunSampled(double delta, const RunOptions& options, PropagationResult* out);
+  // Mean, confidence and std of outputs y[0..n) into *out.
+  void Summarize(const float* y, size_t n, double delta, PropagationResult* out) const;
 
   const SaltelliDesign* design_;
   const model::Model* model_;
@@ -170,6 +185,8 @@ class Propagator {
   std::vector<float> scale_;       // per feature: std when sampled, else 0
   std::vector<float> rows_;        // design.rows() x num_features model input
   std::vector<float> outputs_;     // design.rows() model outputs
+  std::vector<float> stage_rows_;  // gathered rows of one stage (A/B, or the AB blocks)
+  std::vector<float> stage_out_;   // their outputs
   std::vector<double> group_var_;  // per group: analytic variance share
 };
 

@@ -388,6 +388,30 @@ TEST(PropagatorTest, NonlinearConfidenceMatchesBruteForceMonteCarlo) {
   }
 }
 
+TEST(PropagatorTest, TwoStageStopsAfterTheABlocksOnlyWhenConfident) {
+  const TestModel m(Task::kRegression, 5, Nonlinear);
+  const std::vector<FeatureDist> features = {Normal(0.5, 0.1), Normal(1.0, 0.1), Normal(-0.5, 0.1),
+                                             Normal(0.2, 0.1), Fixed(3.0)};
+  const SaltelliDesign design = MustBuild({0, 1, 1, 2, -1}, 3, 128, 31);
+  Propagator prop(design, m);
+  PropagationResult full, early, never;
+  ASSERT_TRUE(prop.Run(features, 0.5, &full).ok());
+  // A reachable threshold: only the A and B blocks (2N rows) are predicted.
+  ASSERT_TRUE(prop.Run(features, 0.5, &early, {.stop_confidence = 0.5}).ok());
+  EXPECT_EQ(early.model_rows, 2u * 128u);
+  EXPECT_FALSE(early.s1_valid);
+  EXPECT_NEAR(early.y_hat, full.y_hat, 0.02);
+  EXPECT_NEAR(early.confidence, full.confidence, 0.05);
+  EXPECT_NEAR(early.output_std, full.output_std, 0.1 * full.output_std);
+  // An unreachable threshold gives exactly the full run.
+  ASSERT_TRUE(prop.Run(features, 0.5, &never, {.stop_confidence = 1.01}).ok());
+  EXPECT_EQ(never.model_rows, design.rows());
+  EXPECT_TRUE(never.s1_valid);
+  EXPECT_DOUBLE_EQ(never.y_hat, full.y_hat);
+  EXPECT_DOUBLE_EQ(never.confidence, full.confidence);
+  EXPECT_EQ(never.s1, full.s1);
+}
+
 TEST(PropagatorTest, BinaryModeAndConfidenceMatchMonteCarlo) {
   // p = sigmoid(4 (x0 * x1 - 1)), not linear in x.
   const auto fn = [](const float* x) { return 1.0 / (1.0 + std::exp(-4.0 * (x[0] * x[1] - 1))); };
