@@ -57,11 +57,15 @@ struct Fixture {
       std::normal_distribution<float> noise;
       for (size_t i = 0; i < n_rows; ++i) {
         const float* x = &X[i * kFeatures];
-        y[i] = x[0] * x[1] + std::sin(x[2]) * 3 + x[3] * x[3] - x[4] + 0.5f * x[5] * x[6] +
-               x[7] + noise(rng);
+        y[i] = x[0] * x[1] + std::sin(x[2]) * 3 + x[3] * x[3] - x[4] + 0.5f * x[5] * x[6] + x[7] +
+               noise(rng);
       }
-      TrainOptions options{.task = Task::kRegression, .num_trees = kTrees, .max_depth = kDepth,
-                           .eta = 0.1, .nthread = 2, .seed = 3};
+      TrainOptions options{.task = Task::kRegression,
+                           .num_trees = kTrees,
+                           .max_depth = kDepth,
+                           .eta = 0.1,
+                           .nthread = 2,
+                           .seed = 3};
       auto model = TrainXGBoost(X, n_rows, kFeatures, y, options);
       if (!model.ok()) Die(model.status());
       f->xgboost = std::move(model).value();
@@ -93,9 +97,7 @@ void Run(benchmark::State& state, const Model& model, double nan_fraction) {
   Report(state, n_rows);
 }
 
-void BM_XGBoostPredict(benchmark::State& state) {
-  Run(state, *Fixture::Get().xgboost, 0.0);
-}
+void BM_XGBoostPredict(benchmark::State& state) { Run(state, *Fixture::Get().xgboost, 0.0); }
 
 template <ForestKernel kKernel, int kThreads>
 void BM_FlatForest(benchmark::State& state) {

@@ -3,11 +3,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
-#include <cstring>
-#include <deque>
 #include <limits>
 #include <mutex>
 #include <thread>
@@ -27,9 +26,10 @@ using nlohmann::json;
 // Both evaluators read rows from a block transposed to column-major: column c of the block is
 // xt[c * kBlockRows + row_idx]. A node's "feature word" holds c * kBlockRows (so that the value
 // of row r is xt[word & kColumnMask] + r) and, in bit 31, whether NaN goes right.
-// Column num_features is a sentinel filled with -inf: a node reading it with threshold +inf
-// always goes left, which is how leaves (general layout) and padding nodes (complete layout)
-// keep a row where it is.
+// Column num_features is a sentinel filled with -inf: a general-layout leaf reads it with
+// threshold +inf, so it always goes "left", to itself, and a row that reached a leaf stays
+// there for the remaining levels. Complete-layout padding nodes read column 0 instead: both
+// their subtrees hold the same leaf value, so the direction does not matter.
 
 constexpr uint32_t kDefaultRightBit = 1u << 31;
 constexpr uint32_t kColumnMask = ~kDefaultRightBit;
@@ -54,11 +54,11 @@ struct GeneralForest {
 // 64-byte boundaries (strides are multiples of 16 entries).
 struct CompleteForest {
   int depth = 0;
-  size_t node_stride = 0;                // >= 2^depth - 1
-  size_t leaf_stride = 0;                // >= 2^depth
-  std::vector<int32_t> feature_word;     // as in GeneralForest (int32 for gathers)
+  size_t node_stride = 0;             // 2^depth - 1 plus slack for 16/32-entry table loads
+  size_t leaf_stride = 0;             // >= 2^depth
+  std::vector<int32_t> feature_word;  // as in GeneralForest (int32 for AVX-512)
   std::vector<float> threshold;
-  std::vector<float> leaf_value;         // [tree][leaf_idx], leaf_idx = heap index - (2^depth - 1)
+  std::vector<float> leaf_value;  // [tree][leaf_idx], leaf_idx = heap index - (2^depth - 1)
 };
 
 size_t RoundUp16(size_t n) { return (n + 15) / 16 * 16; }
@@ -168,8 +168,7 @@ Result<RawTree> ReadRawTree(const json& tree, size_t tree_idx, size_t num_featur
 }
 
 // Appends one tree in breadth-first order, children of a node placed next to each other.
-Status AppendTree(const RawTree& raw, size_t tree_idx, size_t num_features,
-                  GeneralForest* forest) {
+Status AppendTree(const RawTree& raw, size_t tree_idx, size_t num_features, GeneralForest* forest) {
   const std::string where = "trees[" + std::to_string(tree_idx) + "]";
   const size_t n = raw.left.size();
   const uint32_t base = static_cast<uint32_t>(forest->threshold.size());
@@ -255,8 +254,8 @@ Result<GeneralForest> BuildGeneralForest(const json& booster_model, size_t num_f
   }
   GeneralForest forest;
   for (size_t tree_idx = 0; tree_idx < trees->size(); ++tree_idx) {
-    APX_ASSIGN_OR_RETURN(const RawTree raw, ReadRawTree((*trees)[tree_idx], tree_idx,
-                                                        num_features));
+    APX_ASSIGN_OR_RETURN(const RawTree raw,
+                         ReadRawTree((*trees)[tree_idx], tree_idx, num_features));
     APX_RETURN_IF_ERROR(AppendTree(raw, tree_idx, num_features, &forest));
   }
   return forest;
@@ -428,12 +427,11 @@ APX_AVX512_TARGET inline __m512i Lookup(const int32_t* table, int log2_size, __m
                                      _mm512_loadu_si512(table + 16));
   }
   if (log2_size == 6) {
-    const __m512i low = _mm512_permutex2var_epi32(_mm512_loadu_si512(table), index,
-                                                  _mm512_loadu_si512(table + 16));
+    const __m512i low =
+        _mm512_permutex2var_epi32(_mm512_loadu_si512(table), index, _mm512_loadu_si512(table + 16));
     const __m512i high = _mm512_permutex2var_epi32(_mm512_loadu_si512(table + 32), index,
                                                    _mm512_loadu_si512(table + 48));
-    return _mm512_mask_blend_epi32(_mm512_test_epi32_mask(index, _mm512_set1_epi32(32)), low,
-                                   high);
+    return _mm512_mask_blend_epi32(_mm512_test_epi32_mask(index, _mm512_set1_epi32(32)), low, high);
   }
   return GatherInt(index, table);
 }
@@ -533,8 +531,8 @@ APX_AVX512_TARGET void CompleteBlockAvx512(const Layouts& layouts, const float* 
         }
         __mmask16 right = _mm512_cmp_ps_mask(x, t, _CMP_GE_OQ);
         if constexpr (kHasMissing) {
-          right |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q) &
-                   _mm512_test_epi32_mask(word, default_right);
+          right |=
+              _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q) & _mm512_test_epi32_mask(word, default_right);
         }
         const __m512i twice = _mm512_add_epi32(local[v], local[v]);
         local[v] = _mm512_mask_add_epi32(twice, right, twice, one);
@@ -559,19 +557,29 @@ int ColumnBits(size_t num_features) {
 template <bool kHasMissing>
 BlockFn Avx512BlockFn(int column_bits) {
   switch (column_bits) {
-    case 0: return &CompleteBlockAvx512<kHasMissing, 0>;
-    case 1: return &CompleteBlockAvx512<kHasMissing, 1>;
-    case 2: return &CompleteBlockAvx512<kHasMissing, 2>;
-    case 3: return &CompleteBlockAvx512<kHasMissing, 3>;
-    case 4: return &CompleteBlockAvx512<kHasMissing, 4>;
-    default: return &CompleteBlockAvx512<kHasMissing, -1>;
+    case 0:
+      return &CompleteBlockAvx512<kHasMissing, 0>;
+    case 1:
+      return &CompleteBlockAvx512<kHasMissing, 1>;
+    case 2:
+      return &CompleteBlockAvx512<kHasMissing, 2>;
+    case 3:
+      return &CompleteBlockAvx512<kHasMissing, 3>;
+    case 4:
+      return &CompleteBlockAvx512<kHasMissing, 4>;
+    default:
+      return &CompleteBlockAvx512<kHasMissing, -1>;
   }
 }
 static_assert(kMaxBlendColumnBits == 4, "Avx512BlockFn instantiates blend trees up to 4 bits");
 
 // ---------------------------------------------------------------------------------------------
-// The helper thread for num_threads = 2: one persistent thread per model, so a call pays a
-// wake-up (a few microseconds), never a thread creation.
+// The helper thread for num_threads = 2: one persistent thread per model that joins a call
+// already in progress. The caller never waits for it to wake up: both take blocks from a
+// shared counter, and at the end the caller spins only while the helper finishes the block it
+// holds (~5 us). Waking a sleeping thread costs ~70 us on the 2-vCPU VM this was measured on
+// (condition-variable round trip), more than a whole 896-row batch, so handing the helper a
+// fixed half was slower than one thread; with sharing, a late helper costs nothing.
 
 class HelperThread {
  public:
@@ -587,13 +595,13 @@ class HelperThread {
     thread_.join();
   }
 
-  // Starts task(arg) on the helper and returns true, or returns false if another caller is
-  // using the helper (the caller then does all the work itself). A true return must be
-  // followed by Wait() before `arg` goes away.
-  bool TryStart(void (*task)(void*), void* arg) {
+  // Offers task(arg) to the helper and returns true, or returns false if another caller holds
+  // the helper. After true, the caller runs task(arg) itself too (task must share its work
+  // through `arg`, e.g. an atomic counter) and then calls Finish() before `arg` goes away.
+  bool Offer(void (*task)(void*), void* arg) {
     std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
-    if (!lock.owns_lock() || busy_) return false;
-    busy_ = true;
+    if (!lock.owns_lock() || owned_) return false;
+    owned_ = true;
     task_ = task;
     arg_ = arg;
     lock.unlock();
@@ -601,10 +609,16 @@ class HelperThread {
     return true;
   }
 
-  void Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    done_.wait(lock, [this] { return task_ == nullptr; });
-    busy_ = false;
+  // Withdraws the offer and waits for the helper to leave the task if it joined.
+  void Finish() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      task_ = nullptr;  // a helper that wakes from now on finds nothing to do
+      owned_ = false;
+    }
+    while (in_task_.load(std::memory_order_acquire)) {
+      _mm_pause();
+    }
   }
 
  private:
@@ -615,21 +629,22 @@ class HelperThread {
       if (stop_) return;
       void (*task)(void*) = task_;
       void* arg = arg_;
+      task_ = nullptr;                                  // join each offer at most once
+      in_task_.store(true, std::memory_order_relaxed);  // published by unlocking mu_
       lock.unlock();
       task(arg);
+      in_task_.store(false, std::memory_order_release);
       lock.lock();
-      task_ = nullptr;
-      done_.notify_one();
     }
   }
 
   std::mutex mu_;
   std::condition_variable wake_;
-  std::condition_variable done_;
-  bool busy_ = false;                 // GUARDED_BY(mu_): a caller owns the helper
+  bool owned_ = false;                // GUARDED_BY(mu_): a caller holds the helper
   bool stop_ = false;                 // GUARDED_BY(mu_)
-  void (*task_)(void*) = nullptr;     // GUARDED_BY(mu_): pending or running task
+  void (*task_)(void*) = nullptr;     // GUARDED_BY(mu_): offered and not yet joined
   void* arg_ = nullptr;               // GUARDED_BY(mu_)
+  std::atomic<bool> in_task_{false};  // the helper is inside an offered task
   std::thread thread_;
 };
 
@@ -637,8 +652,8 @@ class HelperThread {
 
 class FlatForest final : public Model {
  public:
-  FlatForest(Task task, internal::LearnerInfo info, GeneralForest general,
-             CompleteForest complete, ForestKernel kernel, int num_threads)
+  FlatForest(Task task, internal::LearnerInfo info, GeneralForest general, CompleteForest complete,
+             ForestKernel kernel, int num_threads, size_t min_parallel_work)
       : task_(task),
         link_(info.link),
         base_margin_(info.base_margin),
@@ -647,6 +662,7 @@ class FlatForest final : public Model {
         general_(std::move(general)),
         complete_(std::move(complete)),
         kernel_(kernel),
+        min_parallel_work_(min_parallel_work),
         helper_(num_threads > 1 ? std::make_unique<HelperThread>() : nullptr) {
     // Settle every per-model choice now: the block function for blocks without and with
     // missing values, and how many transposed columns the kernel may read (features, the
@@ -677,20 +693,26 @@ class FlatForest final : public Model {
   Task task() const override { return task_; }
   size_t num_features() const override { return num_features_; }
   std::string Describe() const override;
-  Status Predict(std::span<const float> rows, size_t n_rows,
-                 std::span<float> out) const override;
+  Status Predict(std::span<const float> rows, size_t n_rows, std::span<float> out) const override;
 
  private:
-  struct Range {
+  // One Predict call shared between the caller and the helper thread.
+  struct SharedCall {
     const FlatForest* forest;
     const float* rows;
     float* out;
-    size_t begin_row;
-    size_t end_row;
+    size_t n_rows;
+    size_t n_blocks;
+    std::atomic<size_t> next_block{0};
   };
-  static void PredictRangeTask(void* range) {
-    const Range& r = *static_cast<const Range*>(range);
-    r.forest->PredictRange(r.rows, r.begin_row, r.end_row, r.out);
+  // Predicts blocks of `call` until none is left; run by the caller and the helper.
+  static void PredictSharedBlocks(void* call) {
+    SharedCall& c = *static_cast<SharedCall*>(call);
+    for (size_t block = c.next_block.fetch_add(1, std::memory_order_relaxed); block < c.n_blocks;
+         block = c.next_block.fetch_add(1, std::memory_order_relaxed)) {
+      const size_t begin_row = block * kBlockRows;
+      c.forest->PredictRange(c.rows, begin_row, std::min(c.n_rows, begin_row + kBlockRows), c.out);
+    }
   }
   // Predicts rows [begin_row, end_row) of `rows` into out[begin_row, end_row).
   void PredictRange(const float* rows, size_t begin_row, size_t end_row, float* out) const;
@@ -706,6 +728,7 @@ class FlatForest final : public Model {
   ForestKernel kernel_;
   BlockFn block_fn_[2] = {nullptr, nullptr};  // [has missing values]
   size_t num_columns_ = 0;                    // columns of the transposed block
+  size_t min_parallel_work_;                  // rows x trees from which the helper joins
   std::unique_ptr<HelperThread> helper_;      // null for num_threads == 1
 };
 
@@ -719,8 +742,7 @@ std::string FlatForest::Describe() const {
          (helper_ ? ", 2 threads" : "");
 }
 
-Status FlatForest::Predict(std::span<const float> rows, size_t n_rows,
-                           std::span<float> out) const {
+Status FlatForest::Predict(std::span<const float> rows, size_t n_rows, std::span<float> out) const {
   if (rows.size() < n_rows * num_features_) {
     return Status::InvalidArgument("Predict: rows holds " + std::to_string(rows.size()) +
                                    " values, need " + std::to_string(n_rows) + " x " +
@@ -731,13 +753,11 @@ Status FlatForest::Predict(std::span<const float> rows, size_t n_rows,
                                    " values, need " + std::to_string(n_rows));
   }
   const size_t n_blocks = (n_rows + kBlockRows - 1) / kBlockRows;
-  if (helper_ != nullptr && n_blocks >= 2 && n_rows * num_trees() >= kParallelWork) {
-    // The helper takes the second half of the blocks.
-    const size_t split = (n_blocks + 1) / 2 * kBlockRows;
-    Range second{this, rows.data(), out.data(), split, n_rows};
-    if (helper_->TryStart(&PredictRangeTask, &second)) {
-      PredictRange(rows.data(), 0, split, out.data());
-      helper_->Wait();
+  if (helper_ != nullptr && n_blocks >= 2 && n_rows * num_trees() >= min_parallel_work_) {
+    SharedCall call{this, rows.data(), out.data(), n_rows, n_blocks};
+    if (helper_->Offer(&PredictSharedBlocks, &call)) {
+      PredictSharedBlocks(&call);
+      helper_->Finish();
       return Status::Ok();
     }
   }
@@ -818,7 +838,7 @@ Result<std::unique_ptr<Model>> CompileFlatForest(const std::string& xgboost_json
   ForestKernel kernel = options.kernel;
   const bool complete_ok = general.max_depth <= kMaxCompleteDepth;
   if (kernel == ForestKernel::kAuto) {
-    kernel = !complete_ok    ? ForestKernel::kGeneral
+    kernel = !complete_ok     ? ForestKernel::kGeneral
              : CpuHasAvx512() ? ForestKernel::kCompleteAvx512
                               : ForestKernel::kComplete;
   }
@@ -834,9 +854,9 @@ Result<std::unique_ptr<Model>> CompileFlatForest(const std::string& xgboost_json
     }
     complete = BuildCompleteForest(general);
   }
-  return std::unique_ptr<Model>(std::make_unique<FlatForest>(
-      task, std::move(info), std::move(general), std::move(complete), kernel,
-      options.num_threads));
+  return std::unique_ptr<Model>(
+      std::make_unique<FlatForest>(task, std::move(info), std::move(general), std::move(complete),
+                                   kernel, options.num_threads, options.min_parallel_work));
 }
 
 }  // namespace apx::model

@@ -51,7 +51,9 @@ TEST_P(FlatForestDiffTest, MatchesXGBoostOnRandomAndEdgeRows) {
                                     ForestKernel::kComplete, ForestKernel::kCompleteAvx512}) {
     if (kernel == ForestKernel::kCompleteAvx512 && !CpuHasAvx512()) continue;
     for (const int threads : {1, 2}) {
-      auto forest = CompileFlatForest(*json, c.task, {.kernel = kernel, .num_threads = threads});
+      // min_parallel_work 0: every call with 2+ blocks is shared with the helper.
+      auto forest = CompileFlatForest(
+          *json, c.task, {.kernel = kernel, .num_threads = threads, .min_parallel_work = 0});
       ASSERT_TRUE(forest.ok()) << forest.status().ToString();
       const std::vector<float> got = PredictAll(**forest, rows);
       ExpectClose(want, got, kRelTol, (*forest)->Describe());
@@ -100,19 +102,19 @@ std::string ForestJson(const std::vector<HandTree>& trees, const std::string& ob
     const HandTree& t = trees[tree_idx];
     const size_t n = t.left.size();
     if (!tree_json.empty()) tree_json += ", ";
-    tree_json += R"({"base_weights": [)" + Join(std::vector<float>(n, 0.0f)) +
-                 R"(], "categories": [], "categories_nodes": [], "categories_segments": [],
-        "categories_sizes": [], "default_left": [)" + Join(t.default_left) +
-                 R"(], "id": )" + std::to_string(tree_idx) + R"(, "left_children": [)" +
-                 Join(t.left) + R"(], "loss_changes": [)" + Join(std::vector<float>(n, 0.0f)) +
-                 R"(], "parents": [)" + Join(std::vector<int>(n, 0)) +
-                 R"(], "right_children": [)" + Join(t.right) + R"(], "split_conditions": [)" +
-                 Join(t.split_condition) + R"(], "split_indices": [)" + Join(t.split_index) +
-                 R"(], "split_type": [)" + Join(std::vector<int>(n, 0)) +
-                 R"(], "sum_hessian": [)" + Join(std::vector<float>(n, 1.0f)) +
-                 R"(], "tree_param": {"num_deleted": "0", "num_feature": ")" +
-                 std::to_string(num_feature) + R"(", "num_nodes": ")" + std::to_string(n) +
-                 R"(", "size_leaf_vector": "0"}})";
+    tree_json +=
+        R"({"base_weights": [)" + Join(std::vector<float>(n, 0.0f)) +
+        R"(], "categories": [], "categories_nodes": [], "categories_segments": [],
+        "categories_sizes": [], "default_left": [)" +
+        Join(t.default_left) + R"(], "id": )" + std::to_string(tree_idx) +
+        R"(, "left_children": [)" + Join(t.left) + R"(], "loss_changes": [)" +
+        Join(std::vector<float>(n, 0.0f)) + R"(], "parents": [)" + Join(std::vector<int>(n, 0)) +
+        R"(], "right_children": [)" + Join(t.right) + R"(], "split_conditions": [)" +
+        Join(t.split_condition) + R"(], "split_indices": [)" + Join(t.split_index) +
+        R"(], "split_type": [)" + Join(std::vector<int>(n, 0)) + R"(], "sum_hessian": [)" +
+        Join(std::vector<float>(n, 1.0f)) +
+        R"(], "tree_param": {"num_deleted": "0", "num_feature": ")" + std::to_string(num_feature) +
+        R"(", "num_nodes": ")" + std::to_string(n) + R"(", "size_leaf_vector": "0"}})";
   }
   return R"({"learner": {"attributes": {}, "feature_names": [], "feature_types": [],
     "gradient_booster": {"model": {"gbtree_model_param": {"num_parallel_tree": "1",
@@ -145,9 +147,9 @@ TEST(FlatForestTest, StumpHasKnownAnswers) {
   const std::vector<float> rows = {9.0f, 0.49f,  // left
                                    9.0f, 0.5f,   // equal to the threshold: right
                                    9.0f, std::nextafter(0.5f, 0.0f),  // just below: left
-                                   9.0f, kNan,   // missing: default (right)
-                                   kNan, -kInf,  // left
-                                   kNan, kInf};  // right
+                                   9.0f, kNan,                        // missing: default (right)
+                                   kNan, -kInf,                       // left
+                                   kNan, kInf};                       // right
   const std::vector<float> want = {-0.75f, 2.25f, -0.75f, 2.25f, -0.75f, 2.25f};
   for (const ForestKernel kernel : Kernels()) {
     auto forest = CompileFlatForest(json, Task::kRegression, {.kernel = kernel});
@@ -190,8 +192,9 @@ TEST(FlatForestTest, BaseScoreMatchesXGBoost) {
     const size_t pos = json->find(from);
     ASSERT_NE(pos, std::string::npos);
     std::string edited = *json;
-    edited.replace(pos, from.size(), task == Task::kBinary ? R"("base_score":"8.5E-1")"
-                                                           : R"("base_score":"-3.25E0")");
+    edited.replace(
+        pos, from.size(),
+        task == Task::kBinary ? R"("base_score":"8.5E-1")" : R"("base_score":"-3.25E0")");
     auto xgboost = XGBoostModel::FromJson(edited, task);
     ASSERT_TRUE(xgboost.ok()) << xgboost.status().ToString();
     auto forest = CompileFlatForest(edited, task);
@@ -250,9 +253,9 @@ TEST(FlatForestTest, ConcurrentCallersShareTheHelperThread) {
   ASSERT_NE(trained.model, nullptr);
   auto json = trained.model->ToJson();
   ASSERT_TRUE(json.ok());
-  auto forest = CompileFlatForest(*json, Task::kBinary, {.num_threads = 2});
+  auto forest = CompileFlatForest(*json, Task::kBinary, {.num_threads = 2, .min_parallel_work = 0});
   ASSERT_TRUE(forest.ok());
-  const std::vector<float> rows = RandomRows(2000, 6, 14, 0.05);  // above kParallelWork
+  const std::vector<float> rows = RandomRows(2000, 6, 14, 0.05);
   const std::vector<float> want = PredictAll(*trained.model, rows);
   std::vector<std::vector<float>> got(3);
   std::vector<std::thread> threads;
@@ -266,12 +269,11 @@ TEST(FlatForestTest, ConcurrentCallersShareTheHelperThread) {
 }
 
 TEST(FlatForestTest, PredictChecksSizes) {
-  auto forest = CompileFlatForest(ForestJson({Stump()}, "reg:squarederror", "0", 2),
-                                  Task::kRegression);
+  auto forest =
+      CompileFlatForest(ForestJson({Stump()}, "reg:squarederror", "0", 2), Task::kRegression);
   ASSERT_TRUE(forest.ok()) << forest.status().ToString();
   std::vector<float> out(3);
-  EXPECT_EQ((*forest)->Predict(std::vector<float>(5), 3, out).code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ((*forest)->Predict(std::vector<float>(5), 3, out).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ((*forest)->Predict(std::vector<float>(6), 3, std::span<float>(out).first(2)).code(),
             StatusCode::kInvalidArgument);
   EXPECT_TRUE((*forest)->Predict({}, 0, {}).ok());
@@ -284,13 +286,14 @@ TEST(FlatForestTest, CompileErrors) {
   };
   const std::string good = ForestJson({Stump()}, "reg:squarederror", "5E-1", 2);
   ASSERT_EQ(code(good), StatusCode::kOk);
-  EXPECT_EQ(code("{\"learner\": "), StatusCode::kDataLoss);                  // corrupt JSON
-  EXPECT_EQ(code("[]"), StatusCode::kDataLoss);                              // not a model
-  EXPECT_EQ(code(good, Task::kBinary), StatusCode::kInvalidArgument);        // wrong task
-  EXPECT_EQ(code(ForestJson({Stump()}, "binary:logistic", "5E-1", 2)), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("{\"learner\": "), StatusCode::kDataLoss);            // corrupt JSON
+  EXPECT_EQ(code("[]"), StatusCode::kDataLoss);                        // not a model
+  EXPECT_EQ(code(good, Task::kBinary), StatusCode::kInvalidArgument);  // wrong task
+  EXPECT_EQ(code(ForestJson({Stump()}, "binary:logistic", "5E-1", 2)),
+            StatusCode::kInvalidArgument);
   EXPECT_EQ(code(ForestJson({Stump()}, "multi:softprob", "5E-1", 2)), StatusCode::kInvalidArgument);
   EXPECT_EQ(code(ForestJson({Stump()}, "binary:logistic", "1E0", 2), Task::kBinary),
-            StatusCode::kInvalidArgument);                                 // base_score 1
+            StatusCode::kInvalidArgument);  // base_score 1
   EXPECT_EQ(code(good, Task::kRegression, {.num_threads = 3}), StatusCode::kInvalidArgument);
 
   HandTree bad_feature = Stump();

@@ -31,8 +31,7 @@ class LinearModel final : public Model {
     return "linear model (" + objective_ + "): " + std::to_string(weights_.size()) + " features";
   }
 
-  Status Predict(std::span<const float> rows, size_t n_rows,
-                 std::span<float> out) const override {
+  Status Predict(std::span<const float> rows, size_t n_rows, std::span<float> out) const override {
     const size_t n_features = weights_.size();
     if (rows.size() < n_rows * n_features) {
       return Status::InvalidArgument("Predict: rows holds " + std::to_string(rows.size()) +
@@ -73,8 +72,8 @@ Result<std::unique_ptr<Model>> CompileLinearModel(const std::string& xgboost_jso
   APX_ASSIGN_OR_RETURN(const nlohmann::json root, internal::ParseJson(xgboost_json, "model"));
   APX_ASSIGN_OR_RETURN(const internal::LearnerInfo info, internal::ReadLearner(root, task));
   if (info.booster != "gblinear") {
-    return Status::InvalidArgument("linear model needs a gblinear booster, got '" +
-                                   info.booster + "'");
+    return Status::InvalidArgument("linear model needs a gblinear booster, got '" + info.booster +
+                                   "'");
   }
   const nlohmann::json* weights =
       info.booster_model ? internal::Find(*info.booster_model, "weights") : nullptr;
@@ -83,9 +82,9 @@ Result<std::unique_ptr<Model>> CompileLinearModel(const std::string& xgboost_jso
   }
   // One output group: num_feature weights, then the bias.
   if (weights->size() != info.num_features + 1) {
-    return Status::DataLoss("gblinear weights has " + std::to_string(weights->size()) +
-                            " entries, expected num_feature + 1 = " +
-                            std::to_string(info.num_features + 1));
+    return Status::DataLoss(
+        "gblinear weights has " + std::to_string(weights->size()) +
+        " entries, expected num_feature + 1 = " + std::to_string(info.num_features + 1));
   }
   std::vector<float> w(info.num_features);
   for (size_t i = 0; i <= info.num_features; ++i) {
@@ -98,8 +97,8 @@ Result<std::unique_ptr<Model>> CompileLinearModel(const std::string& xgboost_jso
   }
   const float bias = static_cast<float>((*weights)[info.num_features].get<double>());
   const float bias_margin = bias + info.base_margin;
-  return std::unique_ptr<Model>(std::make_unique<LinearModel>(task, info.link, std::move(w),
-                                                              bias_margin, info.objective));
+  return std::unique_ptr<Model>(
+      std::make_unique<LinearModel>(task, info.link, std::move(w), bias_margin, info.objective));
 }
 
 }  // namespace apx::model

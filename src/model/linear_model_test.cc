@@ -51,8 +51,8 @@ TEST_P(LinearDiffTest, MatchesXGBoostGblinear) {
 
   std::vector<float> rows = RandomRows(1000, n_features, 4, 0.2);
   // Edge rows XGBoost's DMatrix accepts (it refuses +-inf): all missing, huge, zero, tiny.
-  for (const float special : {kNan, 1e30f, -1e30f, std::numeric_limits<float>::max(), 0.0f,
-                              -0.0f, 1e-40f}) {
+  for (const float special :
+       {kNan, 1e30f, -1e30f, std::numeric_limits<float>::max(), 0.0f, -0.0f, 1e-40f}) {
     for (size_t col_idx = 0; col_idx < n_features; ++col_idx) rows.push_back(special);
     for (size_t col_idx = 0; col_idx < n_features; ++col_idx) {
       rows.push_back(col_idx % 2 ? special : 0.25f * col_idx);
@@ -64,8 +64,7 @@ TEST_P(LinearDiffTest, MatchesXGBoostGblinear) {
   ExpectIdentical(want, got, "gblinear");
 }
 
-INSTANTIATE_TEST_SUITE_P(Tasks, LinearDiffTest,
-                         ::testing::Values(Task::kRegression, Task::kBinary),
+INSTANTIATE_TEST_SUITE_P(Tasks, LinearDiffTest, ::testing::Values(Task::kRegression, Task::kBinary),
                          [](const auto& info) { return std::string(TaskName(info.param)); });
 
 TEST(LinearModelTest, HandBuiltModelHasKnownAnswers) {
@@ -79,19 +78,18 @@ TEST(LinearModelTest, HandBuiltModelHasKnownAnswers) {
   EXPECT_DOUBLE_EQ(form->bias, 0.75);
   EXPECT_NE((*model)->Describe().find("linear"), std::string::npos);
 
-  const std::vector<float> rows = {1.0f, 1.0f,    // 0.75 + 2 - 1
-                                   kNan, 3.0f,    // missing x0 contributes 0
-                                   kNan, kNan,    // bias only
-                                   kInf, 0.0f,    // +inf
-                                   0.0f, kInf};   // -inf
+  const std::vector<float> rows = {1.0f, 1.0f,   // 0.75 + 2 - 1
+                                   kNan, 3.0f,   // missing x0 contributes 0
+                                   kNan, kNan,   // bias only
+                                   kInf, 0.0f,   // +inf
+                                   0.0f, kInf};  // -inf
   const std::vector<float> out = PredictAll(**model, rows);
   EXPECT_EQ(out, (std::vector<float>{1.75f, -2.25f, 0.75f, kInf, -kInf}));
 }
 
 TEST(LinearModelTest, BinaryAppliesSigmoidToTheMargin) {
   // base_score 0.5 is margin 0; weights (1), bias 0 -> p = sigmoid(x0).
-  auto model = CompileLinearModel(LinearJson("binary:logistic", "5E-1", "1, 0", 1),
-                                  Task::kBinary);
+  auto model = CompileLinearModel(LinearJson("binary:logistic", "5E-1", "1, 0", 1), Task::kBinary);
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   EXPECT_DOUBLE_EQ((*model)->linear()->bias, 0.0);
   const std::vector<float> out = PredictAll(**model, {0.0f, 2.0f, -kInf, kNan});
@@ -111,8 +109,7 @@ TEST(LinearModelTest, Errors) {
   EXPECT_EQ(CompileLinearModel(*json, Task::kRegression).status().code(),
             StatusCode::kInvalidArgument);
   // Weight vector of the wrong length.
-  EXPECT_EQ(CompileLinearModel(LinearJson("reg:squarederror", "5E-1", "1, 2", 2),
-                               Task::kRegression)
+  EXPECT_EQ(CompileLinearModel(LinearJson("reg:squarederror", "5E-1", "1, 2", 2), Task::kRegression)
                 .status()
                 .code(),
             StatusCode::kDataLoss);
@@ -125,12 +122,11 @@ TEST(LinearModelTest, Errors) {
   EXPECT_EQ(CompileLinearModel("{weights", Task::kRegression).status().code(),
             StatusCode::kDataLoss);
   // Wrong-size inputs.
-  auto model = CompileLinearModel(LinearJson("reg:squarederror", "5E-1", "1, 2, 0", 2),
-                                  Task::kRegression);
+  auto model =
+      CompileLinearModel(LinearJson("reg:squarederror", "5E-1", "1, 2, 0", 2), Task::kRegression);
   ASSERT_TRUE(model.ok());
   std::vector<float> out(2);
-  EXPECT_EQ((*model)->Predict(std::vector<float>(3), 2, out).code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ((*model)->Predict(std::vector<float>(3), 2, out).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ((*model)->Predict(std::vector<float>(4), 2, std::span<float>(out).first(1)).code(),
             StatusCode::kInvalidArgument);
 }

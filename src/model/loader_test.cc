@@ -1,14 +1,13 @@
 #include "model/loader.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include "model/model_test_util.h"
 #include "model/xgboost_model.h"
@@ -64,9 +63,7 @@ INSTANTIATE_TEST_SUITE_P(
                       LoaderCase{"rf", Task::kBinary, "flat forest"},
                       LoaderCase{"gblinear", Task::kRegression, "linear model"},
                       LoaderCase{"gblinear", Task::kBinary, "linear model"}),
-    [](const auto& info) {
-      return info.param.booster + std::string(TaskName(info.param.task));
-    });
+    [](const auto& info) { return info.param.booster + std::string(TaskName(info.param.task)); });
 
 TEST(LoaderTest, DartFallsBackToXGBoost) {
   // A dart model in XGBoost 1.7's layout, made from a gbtree model with every tree weight 1,
@@ -105,8 +102,7 @@ TEST(LoaderTest, Errors) {
   ASSERT_NE(trained.model, nullptr);
   auto json = trained.model->ToJson();
   ASSERT_TRUE(json.ok());
-  EXPECT_EQ(CompileModel(*json, Task::kRegression).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(CompileModel(*json, Task::kRegression).status().code(), StatusCode::kInvalidArgument);
 
   nlohmann::json root = nlohmann::json::parse(*json);
   root["learner"]["gradient_booster"]["name"] = "gbforest";

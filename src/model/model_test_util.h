@@ -109,8 +109,8 @@ inline std::vector<float> EdgeRows(const std::vector<std::set<float>>& threshold
   constexpr float kNan = std::numeric_limits<float>::quiet_NaN();
   constexpr float kInf = std::numeric_limits<float>::infinity();
   constexpr float kMax = std::numeric_limits<float>::max();
-  const float specials[] = {kNan,  kInf, -kInf, kMax, -kMax, 1e30f, -1e30f, 0.0f, -0.0f,
-                            1e-40f, -1e-40f};
+  const float specials[] = {kNan,   kInf, -kInf, kMax,   -kMax,  1e30f,
+                            -1e30f, 0.0f, -0.0f, 1e-40f, -1e-40f};
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal;
   std::vector<float> rows;
@@ -118,8 +118,8 @@ inline std::vector<float> EdgeRows(const std::vector<std::set<float>>& threshold
     for (size_t col_idx = 0; col_idx < n_features; ++col_idx) rows.push_back(value_of(col_idx));
   };
   for (const float special : specials) {
-    add_row([&](size_t) { return special; });                                      // all same
-    add_row([&](size_t col) { return col % 2 ? special : normal(rng); });          // half
+    add_row([&](size_t) { return special; });                              // all same
+    add_row([&](size_t col) { return col % 2 ? special : normal(rng); });  // half
     add_row([&](size_t col) { return col % 2 ? normal(rng) : special; });
   }
   for (size_t feature = 0; feature < n_features; ++feature) {
@@ -148,8 +148,7 @@ inline void ExpectClose(const std::vector<float>& want, const std::vector<float>
   for (size_t i = 0; i < want.size(); ++i) {
     const bool both_nan = std::isnan(want[i]) && std::isnan(got[i]);
     const double tol = rel_tol * std::fabs(static_cast<double>(want[i]));
-    if (both_nan || want[i] == got[i] ||
-        std::fabs(static_cast<double>(want[i]) - got[i]) <= tol) {
+    if (both_nan || want[i] == got[i] || std::fabs(static_cast<double>(want[i]) - got[i]) <= tol) {
       continue;
     }
     ADD_FAILURE() << what << ": row " << i << " want " << want[i] << " got " << got[i];

@@ -1,3 +1,5 @@
+#include "model/xgboost_json_internal.h"
+
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -6,8 +8,6 @@
 #include <fstream>
 #include <sstream>
 #include <system_error>
-
-#include "model/xgboost_json_internal.h"
 
 namespace apx::model::internal {
 namespace {
@@ -157,9 +157,9 @@ Result<LearnerInfo> ReadLearner(const json& root, Task task) {
              obj == "reg:pseudohubererror" || obj == "reg:absoluteerror") {
     info.link = Link::kIdentity;
   } else {
-    return Status::InvalidArgument("objective '" + obj +
-                                   "' is not supported for task regression (supported: " +
-                                   LinkObjectives() + ")");
+    return Status::InvalidArgument(
+        "objective '" + obj +
+        "' is not supported for task regression (supported: " + LinkObjectives() + ")");
   }
 
   const json* param = Find(*learner, "learner_model_param");
@@ -175,8 +175,8 @@ Result<LearnerInfo> ReadLearner(const json& root, Task task) {
   if (Find(*param, "num_class") != nullptr) {
     APX_ASSIGN_OR_RETURN(const long long num_class, IntField(*param, "num_class", kWhere));
     if (num_class > 1) {
-      return Status::InvalidArgument("multiclass models (num_class " +
-                                     std::to_string(num_class) + ") are not supported");
+      return Status::InvalidArgument("multiclass models (num_class " + std::to_string(num_class) +
+                                     ") are not supported");
     }
   }
   if (Find(*param, "num_target") != nullptr) {

@@ -1,5 +1,6 @@
 #include "model/xgboost_model.h"
 
+#include <unistd.h>
 #include <xgboost/c_api.h>
 
 #include <algorithm>
@@ -9,7 +10,6 @@
 #include <fstream>
 #include <string_view>
 #include <system_error>
-#include <unistd.h>
 
 #include "model/xgboost_json_internal.h"
 
@@ -37,8 +37,8 @@ constexpr const char* kPredictConfig =
 // __array_interface__ (version 3) describing n_rows x n_features row-major float32 data.
 std::string DenseArrayInterface(const float* data, size_t n_rows, size_t n_features) {
   return R"({"data": [)" + std::to_string(reinterpret_cast<uintptr_t>(data)) +
-         R"(, true], "shape": [)" + std::to_string(n_rows) + ", " +
-         std::to_string(n_features) + R"(], "typestr": "<f4", "version": 3})";
+         R"(, true], "shape": [)" + std::to_string(n_rows) + ", " + std::to_string(n_features) +
+         R"(], "typestr": "<f4", "version": 3})";
 }
 
 Status SetParam(void* booster, const char* name, const std::string& value) {
@@ -131,8 +131,7 @@ Status XGBoostModel::Init() {
   return Status::Ok();
 }
 
-Result<std::unique_ptr<XGBoostModel>> XGBoostModel::FromJson(const std::string& json,
-                                                             Task task) {
+Result<std::unique_ptr<XGBoostModel>> XGBoostModel::FromJson(const std::string& json, Task task) {
   // Check the text and the learner skeleton first: XGBoost's own complaints about malformed
   // JSON or a missing field are less specific ("map::at").
   APX_ASSIGN_OR_RETURN(const nlohmann::json root, internal::ParseJson(json, "model"));
@@ -140,9 +139,9 @@ Result<std::unique_ptr<XGBoostModel>> XGBoostModel::FromJson(const std::string& 
   void* handle = nullptr;
   APX_RETURN_IF_ERROR(XgbCall(XGBoosterCreate(nullptr, 0, &handle), "XGBoosterCreate"));
   BoosterPtr booster(handle);
-  APX_RETURN_IF_ERROR(XgbCall(XGBoosterLoadModelFromBuffer(booster.get(), json.data(),
-                                                           static_cast<bst_ulong>(json.size())),
-                              "XGBoosterLoadModelFromBuffer", StatusCode::kDataLoss));
+  APX_RETURN_IF_ERROR(XgbCall(
+      XGBoosterLoadModelFromBuffer(booster.get(), json.data(), static_cast<bst_ulong>(json.size())),
+      "XGBoosterLoadModelFromBuffer", StatusCode::kDataLoss));
   // One OpenMP thread: callers (server workers) already run in parallel, and a 2-thread
   // OpenMP barrier on a busy machine made predictions up to 50x slower in tests.
   APX_RETURN_IF_ERROR(SetParam(booster.get(), "nthread", "1"));
@@ -185,25 +184,24 @@ Status XGBoostModel::Predict(std::span<const float> rows, size_t n_rows,
   if (booster_name_ == "gblinear") {
     // XGBoost 1.7's gblinear has no in-place predict ("Inplace predict is not supported").
     void* handle = nullptr;
-    APX_RETURN_IF_ERROR(XgbCall(XGDMatrixCreateFromMat(rows.data(), n_rows, num_features_,
-                                                       std::nanf(""), &handle),
-                                "XGDMatrixCreateFromMat", StatusCode::kInvalidArgument));
+    APX_RETURN_IF_ERROR(
+        XgbCall(XGDMatrixCreateFromMat(rows.data(), n_rows, num_features_, std::nanf(""), &handle),
+                "XGDMatrixCreateFromMat", StatusCode::kInvalidArgument));
     dmatrix.reset(handle);
     APX_RETURN_IF_ERROR(XgbCall(XGBoosterPredictFromDMatrix(booster_.get(), dmatrix.get(),
-                                                            kPredictConfig, &shape, &dim,
-                                                            &result),
+                                                            kPredictConfig, &shape, &dim, &result),
                                 "XGBoosterPredictFromDMatrix"));
   } else {
     const std::string array = DenseArrayInterface(rows.data(), n_rows, num_features_);
-    APX_RETURN_IF_ERROR(XgbCall(XGBoosterPredictFromDense(booster_.get(), array.c_str(),
-                                                          kPredictConfig, nullptr, &shape,
-                                                          &dim, &result),
-                                "XGBoosterPredictFromDense"));
+    APX_RETURN_IF_ERROR(
+        XgbCall(XGBoosterPredictFromDense(booster_.get(), array.c_str(), kPredictConfig, nullptr,
+                                          &shape, &dim, &result),
+                "XGBoosterPredictFromDense"));
   }
   // One value per row: shape [n_rows] (or [n_rows, 1]).
-  const bool shape_ok = result != nullptr && shape != nullptr &&
-                        ((dim == 1 && shape[0] == n_rows) ||
-                         (dim == 2 && shape[0] == n_rows && shape[1] == 1));
+  const bool shape_ok =
+      result != nullptr && shape != nullptr &&
+      ((dim == 1 && shape[0] == n_rows) || (dim == 2 && shape[0] == n_rows && shape[1] == 1));
   if (!shape_ok) {
     return Status::Internal("XGBoost returned a prediction of unexpected shape (dim " +
                             std::to_string(dim) + ") for " + std::to_string(n_rows) + " rows");
@@ -219,17 +217,17 @@ std::string XGBoostModel::Describe() const {
     std::lock_guard<std::mutex> lock(mu_);
     if (XGBoosterBoostedRounds(booster_.get(), &rounds) != 0) rounds = -1;
   }
-  return "xgboost " + booster_name_ + " (" + objective_ + "): " +
-         std::to_string(num_features_) + " features, " + std::to_string(rounds) + " rounds";
+  return "xgboost " + booster_name_ + " (" + objective_ + "): " + std::to_string(num_features_) +
+         " features, " + std::to_string(rounds) + " rounds";
 }
 
 Result<std::string> XGBoostModel::ToJson() const {
   std::lock_guard<std::mutex> lock(mu_);
   bst_ulong length = 0;
   const char* buffer = nullptr;
-  APX_RETURN_IF_ERROR(XgbCall(XGBoosterSaveModelToBuffer(booster_.get(), R"({"format": "json"})",
-                                                         &length, &buffer),
-                              "XGBoosterSaveModelToBuffer"));
+  APX_RETURN_IF_ERROR(
+      XgbCall(XGBoosterSaveModelToBuffer(booster_.get(), R"({"format": "json"})", &length, &buffer),
+              "XGBoosterSaveModelToBuffer"));
   return std::string(buffer, length);  // copy before the booster reuses its buffer
 }
 
@@ -265,9 +263,9 @@ Result<std::unique_ptr<XGBoostModel>> TrainXGBoost(std::span<const float> X, siz
   APX_RETURN_IF_ERROR(ValidateTrainingInput(X, n_rows, n_features, y, options));
 
   void* dmatrix_handle = nullptr;
-  APX_RETURN_IF_ERROR(XgbCall(
-      XGDMatrixCreateFromMat(X.data(), n_rows, n_features, std::nanf(""), &dmatrix_handle),
-      "XGDMatrixCreateFromMat"));
+  APX_RETURN_IF_ERROR(
+      XgbCall(XGDMatrixCreateFromMat(X.data(), n_rows, n_features, std::nanf(""), &dmatrix_handle),
+              "XGDMatrixCreateFromMat"));
   DMatrixPtr dtrain(dmatrix_handle);
   APX_RETURN_IF_ERROR(XgbCall(
       XGDMatrixSetFloatInfo(dtrain.get(), "label", y.data(), static_cast<bst_ulong>(n_rows)),
@@ -308,8 +306,8 @@ Result<std::unique_ptr<XGBoostModel>> TrainXGBoost(std::span<const float> X, siz
     APX_RETURN_IF_ERROR(XgbCall(XGBoosterUpdateOneIter(b, iter, dtrain.get()),
                                 "XGBoosterUpdateOneIter(" + std::to_string(iter) + ")"));
   }
-  auto model = std::make_unique<XGBoostModel>(XGBoostModel::ConstructionKey{},
-                                              std::move(booster), options.task);
+  auto model = std::make_unique<XGBoostModel>(XGBoostModel::ConstructionKey{}, std::move(booster),
+                                              options.task);
   APX_RETURN_IF_ERROR(model->Init());
   return model;
 }

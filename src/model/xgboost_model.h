@@ -75,8 +75,7 @@ class XGBoostModel final : public Model {
   // Errors: InvalidArgument on size mismatch, or for gblinear when a value is +-inf (XGBoost's
   // DMatrix refuses it; trees accept +-inf); Internal if XGBoost fails or returns an output
   // whose shape is not n_rows values (`out` is then left unspecified).
-  Status Predict(std::span<const float> rows, size_t n_rows,
-                 std::span<float> out) const override;
+  Status Predict(std::span<const float> rows, size_t n_rows, std::span<float> out) const override;
 
   // "xgboost gbtree (binary:logistic): 8 features, 100 rounds".
   std::string Describe() const override;
@@ -96,8 +95,8 @@ class XGBoostModel final : public Model {
   Status SetNumThreads(int nthread);
 
  private:
-  friend Result<std::unique_ptr<XGBoostModel>> TrainXGBoost(std::span<const float>, size_t,
-                                                            size_t, std::span<const float>,
+  friend Result<std::unique_ptr<XGBoostModel>> TrainXGBoost(std::span<const float>, size_t, size_t,
+                                                            std::span<const float>,
                                                             const TrainOptions&);
   using BoosterPtr = std::unique_ptr<void, XGBoosterDeleter>;
   // Only the factories can name the key, so only they can construct (with make_unique).

@@ -1,6 +1,7 @@
 #include "model/xgboost_model.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -9,8 +10,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <unistd.h>
 
 #include "model/model_test_util.h"
 
@@ -160,8 +159,7 @@ TEST(XGBoostModelTest, LoadErrors) {
   // Well-formed JSON with a 'learner' XGBoost cannot use.
   const std::string hollow = dir.File("hollow.json");
   WriteFile(hollow, R"({"learner": {"gradient_booster": {}}, "version": [1, 7, 4]})");
-  EXPECT_EQ(XGBoostModel::Load(hollow, Task::kRegression).status().code(),
-            StatusCode::kDataLoss);
+  EXPECT_EQ(XGBoostModel::Load(hollow, Task::kRegression).status().code(), StatusCode::kDataLoss);
 
   // A truncated real model.
   auto trained = TrainSmall("gbtree", Task::kBinary, 4, 5, 3);
@@ -170,8 +168,7 @@ TEST(XGBoostModelTest, LoadErrors) {
   ASSERT_TRUE(json.ok());
   const std::string truncated = dir.File("truncated.json");
   WriteFile(truncated, json->substr(0, json->size() / 2));
-  EXPECT_EQ(XGBoostModel::Load(truncated, Task::kBinary).status().code(),
-            StatusCode::kDataLoss);
+  EXPECT_EQ(XGBoostModel::Load(truncated, Task::kBinary).status().code(), StatusCode::kDataLoss);
 
   // A binary:logistic model does not serve a regression task, and vice versa.
   const std::string binary = dir.File("binary.json");
@@ -195,8 +192,7 @@ TEST(XGBoostModelTest, TrainingInputErrors) {
     auto model = TrainXGBoost(x, rows, cols, labels, opts);
     ASSERT_FALSE(model.ok()) << needle;
     EXPECT_EQ(model.status().code(), StatusCode::kInvalidArgument) << model.status().ToString();
-    EXPECT_NE(model.status().message().find(needle), std::string::npos)
-        << model.status().message();
+    EXPECT_NE(model.status().message().find(needle), std::string::npos) << model.status().message();
   };
   expect_invalid(X, n_rows + 1, n_features, y, options, "expected");
   expect_invalid(X, n_rows, n_features, std::span<const float>(y).first(n_rows - 1), options,
