@@ -82,6 +82,20 @@ TEST_F(EndToEndTest, MeetRateAtLeastTau) {
   EXPECT_EQ(report->low_confidence_rate, 0.0);
 }
 
+TEST_F(EndToEndTest, StrictModeKeepsTheGuaranteeWithStricterRounds) {
+  ASSERT_NE(pipeline_, nullptr);
+  pipeline::PipelineSpec spec = pipeline_->spec();
+  spec.guarantee.strict = true;
+  auto strict = pipeline::Pipeline::Open(spec);
+  ASSERT_TRUE(strict.ok()) << strict.status().ToString();
+  auto report = eval::RunEval(**strict, {.n = 200, .progress = false});
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_GE(report->meet_rate, report->tau);
+  // Round 0 must reach 1 - 0.05/2 = 0.975, so answers carry at least that much confidence
+  // unless later rounds or exact reads were needed.
+  EXPECT_GE(report->avg_confidence, 0.975);
+}
+
 TEST_F(EndToEndTest, SameRequestSameAnswer) {
   ASSERT_NE(pipeline_, nullptr);
   std::vector<pipeline::Request> requests;

@@ -89,6 +89,8 @@ TEST(SpecTest, ErrorsNameFileLineAndField) {
               "features[0].transform: unknown transform 'minute'");
   ExpectError(Edit("aggs: [avg, p90]", "aggs: [avg, p900]"), "bad quantile 'p900'");
   ExpectError(std::string(kGood) + "  - {name: hour, field: dep_time}\n", "");  // syntax: wrong place
+  ExpectError(Edit("guarantee: {delta: 1.5, tau: 0.9}", "guarantee: {delta: 1.5, strict: maybe}"),
+              "guarantee.strict: expected true or false");
   ExpectError("name: [unclosed", "specs/t.yaml:1: YAML syntax error");
   ExpectError("just a string", "expected a YAML mapping");
 }

@@ -458,20 +458,30 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     }
     if (usable) {
       const auto model_start = Clock::now();
-      // Two-stage: if the A/B rows alone already give confidence >= tau, the answer is
+      // Strict mode spends the failure probability 1 − τ across rounds (1/2, 1/4, ... of it),
+      // so that checking after every round cannot erode the guarantee (optional stopping).
+      const double required =
+          spec.guarantee.strict ? 1.0 - (1.0 - out->tau) * std::ldexp(1.0, -(out->rounds + 1))
+                                : out->tau;
+      // Two-stage: if the A/B rows alone already give the required confidence, the answer is
       // ready and the AB blocks (only needed for S1, i.e. for planning) are skipped.
       APX_RETURN_IF_ERROR(propagator_->Run(features_, out->delta, &result_,
-                                           {.stop_confidence = out->tau}));
+                                           {.stop_confidence = required}));
       const double round_ns = NsSince(model_start);
       model_ns += round_ns;
       pipeline_.RecordRoundOverhead(round_ns);
       ++out->rounds;
       out->y = result_.y_hat;
       out->confidence = result_.confidence;
-      if (result_.confidence >= out->tau) break;
+      if (result_.confidence >= required) break;
       for (size_t q = 0; q < runs_.size(); ++q) views_[q].s1 = result_.s1[q];
     }
-    if (!usable || !PlanJumpRound(out->delta, out->tau)) planner::PlanNextRound(views_, popts, target_);
+    const double next_required =
+        spec.guarantee.strict ? 1.0 - (1.0 - out->tau) * std::ldexp(1.0, -(out->rounds + 1))
+                              : out->tau;
+    if (!usable || !PlanJumpRound(out->delta, next_required)) {
+      planner::PlanNextRound(views_, popts, target_);
+    }
     // Cut-over: when reading everything that is left costs no more than the next round
     // (its rows plus one propagation), finish exactly.
     const double next_round = planner::PlanCost(views_, target_) + pipeline_.round_overhead_ns();

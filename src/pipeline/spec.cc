@@ -400,7 +400,7 @@ class SpecParser {
 
     const YAML::Node g = root["guarantee"];
     if (!g.IsDefined()) return Error(root, "guarantee", "required field is missing");
-    APX_RETURN_IF_ERROR(CheckKeys(g, "guarantee", {"delta", "tau", "alpha", "gamma", "qmc_points", "seed", "cut_over"}));
+    APX_RETURN_IF_ERROR(CheckKeys(g, "guarantee", {"delta", "tau", "alpha", "gamma", "qmc_points", "seed", "cut_over", "strict"}));
     GuaranteeSpec& gs = spec.guarantee;
     APX_ASSIGN_OR_RETURN(gs.delta, Number(g, "delta", "guarantee", spec.task == model::Task::kRegression, 0));
     APX_ASSIGN_OR_RETURN(gs.tau, Number(g, "tau", "guarantee", false, 0.95));
@@ -423,6 +423,11 @@ class SpecParser {
       return Error(g["cut_over"], "guarantee.cut_over", "expected true or false");
     }
     gs.cut_over = cut == "true";
+    APX_ASSIGN_OR_RETURN(std::string strict, String(g, "strict", "guarantee", false, "false"));
+    if (strict != "true" && strict != "false") {
+      return Error(g["strict"], "guarantee.strict", "expected true or false");
+    }
+    gs.strict = strict == "true";
     gs.seed = static_cast<uint64_t>(seed);
     return spec;
   }

@@ -94,6 +94,9 @@ struct GuaranteeSpec {
   // Switch to exact reading when it is cheaper than going on approximating (default). Off
   // forces the approximate path, e.g. to study the estimators on small data.
   bool cut_over = true;
+  // Strict mode: round r must reach confidence 1 − (1 − τ)/2^(r+1) (the failure probability is
+  // spent across rounds, Bonferroni-style), guarding against optional stopping.
+  bool strict = false;
 };
 
 struct PipelineSpec {
