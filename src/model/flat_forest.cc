@@ -1,6 +1,11 @@
 #include "model/flat_forest.h"
 
+#if defined(__x86_64__)
+#define APX_X86_64 1
 #include <immintrin.h>
+#else
+#define APX_X86_64 0
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -125,11 +130,10 @@ Result<RawTree> ReadRawTree(const json& tree, size_t tree_idx, size_t num_featur
   if (num_nodes < 1 || num_nodes > (1ll << 30)) {
     return Status::DataLoss(where + ".tree_param.num_nodes is " + std::to_string(num_nodes));
   }
-  if (const json* leaf_vector = internal::Find(*param, "size_leaf_vector")) {
+  if (internal::Find(*param, "size_leaf_vector") != nullptr) {
     APX_ASSIGN_OR_RETURN(const long long size,
                          internal::IntField(*param, "size_leaf_vector", where + ".tree_param"));
     if (size > 1) return Status::InvalidArgument(where + " has vector leaves (multi-target)");
-    (void)leaf_vector;
   }
   const size_t n = static_cast<size_t>(num_nodes);
   RawTree raw;
@@ -256,6 +260,9 @@ Result<GeneralForest> BuildGeneralForest(const json& booster_model, size_t num_f
   for (size_t tree_idx = 0; tree_idx < trees->size(); ++tree_idx) {
     APX_ASSIGN_OR_RETURN(const RawTree raw,
                          ReadRawTree((*trees)[tree_idx], tree_idx, num_features));
+    if (forest.threshold.size() + raw.left.size() > (size_t{1} << 31)) {
+      return Status::InvalidArgument("model has more than 2^31 nodes");  // node ids are uint32
+    }
     APX_RETURN_IF_ERROR(AppendTree(raw, tree_idx, num_features, &forest));
   }
   return forest;
@@ -324,7 +331,7 @@ struct Layouts {
 using BlockFn = void (*)(const Layouts& layouts, const float* xt, float* acc);
 
 // The portable kernels are scalar on purpose: with AVX-512 enabled GCC turns their row loops
-// into gathers, which measured 30% slower here (gathers cost ~13 cycles each on this CPU).
+// into gathers, which measured 20-30% slower here (gathers cost ~13 cycles each on this CPU).
 #define APX_NO_AUTO_VECTORIZE __attribute__((optimize("no-tree-vectorize")))
 
 // XGBoost: missing -> default child; otherwise x < threshold -> left.
@@ -401,6 +408,7 @@ APX_NO_AUTO_VECTORIZE void CompleteBlock(const Layouts& layouts, const float* __
   }
 }
 
+#if APX_X86_64
 // AVX-512: 16 rows per vector, kBlockRows / 16 vectors in flight per tree level. Instead of
 // walking heap indices, each lane keeps its node's index within the current level
 // (local' = 2 * local + go_right; heap index = 2^level - 1 + local), so a level's node
@@ -572,6 +580,7 @@ BlockFn Avx512BlockFn(int column_bits) {
   }
 }
 static_assert(kMaxBlendColumnBits == 4, "Avx512BlockFn instantiates blend trees up to 4 bits");
+#endif  // APX_X86_64
 
 // ---------------------------------------------------------------------------------------------
 // The helper thread for num_threads = 2: one persistent thread per model that joins a call
@@ -617,7 +626,11 @@ class HelperThread {
       owned_ = false;
     }
     while (in_task_.load(std::memory_order_acquire)) {
+#if APX_X86_64
       _mm_pause();
+#else
+      std::this_thread::yield();
+#endif
     }
   }
 
@@ -679,12 +692,16 @@ class FlatForest final : public Model {
         break;
       case ForestKernel::kCompleteAvx512:
       case ForestKernel::kAuto: {  // kAuto is resolved before construction
+#if APX_X86_64
         const int bits = ColumnBits(num_features_);
         block_fn_[0] = Avx512BlockFn<false>(bits);
         block_fn_[1] = Avx512BlockFn<true>(bits);
         if (bits <= kMaxBlendColumnBits) {
           num_columns_ = std::max(num_columns_, size_t{1} << bits);
         }
+#else
+        APX_CHECK(false);  // CompileFlatForest refuses the kernel without x86-64
+#endif
         break;
       }
     }
@@ -809,8 +826,12 @@ void FlatForest::PredictRange(const float* rows, size_t begin_row, size_t end_ro
 }  // namespace
 
 bool CpuHasAvx512() {
+#if APX_X86_64
   static const bool has = __builtin_cpu_supports("avx512f");
   return has;
+#else
+  return false;
+#endif
 }
 
 Result<std::unique_ptr<Model>> CompileFlatForest(const std::string& xgboost_json, Task task,

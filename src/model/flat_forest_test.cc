@@ -159,6 +159,20 @@ TEST(FlatForestTest, StumpHasKnownAnswers) {
   }
 }
 
+TEST(FlatForestTest, EmptyForestPredictsTheBaseScore) {
+  const std::string regression = ForestJson({}, "reg:squarederror", "1.5E0", 3);
+  const std::string binary = ForestJson({}, "binary:logistic", "2.5E-1", 3);
+  const std::vector<float> rows = {1.0f, std::nanf(""), -2.0f};
+  for (const ForestKernel kernel : Kernels()) {
+    auto forest = CompileFlatForest(regression, Task::kRegression, {.kernel = kernel});
+    ASSERT_TRUE(forest.ok()) << forest.status().ToString();
+    EXPECT_EQ(PredictAll(**forest, rows), std::vector<float>{1.5f});
+    forest = CompileFlatForest(binary, Task::kBinary, {.kernel = kernel});
+    ASSERT_TRUE(forest.ok()) << forest.status().ToString();
+    EXPECT_NEAR(PredictAll(**forest, rows)[0], 0.25f, 1e-7);
+  }
+}
+
 TEST(FlatForestTest, DefaultLeftAndBinaryBaseScore) {
   HandTree stump = Stump();
   stump.default_left = {1, 0, 0};  // NaN now goes left

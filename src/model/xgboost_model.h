@@ -51,7 +51,15 @@ struct XGDMatrixDeleter {
 };
 
 class XGBoostModel final : public Model {
+ private:
+  using BoosterPtr = std::unique_ptr<void, XGBoosterDeleter>;
+  // Only the factories (Load, FromJson, TrainXGBoost) can name the key, so only they can
+  // construct, and they can still use make_unique.
+  struct ConstructionKey {};
+
  public:
+  XGBoostModel(ConstructionKey, BoosterPtr booster, Task task)
+      : booster_(std::move(booster)), task_(task) {}
   XGBoostModel(const XGBoostModel&) = delete;
   XGBoostModel& operator=(const XGBoostModel&) = delete;
   ~XGBoostModel() override;
@@ -90,31 +98,24 @@ class XGBoostModel final : public Model {
   // "gbtree" (also random-forest mode), "gblinear" or "dart".
   const std::string& booster_name() const { return booster_name_; }
 
-  // Sets the number of threads XGBoost uses for this booster's predictions. Not thread-safe.
-  // Errors: InvalidArgument if nthread < 1, Internal if XGBoost refuses.
+  // Sets the number of threads XGBoost uses for this booster's predictions (serialised with
+  // Predict on the same mutex). Errors: InvalidArgument if nthread < 1, Internal if XGBoost
+  // refuses.
   Status SetNumThreads(int nthread);
 
  private:
   friend Result<std::unique_ptr<XGBoostModel>> TrainXGBoost(std::span<const float>, size_t, size_t,
                                                             std::span<const float>,
                                                             const TrainOptions&);
-  using BoosterPtr = std::unique_ptr<void, XGBoosterDeleter>;
-  // Only the factories can name the key, so only they can construct (with make_unique).
-  struct ConstructionKey {};
 
- public:
-  XGBoostModel(ConstructionKey, BoosterPtr booster, Task task)
-      : booster_(std::move(booster)), task_(task) {}
-
- private:
   // Reads the booster's configuration (booster name, objective, feature count) and checks the
   // objective against task_. Called once by every factory.
   Status Init();
 
-  mutable std::mutex mu_;  // guards every C API call on booster_ made from const methods
-  BoosterPtr booster_;
-  Task task_;
-  size_t num_features_ = 0;
+  mutable std::mutex mu_;  // serialises every C API call on booster_ after construction
+  BoosterPtr booster_;     // GUARDED_BY(mu_)
+  const Task task_;
+  size_t num_features_ = 0;  // set by Init, then constant
   std::string booster_name_;
   std::string objective_;
 };
