@@ -120,7 +120,8 @@ Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, boo
                               .max_depth = spec.model.max_depth,
                               .eta = spec.model.eta,
                               .nthread = threads,
-                              .seed = spec.train.seed};
+                              .seed = spec.train.seed,
+                              .scale_pos_weight = spec.model.scale_pos_weight};
   const auto train_start = Clock::now();
   if (progress) std::fprintf(stderr, "train %s: fitting %s with %d trees...\n", spec.name.c_str(),
                              spec.model.booster.c_str(), spec.model.trees);

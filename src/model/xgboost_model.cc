@@ -95,6 +95,9 @@ Status ValidateTrainingInput(std::span<const float> X, size_t n_rows, size_t n_f
   if (!(options.eta > 0.0)) return Status::InvalidArgument("eta must be > 0");
   if (options.nthread < 1) return Status::InvalidArgument("nthread must be >= 1");
   if (!(options.lambda >= 0.0)) return Status::InvalidArgument("lambda must be >= 0");
+  if (!(options.scale_pos_weight > 0.0) || !std::isfinite(options.scale_pos_weight)) {
+    return Status::InvalidArgument("scale_pos_weight must be a finite number > 0");
+  }
   return Status::Ok();
 }
 
@@ -282,6 +285,9 @@ Result<std::unique_ptr<XGBoostModel>> TrainXGBoost(std::span<const float> X, siz
   APX_RETURN_IF_ERROR(SetParam(b, "nthread", std::to_string(options.nthread)));
   APX_RETURN_IF_ERROR(SetParam(b, "seed", std::to_string(options.seed)));
   APX_RETURN_IF_ERROR(SetParam(b, "lambda", FormatDouble(options.lambda)));
+  if (binary) {
+    APX_RETURN_IF_ERROR(SetParam(b, "scale_pos_weight", FormatDouble(options.scale_pos_weight)));
+  }
   int rounds = options.num_trees;
   if (options.booster == "gblinear") {
     APX_RETURN_IF_ERROR(SetParam(b, "booster", "gblinear"));

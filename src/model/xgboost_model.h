@@ -40,6 +40,9 @@ struct TrainOptions {
   int nthread = 2;      // XGBoost threads for training and for this booster's predictions
   uint64_t seed = 0;    // XGBoost's `seed` (row/column subsampling)
   double lambda = 1.0;  // L2 regularisation on leaf weights / linear weights
+  // Binary only: weight of positive examples (XGBoost `scale_pos_weight`); about
+  // #negatives / #positives balances an imbalanced label so that p >= 0.5 finds positives.
+  double scale_pos_weight = 1.0;
 };
 
 // Deleters for the opaque C API handles (BoosterHandle and DMatrixHandle are void*).

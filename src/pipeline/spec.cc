@@ -365,7 +365,7 @@ class SpecParser {
 
     const YAML::Node m = root["model"];
     if (!m.IsDefined()) return Error(root, "model", "required field is missing");
-    APX_RETURN_IF_ERROR(CheckKeys(m, "model", {"path", "booster", "trees", "max_depth", "eta"}));
+    APX_RETURN_IF_ERROR(CheckKeys(m, "model", {"path", "booster", "trees", "max_depth", "eta", "scale_pos_weight"}));
     APX_ASSIGN_OR_RETURN(std::string model_path, String(m, "path", "model", true));
     spec.model.path = Resolve(spec.dir, model_path);
     APX_ASSIGN_OR_RETURN(spec.model.booster, String(m, "booster", "model", false, "gbtree"));
@@ -376,6 +376,11 @@ class SpecParser {
     APX_ASSIGN_OR_RETURN(double trees, Number(m, "trees", "model", false, 100));
     APX_ASSIGN_OR_RETURN(double depth, Number(m, "max_depth", "model", false, 6));
     APX_ASSIGN_OR_RETURN(spec.model.eta, Number(m, "eta", "model", false, 0.1));
+    if (!(spec.model.eta > 0)) return Error(m["eta"], "model.eta", "must be > 0");
+    APX_ASSIGN_OR_RETURN(spec.model.scale_pos_weight, Number(m, "scale_pos_weight", "model", false, 1.0));
+    if (!(spec.model.scale_pos_weight > 0)) {
+      return Error(m["scale_pos_weight"], "model.scale_pos_weight", "must be > 0");
+    }
     if (trees < 1 || trees > 10000) return Error(m["trees"], "model.trees", "expected 1..10000");
     if (depth < 1 || depth > 16) return Error(m["max_depth"], "model.max_depth", "expected 1..16");
     spec.model.trees = static_cast<int>(trees);

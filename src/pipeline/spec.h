@@ -69,6 +69,7 @@ struct ModelSpec {
   int trees = 100;
   int max_depth = 6;
   double eta = 0.1;
+  double scale_pos_weight = 1.0;  // binary: weight of positive examples
 };
 
 struct RequestSetSpec {
