@@ -363,10 +363,11 @@ Status Session::PredictExactFeatures(Prediction* out) {
 }
 
 bool Session::PlanJumpRound(double delta, double tau) {
-  if (pipeline_.spec().task != model::Task::kRegression) return false;
+  const bool binary = pipeline_.spec().task == model::Task::kBinary;
+  if (binary && result_.analytic) return false;
   // Attribute the output variance to the queries by their first-order indices (interactions
   // spread proportionally), then ask the planner for the cheapest sample that brings the
-  // output std below kJumpSafety · δ / z, z the two-sided normal quantile of τ.
+  // output std below kJumpSafety times the allowed spread.
   const double var = result_.output_std * result_.output_std;
   double s1_sum = 0;
   size_t open = 0;
@@ -382,6 +383,15 @@ bool Session::PlanJumpRound(double delta, double tau) {
     views_[q].variance = !is_open ? 0.0
                          : s1_sum > 0 ? var * std::max(result_.s1[q], 0.0) / s1_sum
                                       : var / static_cast<double>(open);
+  }
+  if (binary) {
+    // The class flips when the probability crosses 0.5: with p ~ N(mean, σ²) the answer keeps
+    // its class with probability Φ(|mean − 0.5| / σ) >= τ, so σ <= |mean − 0.5| / Φ⁻¹(τ).
+    // Near the boundary the target is ~0 and the plan reads everything (exact is the answer).
+    const double target_std =
+        kJumpSafety * std::abs(result_.mean_output - 0.5) / boost_math_normal_quantile(tau);
+    planner::PlanJump(views_, target_std * target_std, target_);
+    return true;
   }
   const double z = boost_math_normal_quantile((1.0 + tau) / 2.0);
   const double target_std = kJumpSafety * delta / z;
@@ -482,10 +492,13 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     if (!usable || !PlanJumpRound(out->delta, next_required)) {
       planner::PlanNextRound(views_, popts, target_);
     }
-    // Cut-over: when reading everything that is left costs no more than the next round
-    // (its rows plus one propagation), finish exactly.
+    // Cut-over: finish exactly when reading everything that is left costs no more than the
+    // next round (its rows plus one propagation), or — ski rental — once approximating has
+    // already cost as much as finishing exactly would: a request then never costs much more
+    // than twice the exact path, however long its confidence hovers below τ.
     const double next_round = planner::PlanCost(views_, target_) + pipeline_.round_overhead_ns();
-    if (spec.guarantee.cut_over && planner::ExactRemainingCost(views_) <= next_round) {
+    const double exact_rest = planner::ExactRemainingCost(views_);
+    if (spec.guarantee.cut_over && (exact_rest <= next_round || NsSince(start) >= exact_rest)) {
       std::fill(target_.begin(), target_.end(), planner::kNumStrata);
       out->cut_over = true;
     }

@@ -148,7 +148,7 @@ class Session {
   bool Estimate(bool* all_exact);
   Status PredictExactFeatures(Prediction* out);
   // Plans the next round with planner::PlanJump from the last propagation; false when the
-  // jump does not apply (classification), so the caller uses the stepwise planner.
+  // jump does not apply (a linear binary model), so the caller uses the stepwise planner.
   bool PlanJumpRound(double delta, double tau);
 
   const Pipeline& pipeline_;

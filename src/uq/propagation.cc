@@ -253,6 +253,7 @@ Status Propagator::RunAllFixed(PropagationResult* out) {
   out->y_hat = binary_ ? (y >= 0.5 ? 1.0 : 0.0) : y;
   out->confidence = 1.0;
   out->output_std = 0.0;
+  out->mean_output = y;
   out->model_rows = 1;
   return Status::Ok();
 }
@@ -297,6 +298,7 @@ Status Propagator::RunAnalytic(const model::LinearForm& linear,
     for (size_t g = 0; g < group_var_.size(); ++g) out->s1[g] = group_var_[g] / var;
   }
   out->output_std = sigma;
+  out->mean_output = mu;
   out->model_rows = 0;
   out->analytic = true;
   return Status::Ok();
@@ -327,6 +329,7 @@ void Propagator::Summarize(const float* y, size_t n, double delta, PropagationRe
     out->confidence = static_cast<double>(within) * inv_n;
   }
   out->output_std = std::sqrt(sum_sq * inv_n);
+  out->mean_output = mean_y;
 }
 
 Status Propagator::RunSampled(double delta, const RunOptions& options, PropagationResult* out) {

@@ -115,6 +115,8 @@ struct PropagationResult {
   std::vector<double> s1;  // first-order index per group (size num_groups)
   double output_std = 0;   // std of the outputs (binary: of the probabilities; analytic
                            // binary: of the margin)
+  double mean_output = 0;  // mean of the outputs (binary: mean probability; analytic: f(means),
+                           // binary analytic: the mean margin)
   size_t model_rows = 0;   // rows given to model.Predict this run (0 when analytic)
   bool analytic = false;   // true when the linear closed form was used
   bool s1_valid = true;    // false when the run stopped after the A/B rows (s1 all 0)
