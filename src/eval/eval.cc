@@ -227,6 +227,7 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
   r.approx_latency = Stats(approx_ms);
   r.exact_metric = spec.task == model::Task::kBinary ? F1(labels, exact_y) : R2(labels, exact_y);
   r.approx_metric = spec.task == model::Task::kBinary ? F1(labels, approx_y) : R2(labels, approx_y);
+  for (size_t i = 0; i < n; ++i) r.exact_mae += std::abs(labels[i] - exact_y[i]) / dn;
   r.exact_rows_per_s = exact_data_ms > 0 ? exact_rows / (exact_data_ms / 1e3) : 0;
   r.exact_data_ms = exact_data_ms / dn;
   r.exact_model_ms = exact_model_ms / dn;
@@ -264,6 +265,7 @@ nlohmann::json EvalReport::ToJson() const {
   j["exact"] = {{"latency_ms", LatencyJson(exact_latency)},
                 {"metric", {{"name", metric_name}, {"value", exact_metric}}},
                 {"rows_per_s", exact_rows_per_s},
+                {"mae", exact_mae},
                 {"split_ms", {{"data", exact_data_ms}, {"model", exact_model_ms}}}};
   j["approx"] = {{"latency_ms", LatencyJson(approx_latency)},
                  {"metric", {{"name", metric_name}, {"value", approx_metric}}},

@@ -56,6 +56,7 @@ struct EvalReport {
   // exact path
   LatencyStats exact_latency;
   double exact_metric = 0;
+  double exact_mae = 0;              // regression: mean |label − prediction|
   double exact_rows_per_s = 0;       // rows read per second of data time
   // approximate path
   LatencyStats approx_latency;
