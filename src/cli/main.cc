@@ -185,6 +185,30 @@ int Demo(const std::vector<std::string>& specs, int n, int threads) {
   }
   std::printf("\n");
   for (const eval::EvalReport& r : reports) std::printf("%s\n", r.ToText().c_str());
+  if (!specs.empty()) {
+    // One request, both ways, to show what a single answer looks like.
+    auto p = OpenPipeline(specs.front(), true, false);
+    if (!p.ok()) return Fail(p.status());
+    pipeline::RequestSetSpec one = (*p)->spec().test;
+    one.n = 1;
+    std::vector<pipeline::Request> requests;
+    std::vector<double> labels;
+    Status s = (*p)->MakeRequests(one, &requests, &labels);
+    if (!s.ok()) return Fail(s);
+    pipeline::Session session(**p);
+    pipeline::Prediction exact, approx;
+    s = session.Predict(requests[0], {.exact = true}, &exact);
+    if (s.ok()) s = session.Predict(requests[0], {}, &approx);
+    if (!s.ok()) return Fail(s);
+    std::printf("one %s request: %s\n", (*p)->spec().name.c_str(),
+                pipeline::RequestToJson((*p)->spec(), requests[0]).c_str());
+    std::printf("  exact : %8.3f after reading %lld rows in %.3f ms\n", exact.y,
+                static_cast<long long>(exact.rows_read), exact.total_ms);
+    std::printf("  approx: %8.3f after reading %lld rows in %.3f ms, %d round(s), confidence %.3f "
+                "that it is within %.3g of the exact answer\n  (true label %.0f)\n\n",
+                approx.y, static_cast<long long>(approx.rows_read), approx.total_ms, approx.rounds,
+                approx.confidence, approx.delta, labels[0]);
+  }
   std::printf("%-14s %10s %10s %8s %10s %10s %9s\n", "pipeline", "exact p50", "approx p50",
               "speedup", "exact", "approx", "meet");
   for (const eval::EvalReport& r : reports) {
