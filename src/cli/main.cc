@@ -40,9 +40,11 @@ store::ProgressFn LoadProgress(const std::string& label, bool enabled,
   };
 }
 
+double g_scale = 1.0;  // --scale of generated tables
+
 Result<std::unique_ptr<pipeline::Pipeline>> OpenPipeline(const std::string& path, bool load_model,
                                                          bool progress) {
-  APX_ASSIGN_OR_RETURN(pipeline::PipelineSpec spec, pipeline::LoadSpec(path));
+  APX_ASSIGN_OR_RETURN(pipeline::PipelineSpec spec, pipeline::LoadSpec(path, g_scale));
   std::unique_ptr<ProgressBar> bar;
   pipeline::OpenOptions options{.load_model = load_model,
                                 .progress = LoadProgress("load " + spec.name, progress, &bar)};
@@ -52,9 +54,14 @@ Result<std::unique_ptr<pipeline::Pipeline>> OpenPipeline(const std::string& path
 }
 
 int Ingest(const std::string& spec_path) {
-  auto spec = pipeline::LoadSpec(spec_path);
+  auto spec = pipeline::LoadSpec(spec_path, g_scale);
   if (!spec.ok()) return Fail(spec.status());
+  if (Status s = eval::PrepareData(*spec, true); !s.ok()) return Fail(s);
   for (const pipeline::TableSpec& t : spec->tables) {
+    if (t.generated()) {
+      std::printf("table '%s' is generated: snapshot %s\n", t.schema.name.c_str(), t.snapshot.c_str());
+      continue;
+    }
     const auto start = std::chrono::steady_clock::now();
     std::unique_ptr<ProgressBar> bar;
     auto table = store::ReadCsv(t.csv, t.schema, LoadProgress("ingest " + t.schema.name, true, &bar));
@@ -70,6 +77,9 @@ int Ingest(const std::string& spec_path) {
 }
 
 int Train(const std::string& spec_path, int threads, bool json) {
+  auto spec = pipeline::LoadSpec(spec_path, g_scale);
+  if (!spec.ok()) return Fail(spec.status());
+  if (Status s = eval::PrepareData(*spec, true); !s.ok()) return Fail(s);
   auto p = OpenPipeline(spec_path, /*load_model=*/false, !json);
   if (!p.ok()) return Fail(p.status());
   auto report = eval::TrainPipeline(**p, threads, !json);
@@ -146,7 +156,10 @@ int Predict(const std::string& spec_path, const std::string& request_arg, bool e
 }
 
 int Eval(const std::string& spec_path, int n, bool json, double delta, double tau,
-         const std::string& out_path) {
+         const std::string& out_path, int threads) {
+  auto spec = pipeline::LoadSpec(spec_path, g_scale);
+  if (!spec.ok()) return Fail(spec.status());
+  if (Status s = eval::Prepare(*spec, threads, true); !s.ok()) return Fail(s);
   auto p = OpenPipeline(spec_path, true, !json);
   if (!p.ok()) return Fail(p.status());
   auto report = eval::RunEval(**p, {.n = n, .progress = true, .delta = delta, .tau = tau});
@@ -166,17 +179,102 @@ int Eval(const std::string& spec_path, int n, bool json, double delta, double ta
   return 0;
 }
 
+std::string SuiteTable(const std::vector<eval::EvalReport>& reports, double scale) {
+  std::string md;
+  char line[1024];
+  std::snprintf(line, sizeof(line),
+                "Scale %g. Latencies in ms; split = approximate path's mean data / model / planner ms.\n\n",
+                scale);
+  md += line;
+  md += "| pipeline | requests | rows/exact req | exact p50 | exact p95 | approx p50 | approx p95 | "
+        "speedup p50 | metric exact | metric approx | meet rate (τ) | rounds | sample ratio | split |\n";
+  md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const eval::EvalReport& r : reports) {
+    std::snprintf(line, sizeof(line),
+                  "| %s | %d | %.0f | %.3f | %.3f | %.3f | %.3f | %.2fx | %s %.4f | %s %.4f | %.3f (%.2f) | "
+                  "%.2f | %.3f | %.3f / %.3f / %.3f |\n",
+                  r.pipeline.c_str(), r.requests, r.mean_matching_rows, r.exact_latency.p50,
+                  r.exact_latency.p95, r.approx_latency.p50, r.approx_latency.p95, r.speedup_p50,
+                  r.metric_name.c_str(), r.exact_metric, r.metric_name.c_str(), r.approx_metric,
+                  r.meet_rate, r.tau, r.avg_rounds, r.avg_sample_ratio, r.approx_data_ms,
+                  r.approx_model_ms, r.approx_planner_ms);
+    md += line;
+  }
+  return md;
+}
+
+// Replaces the text between "<!-- suite:begin -->" and "<!-- suite:end -->" in `path` (appends
+// the section when the markers are missing). Written atomically (temp file + rename).
+Status WriteSuiteSection(const std::string& path, const std::string& table) {
+  std::string text;
+  {
+    std::ifstream in(path);
+    if (in) {
+      std::stringstream ss;
+      ss << in.rdbuf();
+      text = ss.str();
+    }
+  }
+  const std::string begin = "<!-- suite:begin -->", end = "<!-- suite:end -->";
+  const std::string section = begin + "\n" + table + end;
+  const size_t b = text.find(begin), e = text.find(end);
+  if (b != std::string::npos && e != std::string::npos && e > b) {
+    text.replace(b, e + end.size() - b, section);
+  } else {
+    text += "\n## Suite\n\n" + section + "\n";
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << text;
+    if (!out) return Status::IoError("cannot write '" + tmp + "'");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return Status::IoError("cannot rename '" + tmp + "'");
+  return Status::Ok();
+}
+
+int Suite(const std::vector<std::string>& specs, int n, int threads, const std::string& results_dir,
+          const std::string& markdown, bool check_meet) {
+  std::vector<eval::EvalReport> reports;
+  for (const std::string& spec_path : specs) {
+    auto spec = pipeline::LoadSpec(spec_path, g_scale);
+    if (!spec.ok()) return Fail(spec.status());
+    if (Status s = eval::Prepare(*spec, threads, true); !s.ok()) return Fail(s);
+    auto p = OpenPipeline(spec_path, true, true);
+    if (!p.ok()) return Fail(p.status());
+    auto report = eval::RunEval(**p, {.n = n, .progress = true});
+    if (!report.ok()) return Fail(report.status());
+    char name[256];
+    std::snprintf(name, sizeof(name), "%s/%s-scale%g.json", results_dir.c_str(), spec->name.c_str(), g_scale);
+    std::filesystem::create_directories(results_dir);
+    std::ofstream(name) << report->ToJson().dump(2) << "\n";
+    std::printf("%s", report->ToText().c_str());
+    reports.push_back(*report);
+  }
+  const std::string table = SuiteTable(reports, g_scale);
+  std::printf("\n%s", table.c_str());
+  if (!markdown.empty()) {
+    if (Status s = WriteSuiteSection(markdown, table); !s.ok()) return Fail(s);
+    std::printf("\nwrote the table into %s\n", markdown.c_str());
+  }
+  int broken = 0;
+  for (const eval::EvalReport& r : reports) {
+    if (r.meet_rate < r.tau) {
+      std::fprintf(stderr, "apxserve: %s: meet rate %.3f is below tau %.2f\n", r.pipeline.c_str(),
+                   r.meet_rate, r.tau);
+      ++broken;
+    }
+  }
+  return check_meet && broken > 0 ? 1 : 0;
+}
+
 int Demo(const std::vector<std::string>& specs, int n, int threads) {
   std::printf("apxserve demo: approximate features with a guaranteed bound, on the US flights data\n\n");
   std::vector<eval::EvalReport> reports;
   for (const std::string& spec_path : specs) {
-    auto spec = pipeline::LoadSpec(spec_path);
+    auto spec = pipeline::LoadSpec(spec_path, g_scale);
     if (!spec.ok()) return Fail(spec.status());
-    if (!std::filesystem::exists(spec->model.path)) {
-      std::printf("[%s] no model yet: training it\n", spec->name.c_str());
-      const int rc = Train(spec_path, threads, false);
-      if (rc != 0) return rc;
-    }
+    if (Status s = eval::Prepare(*spec, threads, true); !s.ok()) return Fail(s);
     auto p = OpenPipeline(spec_path, true, true);
     if (!p.ok()) return Fail(p.status());
     auto report = eval::RunEval(**p, {.n = n, .progress = true});
@@ -229,6 +327,7 @@ int main(int argc, char** argv) {
   CLI::App app{"apxserve: serve ML inference pipelines fast, with approximate aggregation "
                "features and a guaranteed accuracy bound"};
   app.require_subcommand(1);
+  app.fallthrough();  // global options (--scale) may follow the subcommand
 
   std::string spec_path;
   auto* ingest = app.add_subcommand("ingest", "Read a pipeline's CSV tables into binary snapshots");
@@ -260,6 +359,7 @@ int main(int argc, char** argv) {
   eval->add_option("--delta", delta, "error bound (default: the spec's)");
   eval->add_option("--tau", tau, "confidence level (default: the spec's)");
   eval->add_option("--out", out_path, "also write the JSON report to this file");
+  eval->add_option("--threads", threads, "threads for training a missing model");
 
   std::vector<std::string> demo_specs = {"pipelines/flight-delay.yaml", "pipelines/flight-late.yaml"};
   int demo_n = 300;
@@ -268,6 +368,21 @@ int main(int argc, char** argv) {
   demo->add_option("--n", demo_n, "test requests per pipeline");
   demo->add_option("--threads", threads, "threads for training");
 
+  app.add_option("--scale", g_scale,
+                 "data scale of generated tables (1 = published scale; smaller for quick runs)")
+      ->check(CLI::Range(1e-6, 10.0));
+  std::vector<std::string> suite_specs = {"pipelines/flight-delay.yaml", "pipelines/flight-late.yaml",
+                                          "pipelines/bearing.yaml", "pipelines/bearing-median.yaml"};
+  std::string results_dir = "results", markdown;
+  bool check_meet = false;
+  int suite_n = -1;
+  auto* suite = app.add_subcommand("suite", "Evaluate several pipelines (exact and approximate, same run)");
+  suite->add_option("--pipelines", suite_specs, "pipeline specs");
+  suite->add_option("--n", suite_n, "test requests per pipeline (default: each spec's test.n)");
+  suite->add_option("--threads", threads, "threads for training missing models");
+  suite->add_option("--results", results_dir, "folder for the JSON reports");
+  suite->add_option("--markdown", markdown, "Markdown file whose suite section gets the table");
+  suite->add_flag("--check-meet", check_meet, "exit 1 when a pipeline's meet rate is below its tau");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -276,7 +391,8 @@ int main(int argc, char** argv) {
   if (*ingest) return Ingest(spec_path);
   if (*train) return Train(spec_path, threads, json);
   if (*predict) return Predict(spec_path, request, exact, delta, tau);
-  if (*eval) return Eval(spec_path, n, json, delta, tau, out_path);
+  if (*eval) return Eval(spec_path, n, json, delta, tau, out_path, threads);
   if (*demo) return Demo(demo_specs, demo_n, threads);
+  if (*suite) return Suite(suite_specs, suite_n, threads, results_dir, markdown, check_meet);
   return 2;
 }

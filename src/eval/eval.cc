@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/progress.h"
+#include "eval/generators.h"
 #include "model/loader.h"
 #include "model/xgboost_model.h"
 
@@ -76,6 +77,78 @@ double F1(const std::vector<double>& y_true, const std::vector<double>& y_pred) 
     fn += t && !p;
   }
   return tp > 0 ? 2 * tp / (2 * tp + fp + fn) : 0.0;
+}
+
+Status PrepareData(const pipeline::PipelineSpec& spec, bool progress) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> done;  // "name/seed" of datasets generated in this call
+  for (const pipeline::TableSpec& t : spec.tables) {
+    if (!t.generated() || fs::exists(t.snapshot)) continue;
+    const std::string id = t.generator.name + "/" + std::to_string(t.generator.seed);
+    if (std::find(done.begin(), done.end(), id) != done.end()) continue;
+    done.push_back(id);
+    char label[128];
+    std::snprintf(label, sizeof(label), "generate %s (seed %llu, scale %g)", t.generator.name.c_str(),
+                  static_cast<unsigned long long>(t.generator.seed), spec.scale);
+    std::unique_ptr<ProgressBar> bar;
+    store::ProgressFn fn;
+    if (progress) {
+      fn = [&](int64_t d, int64_t total) {
+        if (bar == nullptr) bar = std::make_unique<ProgressBar>(label, total);
+        bar->Update(d);
+      };
+    }
+    APX_ASSIGN_OR_RETURN(auto tables, GenerateDataset(t.generator.name, t.generator.seed, spec.scale, fn));
+    if (bar) bar->Finish();
+    // Every spec table made by this generator and seed gets its snapshot now.
+    for (const pipeline::TableSpec& target : spec.tables) {
+      if (target.generator.name != t.generator.name || target.generator.seed != t.generator.seed) continue;
+      auto it = std::find_if(tables.begin(), tables.end(), [&](const auto& g) {
+        return g != nullptr && g->name() == target.generator.table;
+      });
+      if (it == tables.end()) {
+        return Status::InvalidArgument("table '" + target.schema.name + "': generator '" +
+                                       target.generator.name + "' makes no table '" +
+                                       target.generator.table + "'");
+      }
+      store::Table& g = **it;
+      for (const store::ColumnSpec& c : target.schema.columns) {
+        auto col = g.column(c.name);
+        if (!col.ok() || (*col)->type != c.type) {
+          return Status::InvalidArgument(
+              "table '" + target.schema.name + "': column '" + c.name + "' (" +
+              std::string(store::ColumnTypeName(c.type)) + ") does not match generator '" +
+              target.generator.name + "' table '" + target.generator.table + "'");
+        }
+      }
+      if (g.schema().time_column != target.schema.time_column) {
+        return Status::InvalidArgument("table '" + target.schema.name + "': time_column must be '" +
+                                       g.schema().time_column + "' for generator table '" +
+                                       target.generator.table + "'");
+      }
+      // Same columns, under the spec's table name.
+      const std::string generated_name = g.name();
+      g.set_name(target.schema.name);
+      const fs::path dir = fs::path(target.snapshot).parent_path();
+      if (!dir.empty()) fs::create_directories(dir);
+      APX_RETURN_IF_ERROR(store::WriteSnapshot(g, target.snapshot));
+      g.set_name(generated_name);
+    }
+  }
+  return Status::Ok();
+}
+
+Status Prepare(const pipeline::PipelineSpec& spec, int threads, bool progress) {
+  APX_RETURN_IF_ERROR(PrepareData(spec, progress));
+  if (std::filesystem::exists(spec.model.path)) return Status::Ok();
+  if (progress) std::fprintf(stderr, "%s: no model at %s yet, training it\n", spec.name.c_str(), spec.model.path.c_str());
+  APX_ASSIGN_OR_RETURN(auto p, pipeline::Pipeline::Open(spec, {.load_model = false}));
+  APX_ASSIGN_OR_RETURN(TrainReport report, TrainPipeline(*p, threads, progress));
+  if (progress) {
+    std::fprintf(stderr, "%s: trained on %d requests, train %s %.4f\n", spec.name.c_str(),
+                 report.requests, report.metric_name.c_str(), report.metric_value);
+  }
+  return Status::Ok();
 }
 
 Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, bool progress) {

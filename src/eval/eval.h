@@ -20,6 +20,15 @@
 
 namespace apx::eval {
 
+// Generates the spec's generated tables whose snapshots are missing (eval/generators.h) and
+// writes their snapshots. CSV tables are left to Pipeline::Open. InvalidArgument when a
+// generated table does not match the columns the spec declares.
+Status PrepareData(const pipeline::PipelineSpec& spec, bool progress);
+
+// PrepareData, then trains the spec's model when its file is missing. With both done,
+// Pipeline::Open(spec) succeeds: one command works from a clean checkout.
+Status Prepare(const pipeline::PipelineSpec& spec, int threads, bool progress);
+
 struct TrainReport {
   int requests = 0;
   double feature_seconds = 0;

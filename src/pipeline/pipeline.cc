@@ -52,6 +52,10 @@ Result<std::unique_ptr<store::Table>> LoadTable(const TableSpec& t,
     if (!have_csv) return table.status();
     // A corrupt snapshot is rebuilt from the CSV below.
   }
+  if (t.generated()) {
+    return Status::NotFound("table '" + t.schema.name + "': snapshot '" + t.snapshot +
+                            "' is missing; `apxserve eval` or `apxserve train` generates it");
+  }
   if (!have_csv) {
     return Status::NotFound("table '" + t.schema.name + "': neither CSV '" + t.csv +
                             "' nor snapshot '" + t.snapshot + "' exists (run scripts/fetch-data.sh?)");

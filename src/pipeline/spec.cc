@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -87,13 +88,28 @@ class SpecParser {
       const std::string name = kv.first.as<std::string>();
       const std::string field = "tables." + name;
       const YAML::Node t = kv.second;
-      APX_RETURN_IF_ERROR(CheckKeys(t, field, {"csv", "snapshot", "time_column", "columns"}));
+      APX_RETURN_IF_ERROR(
+          CheckKeys(t, field, {"csv", "generator", "snapshot", "time_column", "columns"}));
       TableSpec table;
       table.schema.name = name;
-      APX_ASSIGN_OR_RETURN(std::string csv, String(t, "csv", field, true));
-      table.csv = Resolve(spec->dir, csv);
-      APX_ASSIGN_OR_RETURN(std::string snap, String(t, "snapshot", field, false));
-      table.snapshot = snap.empty() ? table.csv + ".apxsnap" : Resolve(spec->dir, snap);
+      if (t["generator"].IsDefined()) {
+        const YAML::Node g = t["generator"];
+        APX_RETURN_IF_ERROR(CheckKeys(g, field + ".generator", {"name", "table", "seed"}));
+        if (t["csv"].IsDefined()) {
+          return Error(t, field, "a table has either csv: or generator:, not both");
+        }
+        APX_ASSIGN_OR_RETURN(table.generator.name, String(g, "name", field + ".generator", true));
+        APX_ASSIGN_OR_RETURN(table.generator.table, String(g, "table", field + ".generator", true));
+        APX_ASSIGN_OR_RETURN(double seed, Number(g, "seed", field + ".generator", false, 1));
+        table.generator.seed = static_cast<uint64_t>(seed);
+        APX_ASSIGN_OR_RETURN(std::string snap, String(t, "snapshot", field, true));
+        table.snapshot = Resolve(spec->dir, snap);
+      } else {
+        APX_ASSIGN_OR_RETURN(std::string csv, String(t, "csv", field, true));
+        table.csv = Resolve(spec->dir, csv);
+        APX_ASSIGN_OR_RETURN(std::string snap, String(t, "snapshot", field, false));
+        table.snapshot = snap.empty() ? table.csv + ".apxsnap" : Resolve(spec->dir, snap);
+      }
       APX_ASSIGN_OR_RETURN(table.schema.time_column, String(t, "time_column", field, false));
       const YAML::Node cols = t["columns"];
       if (!cols.IsDefined() || !cols.IsMap() || cols.size() == 0) {
@@ -469,16 +485,41 @@ const TableSpec* PipelineSpec::FindTable(std::string_view name) const {
   return nullptr;
 }
 
-Result<PipelineSpec> ParseSpec(const std::string& yaml_text, const std::string& path) {
-  return SpecParser(path).Parse(yaml_text);
+namespace {
+
+Status ApplyScale(PipelineSpec* spec, double scale) {
+  if (!(scale > 0 && scale <= 10)) {
+    return Status::InvalidArgument("scale must be in (0, 10], got " + std::to_string(scale));
+  }
+  spec->scale = scale;
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g", scale);
+  auto substitute = [&](std::string* path) {
+    for (size_t pos = path->find("{scale}"); pos != std::string::npos; pos = path->find("{scale}")) {
+      path->replace(pos, 7, text);
+    }
+  };
+  for (TableSpec& t : spec->tables) substitute(&t.snapshot);
+  substitute(&spec->model.path);
+  return Status::Ok();
 }
 
-Result<PipelineSpec> LoadSpec(const std::string& path) {
+}  // namespace
+
+Result<PipelineSpec> ParseSpec(const std::string& yaml_text, const std::string& path,
+                               double scale) {
+  APX_ASSIGN_OR_RETURN(PipelineSpec spec, SpecParser(path).Parse(yaml_text));
+  APX_RETURN_IF_ERROR(ApplyScale(&spec, scale));
+  return spec;
+}
+
+
+Result<PipelineSpec> LoadSpec(const std::string& path, double scale) {
   std::ifstream in(path);
   if (!in) return Status::NotFound("cannot open pipeline spec '" + path + "'");
   std::stringstream text;
   text << in.rdbuf();
-  return ParseSpec(text.str(), path);
+  return ParseSpec(text.str(), path, scale);
 }
 
 }  // namespace apx::pipeline

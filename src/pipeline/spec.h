@@ -22,10 +22,21 @@
 
 namespace apx::pipeline {
 
+// A table made by one of the project's deterministic data generators (eval/generators.h)
+// instead of read from a CSV: benchmark analogues of datasets that cannot be downloaded here.
+struct GeneratorSpec {
+  std::string name;   // the dataset generator, e.g. "bearing"
+  std::string table;  // which of its tables, e.g. "signals"
+  uint64_t seed = 1;
+};
+
 struct TableSpec {
   store::TableSchema schema;
   std::string csv;       // source CSV (absolute path, resolved against the spec's folder)
-  std::string snapshot;  // binary snapshot path (default: <csv>.apxsnap)
+  std::string snapshot;  // binary snapshot path (default: <csv>.apxsnap); may hold "{scale}"
+  GeneratorSpec generator;  // set (name non-empty) for generated tables; then csv is empty
+
+  bool generated() const { return !generator.name.empty(); }
 };
 
 enum class FieldType { kNumber, kString, kTimestamp };
@@ -114,6 +125,7 @@ struct PipelineSpec {
   RequestSetSpec test;
   LabelSpec label;
   GuaranteeSpec guarantee;
+  double scale = 1.0;  // data scale of generated tables (ApplyScale)
 
   // Model feature names in model input order.
   std::vector<std::string> FeatureNames() const;
@@ -123,9 +135,13 @@ struct PipelineSpec {
 
 // Parses and validates a spec file. Errors look like "pipelines/x.yaml:12: features[3].agg:
 // unknown aggregation 'avgg' (expected ...)".
-Result<PipelineSpec> LoadSpec(const std::string& path);
+// `scale` is the data scale of generated tables (1 = the published scale, e.g. 0.02 for CI);
+// "{scale}" in snapshot and model paths is replaced by it, so runs at different scales never
+// share a snapshot or a model. InvalidArgument unless 0 < scale <= 10.
+Result<PipelineSpec> LoadSpec(const std::string& path, double scale = 1.0);
 // Same, from text (`path` is used in messages and to resolve relative paths).
-Result<PipelineSpec> ParseSpec(const std::string& yaml_text, const std::string& path);
+Result<PipelineSpec> ParseSpec(const std::string& yaml_text, const std::string& path,
+                               double scale = 1.0);
 
 }  // namespace apx::pipeline
 

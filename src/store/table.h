@@ -66,6 +66,8 @@ class Table {
 
   const TableSchema& schema() const { return schema_; }
   const std::string& name() const { return schema_.name; }
+  // Renames the table. REQUIRES: the table is not yet shared with other threads.
+  void set_name(std::string name) { schema_.name = std::move(name); }
   int64_t num_rows() const { return num_rows_; }
   const std::vector<Column>& columns() const { return columns_; }
 

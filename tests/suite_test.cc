@@ -1,0 +1,81 @@
+// The benchmark pipelines at a small scale: generated data, training and the guarantee.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "eval/eval.h"
+#include "eval/generators.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/spec.h"
+
+namespace apx {
+namespace {
+
+constexpr double kScale = 0.02;
+
+std::string TempDir() {
+  auto dir = std::filesystem::temp_directory_path() / ("apx_suite_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+// Loads a shipped spec at the CI scale, with its snapshots and model redirected to a temp dir.
+pipeline::PipelineSpec SmallSpec(const std::string& path) {
+  auto spec = pipeline::LoadSpec(path, kScale);
+  EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+  for (pipeline::TableSpec& t : spec->tables) {
+    t.snapshot = TempDir() + "/" + std::filesystem::path(t.snapshot).filename().string();
+  }
+  spec->model.path = TempDir() + "/" + std::filesystem::path(spec->model.path).filename().string();
+  return *spec;
+}
+
+TEST(GeneratorTest, SameSeedSameDataOtherSeedOtherData) {
+  auto a = eval::GenerateDataset("bearing", 1, 0.005);
+  auto b = eval::GenerateDataset("bearing", 1, 0.005);
+  auto c = eval::GenerateDataset("bearing", 2, 0.005);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  ASSERT_EQ(a->size(), 2u);
+  for (size_t t = 0; t < a->size(); ++t) {
+    const store::Table& x = *(*a)[t];
+    const store::Table& y = *(*b)[t];
+    ASSERT_EQ(x.num_rows(), y.num_rows());
+    for (size_t col = 0; col < x.columns().size(); ++col) {
+      EXPECT_EQ(x.columns()[col].doubles, y.columns()[col].doubles);
+      EXPECT_EQ(x.columns()[col].codes, y.columns()[col].codes);
+      EXPECT_EQ(x.columns()[col].ints, y.columns()[col].ints);
+    }
+  }
+  EXPECT_NE((*a)[0]->columns()[1].doubles, (*c)[0]->columns()[1].doubles);
+  // 800 segments of max(200, 50,000 * scale) rows.
+  EXPECT_EQ((*a)[0]->num_rows(), 800 * 250);
+  EXPECT_EQ(eval::GenerateDataset("nope", 1, 1).status().code(), StatusCode::kNotFound);
+}
+
+class SuitePipelineTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(SuitePipelineTest, PreparesItselfAndKeepsTheGuarantee) {
+  pipeline::PipelineSpec spec = SmallSpec(GetParam());
+  ASSERT_TRUE(eval::Prepare(spec, 2, false).ok());
+  for (const pipeline::TableSpec& t : spec.tables) EXPECT_TRUE(std::filesystem::exists(t.snapshot));
+  EXPECT_TRUE(std::filesystem::exists(spec.model.path));
+  // Force the approximate path: at this scale exact is cheap and the cut-over would take it.
+  spec.guarantee.cut_over = false;
+  auto p = pipeline::Pipeline::Open(spec);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  auto report = eval::RunEval(**p, {.progress = false});
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_GE(report->requests, 300);
+  EXPECT_GE(report->meet_rate, report->tau) << GetParam();
+  EXPECT_NEAR(report->approx_metric, report->exact_metric, 0.03);
+  EXPECT_EQ(report->low_confidence_rate, 0.0);
+  // Models are neither trivial nor hopeless on the labels.
+  EXPECT_GT(report->exact_metric, 0.6);
+  EXPECT_LT(report->exact_metric, 0.999);
+}
+
+INSTANTIATE_TEST_SUITE_P(Pipelines, SuitePipelineTest,
+                         ::testing::Values("pipelines/bearing.yaml", "pipelines/bearing-median.yaml"));
+
+}  // namespace
+}  // namespace apx
