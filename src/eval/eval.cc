@@ -4,12 +4,14 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <sstream>
 #include <thread>
 
 #include "common/progress.h"
 #include "eval/generators.h"
+#include "model/linear_model.h"
 #include "model/loader.h"
 #include "model/xgboost_model.h"
 
@@ -196,12 +198,28 @@ Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, boo
                               .seed = spec.train.seed,
                               .scale_pos_weight = spec.model.scale_pos_weight};
   const auto train_start = Clock::now();
-  if (progress) std::fprintf(stderr, "train %s: fitting %s with %d trees...\n", spec.name.c_str(),
-                             spec.model.booster.c_str(), spec.model.trees);
-  APX_ASSIGN_OR_RETURN(auto xgb, model::TrainXGBoost(X, requests.size(), d, y, options));
-  report.train_seconds = Seconds(train_start);
   std::filesystem::create_directories(std::filesystem::path(spec.model.path).parent_path());
-  APX_RETURN_IF_ERROR(xgb->Save(spec.model.path));
+  if (spec.model.booster == "ols") {
+    if (progress) std::fprintf(stderr, "train %s: least squares...\n", spec.name.c_str());
+    APX_ASSIGN_OR_RETURN(model::LinearForm form, model::FitLeastSquares(X, requests.size(), d, y));
+    report.train_seconds = Seconds(train_start);
+    // Atomically, like every other file apxserve writes.
+    const std::string tmp = spec.model.path + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << model::LinearModelJson(form, spec.task);
+      if (!out) return Status::IoError("cannot write '" + tmp + "'");
+    }
+    if (std::rename(tmp.c_str(), spec.model.path.c_str()) != 0) {
+      return Status::IoError("cannot rename '" + tmp + "' to '" + spec.model.path + "'");
+    }
+  } else {
+    if (progress) std::fprintf(stderr, "train %s: fitting %s with %d trees...\n", spec.name.c_str(),
+                               spec.model.booster.c_str(), spec.model.trees);
+    APX_ASSIGN_OR_RETURN(auto xgb, model::TrainXGBoost(X, requests.size(), d, y, options));
+    report.train_seconds = Seconds(train_start);
+    APX_RETURN_IF_ERROR(xgb->Save(spec.model.path));
+  }
   report.model_path = spec.model.path;
 
   APX_ASSIGN_OR_RETURN(auto compiled, model::LoadModel(spec.model.path, spec.task));

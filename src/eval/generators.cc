@@ -1,5 +1,6 @@
 #include "eval/generators.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <numbers>
@@ -155,9 +156,135 @@ Result<std::vector<std::unique_ptr<store::Table>>> Bearing(uint64_t seed, double
   return tables;
 }
 
+// Tick-Price analogue (docs/benchmarks/tick.md): FX ticks of 10 currency pairs over February
+// 2022 (28 days). Each pair's hourly average bid A_h follows a random walk whose hourly change
+// has momentum and mean reversion: dA_{h+1} = 0.5 dA_h - 0.2 dA_{h-1} + noise. Ticks inside an
+// hour scatter around A_h (plus a slow intra-hour drift towards the next hour), with a
+// session-dependent rate (busier in the London and New York hours).
+// Tables: `ticks` (cpair, ts, bid; ~5,000·scale ticks per pair-hour on average) and `hours`
+// (cpair, hour = start of the hour, avg_bid = A_h, change = A_h − A_{h−1}, the label).
+constexpr int kTickPairs = 10;
+constexpr int kTickHours = 28 * 24;
+constexpr int64_t kTickStart = 1643673600;  // 2022-02-01 00:00
+constexpr double kTicksPerHour = 5000;
+
+Result<std::vector<std::unique_ptr<store::Table>>> Tick(uint64_t seed, double scale,
+                                                        const store::ProgressFn& progress) {
+  const char* pairs[kTickPairs] = {"EURUSD", "GBPUSD", "AUDUSD", "NZDUSD", "USDCAD",
+                                   "USDCHF", "EURCHF", "EURGBP", "AUDNZD", "EURCAD"};
+  const double start_price[kTickPairs] = {1.1235, 1.3520, 0.7090, 0.6610, 1.2710,
+                                          0.9250, 1.0390, 0.8310, 1.0720, 1.4280};
+  Rng rng(seed);
+  const double rate = std::max(20.0, kTicksPerHour * scale);
+
+  // Hourly averages first (per pair), then the ticks of each hour.
+  std::vector<std::vector<double>> avg(kTickPairs, std::vector<double>(kTickHours + 1));
+  for (int p = 0; p < kTickPairs; ++p) {
+    const double vol = 0.0012 * start_price[p];  // hourly noise of the change
+    double a = start_price[p], d1 = 0, d2 = 0;
+    for (int h = 0; h <= kTickHours; ++h) {
+      const double d = 0.5 * d1 - 0.2 * d2 + vol * rng.Normal();
+      a += d;
+      avg[p][h] = a;
+      d2 = d1;
+      d1 = d;
+    }
+  }
+  std::vector<store::Column> ticks;
+  ticks.push_back(MakeColumn("cpair", store::ColumnType::kString));
+  ticks.push_back(MakeColumn("ts", store::ColumnType::kTimestamp));
+  ticks.push_back(MakeColumn("bid", store::ColumnType::kDouble));
+  std::vector<store::Column> hours;
+  hours.push_back(MakeColumn("cpair", store::ColumnType::kString));
+  hours.push_back(MakeColumn("hour", store::ColumnType::kTimestamp));
+  hours.push_back(MakeColumn("avg_bid", store::ColumnType::kDouble));
+  hours.push_back(MakeColumn("change", store::ColumnType::kDouble));
+  for (int p = 0; p < kTickPairs; ++p) {
+    ticks[0].dictionary.emplace_back(pairs[p]);
+    hours[0].dictionary.emplace_back(pairs[p]);
+  }
+  const int64_t total = static_cast<int64_t>(rate * kTickPairs * kTickHours);
+  ticks[0].codes.reserve(static_cast<size_t>(total * 1.1));
+  ticks[1].ints.reserve(static_cast<size_t>(total * 1.1));
+  ticks[2].doubles.reserve(static_cast<size_t>(total * 1.1));
+  std::vector<double> offsets;
+  int64_t done = 0;
+  for (int h = 1; h <= kTickHours; ++h) {
+    const int64_t hour_start = kTickStart + 3600LL * (h - 1);
+    const int hour_of_day = (h - 1) % 24;
+    // Session activity: quiet Asian night, busy London (7-16) and New York (12-21) hours.
+    const double activity = 0.4 + (hour_of_day >= 7 && hour_of_day < 16 ? 0.8 : 0.0) +
+                            (hour_of_day >= 12 && hour_of_day < 21 ? 0.6 : 0.0);
+    for (int p = 0; p < kTickPairs; ++p) {
+      // Ticks of pair p in hour h: times uniform in the hour, values around A_h. The tick
+      // noise is zero-mean, so the hour's true tick average is close to (not exactly) A_h;
+      // the `avg_bid` column stores the realised tick average, which is what a feature store
+      // would hold.
+      const int n = std::max(10, static_cast<int>(rate * activity / 1.3 * (0.8 + 0.4 * rng.Uniform())));
+      const double tick_sd = 0.00025 * start_price[p];
+      offsets.resize(static_cast<size_t>(n));
+      for (double& o : offsets) o = rng.Uniform();
+      std::sort(offsets.begin(), offsets.end());
+      double sum = 0;
+      for (double o : offsets) {
+        const double drift = (avg[p][h] - avg[p][h - 1]) * 0.2 * (o - 0.5);
+        const double bid = avg[p][h] + drift + tick_sd * rng.Normal();
+        ticks[0].codes.push_back(p);
+        ticks[1].ints.push_back(hour_start + static_cast<int64_t>(o * 3600));
+        ticks[2].doubles.push_back(bid);
+        sum += bid;
+      }
+      hours[0].codes.push_back(p);
+      hours[1].ints.push_back(hour_start);
+      hours[2].doubles.push_back(sum / n);
+      done += n;
+    }
+    if (progress && h % 48 == 0) progress(done, total);
+  }
+  // Label: change of the realised hourly average against the previous hour (0 for the first).
+  {
+    std::vector<double> last(kTickPairs, std::nan(""));
+    for (size_t r = 0; r < hours[2].doubles.size(); ++r) {
+      const int p = hours[0].codes[r];
+      const double a = hours[2].doubles[r];
+      hours[3].doubles.push_back(std::isnan(last[p]) ? 0.0 : a - last[p]);
+      last[p] = a;
+    }
+  }
+  // Ticks are generated hour by hour, pair by pair: sort by time (stable) for the store.
+  std::vector<uint32_t> order(ticks[1].ints.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t a, uint32_t b) { return ticks[1].ints[a] < ticks[1].ints[b]; });
+  {
+    std::vector<int32_t> codes(order.size());
+    std::vector<int64_t> ts(order.size());
+    std::vector<double> bid(order.size());
+    for (size_t i = 0; i < order.size(); ++i) {
+      codes[i] = ticks[0].codes[order[i]];
+      ts[i] = ticks[1].ints[order[i]];
+      bid[i] = ticks[2].doubles[order[i]];
+    }
+    ticks[0].codes.swap(codes);
+    ticks[1].ints.swap(ts);
+    ticks[2].doubles.swap(bid);
+  }
+  const int64_t num_ticks = static_cast<int64_t>(ticks[1].ints.size());
+  const int64_t num_hours = static_cast<int64_t>(hours[1].ints.size());
+  store::TableSchema tick_schema{.name = "ticks", .time_column = "ts"};
+  for (const store::Column& c : ticks) tick_schema.columns.push_back({c.name, c.type});
+  store::TableSchema hour_schema{.name = "hours", .time_column = "hour"};
+  for (const store::Column& c : hours) hour_schema.columns.push_back({c.name, c.type});
+  std::vector<std::unique_ptr<store::Table>> tables;
+  tables.push_back(std::make_unique<store::Table>(tick_schema, std::move(ticks), num_ticks));
+  tables.push_back(std::make_unique<store::Table>(hour_schema, std::move(hours), num_hours));
+  if (progress) progress(total, total);
+  return tables;
+}
+
 }  // namespace
 
-std::vector<std::string> GeneratorNames() { return {"bearing"}; }
+std::vector<std::string> GeneratorNames() { return {"bearing", "tick"}; }
 
 Result<std::vector<std::unique_ptr<store::Table>>> GenerateDataset(std::string_view name,
                                                                    uint64_t seed, double scale,
@@ -166,6 +293,7 @@ Result<std::vector<std::unique_ptr<store::Table>>> GenerateDataset(std::string_v
     return Status::InvalidArgument("generator scale must be in (0, 10]");
   }
   if (name == "bearing") return Bearing(seed, scale, progress);
+  if (name == "tick") return Tick(seed, scale, progress);
   std::string names;
   for (const std::string& n : GeneratorNames()) names += (names.empty() ? "" : ", ") + n;
   return Status::NotFound("unknown data generator '" + std::string(name) + "' (known: " + names + ")");

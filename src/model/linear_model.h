@@ -17,6 +17,7 @@
 #define APX_MODEL_LINEAR_MODEL_H_
 
 #include <memory>
+#include <span>
 #include <string>
 
 #include "common/status.h"
@@ -29,6 +30,21 @@ namespace apx::model {
 // has the wrong length; InvalidArgument for another booster, a multiclass model or an
 // objective that does not fit `task`.
 Result<std::unique_ptr<Model>> CompileLinearModel(const std::string& xgboost_json, Task task);
+
+// Ordinary least squares (the published Tick-Price pipeline's LinearRegression), for
+// regression: minimises Σ (y − b − w·x)² with a vanishing ridge (1e-10 relative to each
+// standardised feature's variance) for numerical safety, solved with Eigen (LDLT on the
+// standardised normal equations, so that nearly collinear price levels stay well conditioned).
+// NaN features contribute 0, as at prediction time. X is n_rows x n_features, row-major.
+// InvalidArgument for sizes, non-finite labels, or fewer rows than features + 1.
+Result<LinearForm> FitLeastSquares(std::span<const float> X, size_t n_rows, size_t n_features,
+                                   std::span<const float> y);
+
+// apxserve's own JSON for a linear model: {"apxserve_linear": {"version": 1, "task": ...,
+// "weights": [...], "bias": b}}. LoadModel (model/loader.h) reads it.
+std::string LinearModelJson(const LinearForm& form, Task task);
+// Builds the model from that JSON. DataLoss when it is malformed.
+Result<std::unique_ptr<Model>> CompileApxLinearModel(const std::string& json, Task task);
 
 }  // namespace apx::model
 

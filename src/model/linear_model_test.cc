@@ -4,9 +4,11 @@
 
 #include <cmath>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "model/loader.h"
 #include "model/model_test_util.h"
 #include "model/xgboost_model.h"
 
@@ -129,6 +131,52 @@ TEST(LinearModelTest, Errors) {
   EXPECT_EQ((*model)->Predict(std::vector<float>(3), 2, out).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ((*model)->Predict(std::vector<float>(4), 2, std::span<float>(out).first(1)).code(),
             StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace apx::model
+
+namespace apx::model {
+namespace {
+
+TEST(LeastSquaresTest, RecoversKnownWeightsOnNearlyCollinearLevels) {
+  // Price-like levels around 1.1 that differ by ~1e-3, and y = 0.5 x0 - 0.7 x1 + 0.2 x2 + 3e-4
+  // plus small noise: the fit must resolve the differences, not just the level.
+  std::mt19937_64 rng(301);
+  std::normal_distribution<double> step(0, 1e-3), noise(0, 1e-6);
+  const size_t n = 2000, d = 3;
+  std::vector<float> X(n * d), y(n);
+  double level = 1.1;
+  for (size_t r = 0; r < n; ++r) {
+    level += step(rng);
+    const double x0 = level + step(rng), x1 = level + step(rng), x2 = level + step(rng);
+    X[r * d] = static_cast<float>(x0);
+    X[r * d + 1] = static_cast<float>(x1);
+    X[r * d + 2] = static_cast<float>(x2);
+    y[r] = static_cast<float>(0.5 * X[r * d] - 0.7 * X[r * d + 1] + 0.2 * X[r * d + 2] + 3e-4 +
+                              noise(rng));
+  }
+  auto form = FitLeastSquares(X, n, d, y);
+  ASSERT_TRUE(form.ok()) << form.status().ToString();
+  EXPECT_NEAR(form->weights[0], 0.5, 0.01);
+  EXPECT_NEAR(form->weights[1], -0.7, 0.01);
+  EXPECT_NEAR(form->weights[2], 0.2, 0.01);
+
+  // Round trip through apxserve's JSON and the loader.
+  auto model = CompileModel(LinearModelJson(*form, Task::kRegression), Task::kRegression);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  ASSERT_NE((*model)->linear(), nullptr);
+  float out = 0;
+  ASSERT_TRUE((*model)->Predict(std::span<const float>(X.data(), d), 1, std::span<float>(&out, 1)).ok());
+  EXPECT_NEAR(out, y[0], 1e-5);
+  // Wrong task, malformed JSON, too few rows, non-finite labels.
+  EXPECT_FALSE(CompileModel(LinearModelJson(*form, Task::kRegression), Task::kBinary).ok());
+  EXPECT_FALSE(CompileModel(R"({"apxserve_linear": {"weights": "no"}})", Task::kRegression).ok());
+  EXPECT_FALSE(FitLeastSquares(X, 3, d, y).ok());
+  y[5] = std::numeric_limits<float>::quiet_NaN();
+  auto bad = FitLeastSquares(X, n, d, y);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("row 5"), std::string::npos);
 }
 
 }  // namespace

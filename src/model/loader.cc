@@ -9,6 +9,9 @@ namespace apx::model {
 
 Result<std::unique_ptr<Model>> CompileModel(const std::string& xgboost_json, Task task) {
   APX_ASSIGN_OR_RETURN(const nlohmann::json root, internal::ParseJson(xgboost_json, "model"));
+  if (root.is_object() && root.contains("apxserve_linear")) {
+    return CompileApxLinearModel(xgboost_json, task);
+  }
   APX_ASSIGN_OR_RETURN(const internal::LearnerInfo info, internal::ReadLearner(root, task));
   if (info.booster == "gbtree") return CompileFlatForest(xgboost_json, task);
   if (info.booster == "gblinear") return CompileLinearModel(xgboost_json, task);

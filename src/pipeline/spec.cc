@@ -385,9 +385,10 @@ class SpecParser {
     APX_ASSIGN_OR_RETURN(std::string model_path, String(m, "path", "model", true));
     spec.model.path = Resolve(spec.dir, model_path);
     APX_ASSIGN_OR_RETURN(spec.model.booster, String(m, "booster", "model", false, "gbtree"));
-    if (spec.model.booster != "gbtree" && spec.model.booster != "rf" && spec.model.booster != "gblinear") {
+    if (spec.model.booster != "gbtree" && spec.model.booster != "rf" &&
+        spec.model.booster != "gblinear" && spec.model.booster != "ols") {
       return Error(m["booster"], "model.booster",
-                   "unknown booster '" + spec.model.booster + "' (expected gbtree, rf or gblinear)");
+                   "unknown booster '" + spec.model.booster + "' (expected gbtree, rf, gblinear or ols)");
     }
     APX_ASSIGN_OR_RETURN(double trees, Number(m, "trees", "model", false, 100));
     APX_ASSIGN_OR_RETURN(double depth, Number(m, "max_depth", "model", false, 6));
@@ -402,6 +403,9 @@ class SpecParser {
     spec.model.trees = static_cast<int>(trees);
     spec.model.max_depth = static_cast<int>(depth);
 
+    if (spec.model.booster == "ols" && spec.task != model::Task::kRegression) {
+      return Error(m["booster"], "model.booster", "ols (least squares) is for regression tasks");
+    }
     APX_ASSIGN_OR_RETURN(spec.train, ParseRequestSet(root["train"], "train", spec));
     APX_ASSIGN_OR_RETURN(spec.test, ParseRequestSet(root["test"], "test", spec));
 
