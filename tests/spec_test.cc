@@ -91,6 +91,15 @@ TEST(SpecTest, ErrorsNameFileLineAndField) {
   ExpectError(std::string(kGood) + "  - {name: hour, field: dep_time}\n", "");  // syntax: wrong place
   ExpectError(Edit("guarantee: {delta: 1.5, tau: 0.9}", "guarantee: {delta: 1.5, strict: maybe}"),
               "guarantee.strict: expected true or false");
+  {
+    std::string binary_ols = Edit("model: {path: m.json}", "model: {path: m.json, booster: ols}");
+    binary_ols.replace(binary_ols.find("task: regression"), 16, "task: binary");
+    binary_ols.replace(binary_ols.find("label: {column: delay}"), 22,
+                       "label: {column: delay, greater_than: 1}");
+    ExpectError(binary_ols, "ols (least squares) is for regression tasks");
+  }
+  ExpectError(Edit("    csv: flights.csv\n", "    csv: flights.csv\n    generator: {name: bearing, table: signals}\n"),
+              "either csv: or generator:");
   ExpectError("name: [unclosed", "specs/t.yaml:1: YAML syntax error");
   ExpectError("just a string", "expected a YAML mapping");
 }

@@ -159,8 +159,7 @@ int Eval(const std::string& spec_path, int n, bool json, double delta, double ta
          const std::string& out_path, int threads) {
   auto spec = pipeline::LoadSpec(spec_path, g_scale);
   if (!spec.ok()) return Fail(spec.status());
-  if (Status s = eval::Prepare(*spec, threads, true); !s.ok()) return Fail(s);
-  auto p = OpenPipeline(spec_path, true, !json);
+  auto p = eval::PrepareAndOpen(*spec, threads, true);
   if (!p.ok()) return Fail(p.status());
   auto report = eval::RunEval(**p, {.n = n, .progress = true, .delta = delta, .tau = tau});
   if (!report.ok()) return Fail(report.status());
@@ -239,8 +238,7 @@ int Suite(const std::vector<std::string>& specs, int n, int threads, const std::
   for (const std::string& spec_path : specs) {
     auto spec = pipeline::LoadSpec(spec_path, g_scale);
     if (!spec.ok()) return Fail(spec.status());
-    if (Status s = eval::Prepare(*spec, threads, true); !s.ok()) return Fail(s);
-    auto p = OpenPipeline(spec_path, true, true);
+    auto p = eval::PrepareAndOpen(*spec, threads, true);
     if (!p.ok()) return Fail(p.status());
     auto report = eval::RunEval(**p, {.n = n, .progress = true});
     if (!report.ok()) return Fail(report.status());
@@ -274,8 +272,7 @@ int Demo(const std::vector<std::string>& specs, int n, int threads) {
   for (const std::string& spec_path : specs) {
     auto spec = pipeline::LoadSpec(spec_path, g_scale);
     if (!spec.ok()) return Fail(spec.status());
-    if (Status s = eval::Prepare(*spec, threads, true); !s.ok()) return Fail(s);
-    auto p = OpenPipeline(spec_path, true, true);
+    auto p = eval::PrepareAndOpen(*spec, threads, true);
     if (!p.ok()) return Fail(p.status());
     auto report = eval::RunEval(**p, {.n = n, .progress = true});
     if (!report.ok()) return Fail(report.status());

@@ -140,17 +140,36 @@ Status PrepareData(const pipeline::PipelineSpec& spec, bool progress) {
   return Status::Ok();
 }
 
-Status Prepare(const pipeline::PipelineSpec& spec, int threads, bool progress) {
+Result<std::unique_ptr<pipeline::Pipeline>> PrepareAndOpen(const pipeline::PipelineSpec& spec,
+                                                           int threads, bool progress) {
   APX_RETURN_IF_ERROR(PrepareData(spec, progress));
-  if (std::filesystem::exists(spec.model.path)) return Status::Ok();
-  if (progress) std::fprintf(stderr, "%s: no model at %s yet, training it\n", spec.name.c_str(), spec.model.path.c_str());
-  APX_ASSIGN_OR_RETURN(auto p, pipeline::Pipeline::Open(spec, {.load_model = false}));
-  APX_ASSIGN_OR_RETURN(TrainReport report, TrainPipeline(*p, threads, progress));
+  const bool have_model = std::filesystem::exists(spec.model.path);
+  std::unique_ptr<ProgressBar> bar;
+  pipeline::OpenOptions options{.load_model = have_model};
+  if (progress) {
+    options.progress = [&](int64_t done, int64_t total) {
+      if (bar == nullptr) bar = std::make_unique<ProgressBar>("load " + spec.name, total);
+      bar->Update(done);
+    };
+  }
+  auto p = pipeline::Pipeline::Open(spec, options);
+  if (bar) bar->Finish();
+  if (!p.ok() || have_model) return p;
+  if (progress) {
+    std::fprintf(stderr, "%s: no model at %s yet, training it\n", spec.name.c_str(),
+                 spec.model.path.c_str());
+  }
+  APX_ASSIGN_OR_RETURN(TrainReport report, TrainPipeline(**p, threads, progress));
   if (progress) {
     std::fprintf(stderr, "%s: trained on %d requests, train %s %.4f\n", spec.name.c_str(),
                  report.requests, report.metric_name.c_str(), report.metric_value);
   }
-  return Status::Ok();
+  return p;
+}
+
+Status Prepare(const pipeline::PipelineSpec& spec, int threads, bool progress) {
+  if (std::filesystem::exists(spec.model.path)) return PrepareData(spec, progress);
+  return PrepareAndOpen(spec, threads, progress).status();
 }
 
 Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, bool progress) {
@@ -234,7 +253,7 @@ Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, boo
     report.metric_name = "r2";
     report.metric_value = R2(labels, pred);
   }
-  pipeline.SetModel(std::move(compiled));
+  APX_RETURN_IF_ERROR(pipeline.SetModel(std::move(compiled)));
   return report;
 }
 

@@ -29,6 +29,11 @@ Status PrepareData(const pipeline::PipelineSpec& spec, bool progress);
 // Pipeline::Open(spec) succeeds: one command works from a clean checkout.
 Status Prepare(const pipeline::PipelineSpec& spec, int threads, bool progress);
 
+// Prepare, returning the opened pipeline with its model (the tables are loaded once, whether
+// or not a model had to be trained).
+Result<std::unique_ptr<pipeline::Pipeline>> PrepareAndOpen(const pipeline::PipelineSpec& spec,
+                                                           int threads, bool progress);
+
 struct TrainReport {
   int requests = 0;
   double feature_seconds = 0;

@@ -124,6 +124,8 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
     p->queries_.push_back(std::move(q));
   }
   APX_RETURN_IF_ERROR(p->backend_->Build(options.progress));
+  p->query_ns_per_row_ = std::make_unique<std::atomic<double>[]>(p->queries_.size());
+  for (size_t q = 0; q < p->queries_.size(); ++q) p->query_ns_per_row_[q].store(kDefaultNsPerRow);
   APX_ASSIGN_OR_RETURN(uq::SaltelliDesign design,
                        uq::SaltelliDesign::Build(group_of, static_cast<int>(p->queries_.size()),
                                                  spec.guarantee.qmc_points, spec.guarantee.seed));
@@ -134,16 +136,9 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
       return model.status().WithPrefix("pipeline '" + spec.name + "': loading model (run `apxserve train --pipeline " +
                                        spec.path + "` first?)");
     }
-    if ((*model)->num_features() != p->feature_names_.size()) {
-      return Status::InvalidArgument("model '" + spec.model.path + "' has " +
-                                     std::to_string((*model)->num_features()) + " features, the spec has " +
-                                     std::to_string(p->feature_names_.size()) + " (retrain it)");
-    }
-    p->model_ = std::move(*model);
+    Status set = p->SetModel(std::move(*model));
+    if (!set.ok()) return set.WithPrefix("model '" + spec.model.path + "'");
   }
-  p->query_ns_per_row_ = std::make_unique<std::atomic<double>[]>(p->queries_.size());
-  for (size_t q = 0; q < p->queries_.size(); ++q) p->query_ns_per_row_[q].store(kDefaultNsPerRow);
-  if (p->model_ != nullptr) APX_RETURN_IF_ERROR(p->Calibrate());
   return p;
 }
 
@@ -158,6 +153,16 @@ void UpdateAverage(std::atomic<double>& avg, double sample) {
 }
 
 }  // namespace
+
+Status Pipeline::SetModel(std::unique_ptr<model::Model> model) {
+  if (model->num_features() != feature_names_.size()) {
+    return Status::InvalidArgument("the model has " + std::to_string(model->num_features()) +
+                                   " features, the spec has " +
+                                   std::to_string(feature_names_.size()) + " (retrain it)");
+  }
+  model_ = std::move(model);
+  return Calibrate();
+}
 
 void Pipeline::RecordRoundOverhead(double ns) const { UpdateAverage(round_overhead_ns_, ns); }
 

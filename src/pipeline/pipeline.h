@@ -62,7 +62,10 @@ class Pipeline {
   // REQUIRES: a model is loaded.
   const model::Model& model() const { return *model_; }
   bool has_model() const { return model_ != nullptr; }
-  void SetModel(std::unique_ptr<model::Model> model) { model_ = std::move(model); }
+  // Installs a (newly trained) model and calibrates the round overhead with it.
+  // InvalidArgument when its feature count differs from the spec's.
+  // REQUIRES: no Session of this pipeline exists yet.
+  Status SetModel(std::unique_ptr<model::Model> model);
 
   // Draws a request set (spec.train or spec.test) from its table: `n` rows with time in
   // [from, to), uniformly without replacement, seeded; each row becomes a request (request
