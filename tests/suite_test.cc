@@ -83,7 +83,9 @@ INSTANTIATE_TEST_SUITE_P(Pipelines, SuitePipelineTest,
                          ::testing::Values(SuiteCase{"pipelines/bearing.yaml", 0.6},
                                            SuiteCase{"pipelines/bearing-median.yaml", 0.6},
                                            SuiteCase{"pipelines/tick.yaml", 0.1},
-                                           SuiteCase{"pipelines/tick-median.yaml", 0.1}));
+                                           SuiteCase{"pipelines/tick-median.yaml", 0.1},
+                                           SuiteCase{"pipelines/turbofan.yaml", 0.5},
+                                           SuiteCase{"pipelines/turbofan-median.yaml", 0.5}));
 
 }  // namespace
 }  // namespace apx

@@ -282,9 +282,99 @@ Result<std::vector<std::unique_ptr<store::Table>>> Tick(uint64_t seed, double sc
   return tables;
 }
 
+// Turbofan analogue (docs/benchmarks/turbofan.md), after NASA's N-CMAPSS: run-to-failure
+// flights of 60 engine units. Every flight cycle is recorded at 1 Hz (~5,000·scale rows); the
+// per-row estimates of nine health parameters (hs and eight flow/efficiency modifiers) are
+// noisy, and their cycle averages reveal the degradation that sets in at an onset cycle and
+// accelerates to failure. A request is one (unit, cycle); the label is the remaining useful
+// life (RUL) in cycles.
+constexpr int kTurbofanUnits = 60;
+constexpr int kTurbofanRowsPerCycle = 5000;
+constexpr int kTurbofanParams = 9;
+constexpr int64_t kTurbofanStart = 1609459200;  // 2021-01-01: one cycle per minute, unit by unit
+
+Result<std::vector<std::unique_ptr<store::Table>>> Turbofan(uint64_t seed, double scale,
+                                                            const store::ProgressFn& progress) {
+  const char* names[kTurbofanParams] = {"hs",          "SmLPC",        "LPT_flow_mod",
+                                        "HPC_eff_mod", "fan_flow_mod", "fan_eff_mod",
+                                        "LPT_eff_mod", "HPT_flow_mod", "HPT_eff_mod"};
+  // Degradation at failure (modifier units, as in N-CMAPSS where efficiencies fall by up to
+  // a few percent) and the per-row noise of each parameter's estimate.
+  const double at_failure[kTurbofanParams] = {0.0, -1.5, -0.020, -0.015, -0.012, -0.010,
+                                              -0.008, 0.010, -0.025};
+  const double noise_sd[kTurbofanParams] = {0.0, 2.0, 0.030, 0.025, 0.020, 0.020,
+                                            0.015, 0.020, 0.035};
+  Rng rng(seed);
+  const int base_rows = std::max(100, static_cast<int>(std::lround(kTurbofanRowsPerCycle * scale)));
+  std::vector<store::Column> flights;
+  flights.push_back(MakeColumn("uc", store::ColumnType::kString));
+  for (const char* n : names) flights.push_back(MakeColumn(n, store::ColumnType::kDouble));
+  std::vector<store::Column> cycles;
+  cycles.push_back(MakeColumn("uc", store::ColumnType::kString));
+  cycles.push_back(MakeColumn("t", store::ColumnType::kTimestamp));
+  cycles.push_back(MakeColumn("unit", store::ColumnType::kDouble));
+  cycles.push_back(MakeColumn("cycle", store::ColumnType::kDouble));
+  cycles.push_back(MakeColumn("rul", store::ColumnType::kDouble));
+  int64_t minute = 0, rows = 0;
+  const int64_t expected = static_cast<int64_t>(kTurbofanUnits) * 80 * base_rows;
+  for (int unit = 0; unit < kTurbofanUnits; ++unit) {
+    const int life = 60 + static_cast<int>(rng.Next() % 41);       // 60..100 cycles
+    const int onset = static_cast<int>(life * rng.Uniform(0.35, 0.65));
+    // Unit-to-unit manufacturing offsets and degradation rates.
+    double offset[kTurbofanParams], rate[kTurbofanParams];
+    for (int k = 0; k < kTurbofanParams; ++k) {
+      offset[k] = 0.15 * std::abs(at_failure[k]) * rng.Normal();
+      rate[k] = rng.Uniform(0.7, 1.3);
+    }
+    for (int c = 1; c <= life; ++c) {
+      char uc[24];
+      std::snprintf(uc, sizeof(uc), "u%02d_c%03d", unit, c);
+      const int32_t code = static_cast<int32_t>(flights[0].dictionary.size());
+      flights[0].dictionary.emplace_back(uc);
+      cycles[0].dictionary.emplace_back(uc);
+      cycles[0].codes.push_back(code);
+      cycles[1].ints.push_back(kTurbofanStart + 60 * minute++);
+      cycles[2].doubles.push_back(unit);
+      cycles[3].doubles.push_back(c);
+      cycles[4].doubles.push_back(life - c);
+      // Degradation: 0 before the onset, then (progress)^1.5 of the value at failure, plus a
+      // slow wear term over the whole life.
+      const double progress_frac = c > onset ? static_cast<double>(c - onset) / (life - onset) : 0.0;
+      double level[kTurbofanParams];
+      for (int k = 1; k < kTurbofanParams; ++k) {
+        level[k] = offset[k] + at_failure[k] * rate[k] *
+                                   (0.85 * std::pow(progress_frac, 1.5) + 0.15 * c / life);
+      }
+      // hs: health state, 1 while healthy, 0 once abnormal degradation set in; its estimate
+      // flickers around the onset.
+      const double p_healthy = 1.0 / (1.0 + std::exp((c - onset) / 1.5));
+      const int n = static_cast<int>(base_rows * rng.Uniform(0.6, 1.4));  // flight length
+      for (int r = 0; r < n; ++r) {
+        flights[0].codes.push_back(code);
+        flights[1].doubles.push_back(rng.Uniform() < p_healthy ? 1.0 : 0.0);
+        for (int k = 1; k < kTurbofanParams; ++k) {
+          flights[k + 1].doubles.push_back(level[k] + noise_sd[k] * rng.Normal());
+        }
+      }
+      rows += n;
+    }
+    if (progress) progress(std::min(rows, expected), expected);
+  }
+  store::TableSchema flight_schema{.name = "flights"};
+  for (const store::Column& c : flights) flight_schema.columns.push_back({c.name, c.type});
+  store::TableSchema cycle_schema{.name = "cycles", .time_column = "t"};
+  for (const store::Column& c : cycles) cycle_schema.columns.push_back({c.name, c.type});
+  const int64_t num_cycles = static_cast<int64_t>(cycles[1].ints.size());
+  std::vector<std::unique_ptr<store::Table>> tables;
+  tables.push_back(std::make_unique<store::Table>(flight_schema, std::move(flights), rows));
+  tables.push_back(std::make_unique<store::Table>(cycle_schema, std::move(cycles), num_cycles));
+  if (progress) progress(expected, expected);
+  return tables;
+}
+
 }  // namespace
 
-std::vector<std::string> GeneratorNames() { return {"bearing", "tick"}; }
+std::vector<std::string> GeneratorNames() { return {"bearing", "tick", "turbofan"}; }
 
 Result<std::vector<std::unique_ptr<store::Table>>> GenerateDataset(std::string_view name,
                                                                    uint64_t seed, double scale,
@@ -294,6 +384,7 @@ Result<std::vector<std::unique_ptr<store::Table>>> GenerateDataset(std::string_v
   }
   if (name == "bearing") return Bearing(seed, scale, progress);
   if (name == "tick") return Tick(seed, scale, progress);
+  if (name == "turbofan") return Turbofan(seed, scale, progress);
   std::string names;
   for (const std::string& n : GeneratorNames()) names += (names.empty() ? "" : ", ") + n;
   return Status::NotFound("unknown data generator '" + std::string(name) + "' (known: " + names + ")");
