@@ -155,13 +155,16 @@ int Predict(const std::string& spec_path, const std::string& request_arg, bool e
   return 0;
 }
 
+bool g_approx_first = false;  // eval --approx-first
+
 int Eval(const std::string& spec_path, int n, bool json, double delta, double tau,
          const std::string& out_path, int threads) {
   auto spec = pipeline::LoadSpec(spec_path, g_scale);
   if (!spec.ok()) return Fail(spec.status());
   auto p = eval::PrepareAndOpen(*spec, threads, true);
   if (!p.ok()) return Fail(p.status());
-  auto report = eval::RunEval(**p, {.n = n, .progress = true, .delta = delta, .tau = tau});
+  auto report = eval::RunEval(
+      **p, {.n = n, .progress = true, .delta = delta, .tau = tau, .approx_first = g_approx_first});
   if (!report.ok()) return Fail(report.status());
   const std::string js = report->ToJson().dump(2);
   if (!out_path.empty()) {
@@ -357,6 +360,8 @@ int main(int argc, char** argv) {
   eval->add_option("--tau", tau, "confidence level (default: the spec's)");
   eval->add_option("--out", out_path, "also write the JSON report to this file");
   eval->add_option("--threads", threads, "threads for training a missing model");
+  eval->add_flag("--approx-first", g_approx_first,
+                 "measure the approximate pass before the exact one (order check)");
 
   std::vector<std::string> demo_specs = {"pipelines/flight-delay.yaml", "pipelines/flight-late.yaml"};
   int demo_n = 300;
