@@ -166,6 +166,10 @@ Status Pipeline::SetModel(std::unique_ptr<model::Model> model) {
 
 void Pipeline::RecordRoundOverhead(double ns) const { UpdateAverage(round_overhead_ns_, ns); }
 
+void Pipeline::RecordRounds(int rounds) const {
+  UpdateAverage(average_rounds_, static_cast<double>(std::max(rounds, 1)));
+}
+
 void Pipeline::RecordQueryCost(size_t q, double ns_per_row) const {
   UpdateAverage(query_ns_per_row_[q], ns_per_row);
 }
@@ -437,16 +441,23 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
   for (const QueryRun& run : runs_) matching_total += run.bound.matching_rows;
   out->rows_matching = matching_total;
 
-  // Round 0 targets. The exact path, and requests whose exact cost is below one round's
-  // overhead, read everything right away.
+  // Round 0 targets. The exact path, and requests whose exact cost is below what
+  // approximating is expected to cost (round 0's rows plus the rounds this pipeline's
+  // approximate requests have needed on average, each one propagation), read everything
+  // right away.
   bool go_exact = options.exact;
   if (!go_exact) {
-    double exact_cost = 0;
+    double exact_cost = 0, round0_cost = 0;
     for (size_t q = 0; q < runs_.size(); ++q) {
       target_[q] = planner::InitialStrata(runs_[q].bound.matching_rows, popts);
-      exact_cost += static_cast<double>(runs_[q].bound.matching_rows) * pipeline_.query_ns_per_row(q);
+      const double rows = static_cast<double>(runs_[q].bound.matching_rows);
+      exact_cost += rows * pipeline_.query_ns_per_row(q);
+      round0_cost += rows * std::min(1.0, static_cast<double>(target_[q]) / planner::kNumStrata) *
+                     pipeline_.query_ns_per_row(q);
     }
-    if (spec.guarantee.cut_over && exact_cost <= pipeline_.round_overhead_ns()) {
+    const double expected_approx =
+        round0_cost + std::max(1.0, pipeline_.average_rounds()) * pipeline_.round_overhead_ns();
+    if (spec.guarantee.cut_over && exact_cost <= expected_approx) {
       go_exact = true;
       out->cut_over = true;
     }
@@ -513,6 +524,7 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     }
   }
 
+  if (out->rounds > 0) pipeline_.RecordRounds(out->rounds);
   out->sample_ratio.resize(runs_.size());
   out->query_rows.resize(runs_.size());
   for (size_t q = 0; q < runs_.size(); ++q) {

@@ -79,6 +79,9 @@ class Pipeline {
   double round_overhead_ns() const { return round_overhead_ns_.load(std::memory_order_relaxed); }
   void RecordRoundOverhead(double ns) const;
   double query_ns_per_row(size_t q) const { return query_ns_per_row_[q].load(std::memory_order_relaxed); }
+  // Propagation rounds an approximate request has needed, on average (starts at 2).
+  double average_rounds() const { return average_rounds_.load(std::memory_order_relaxed); }
+  void RecordRounds(int rounds) const;
   void RecordQueryCost(size_t q, double ns_per_row) const;
 
  private:
@@ -91,6 +94,7 @@ class Pipeline {
   std::unique_ptr<uq::SaltelliDesign> design_;
   std::unique_ptr<model::Model> model_;
   mutable std::atomic<double> round_overhead_ns_{200'000.0};
+  mutable std::atomic<double> average_rounds_{2.0};
   std::unique_ptr<std::atomic<double>[]> query_ns_per_row_;
 
   Status Calibrate();
