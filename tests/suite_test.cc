@@ -5,6 +5,7 @@
 
 #include "eval/eval.h"
 #include "eval/generators.h"
+#include "eval/svg.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/spec.h"
 
@@ -89,3 +90,26 @@ INSTANTIATE_TEST_SUITE_P(Pipelines, SuitePipelineTest,
 
 }  // namespace
 }  // namespace apx
+
+namespace apx::eval {
+namespace {
+
+TEST(SvgTest, BarChartHasBarsLabelsAndEscapes) {
+  const std::string svg = BarChartSvg({{"a<b", 2.0, "2x"}, {"c&d", 8.0, "8x"}}, {{5.3, "5.3x"}},
+                                      {.title = "speed", .min_value = 0.5, .log_scale = true});
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  EXPECT_NE(svg.find("a&lt;b"), std::string::npos);
+  EXPECT_NE(svg.find("c&amp;d"), std::string::npos);
+  EXPECT_EQ(svg.find("a<b"), std::string::npos);
+  // Two bars, one reference line: the larger value gets the wider bar.
+  size_t first = svg.find("<rect x=\"170\""), second = svg.find("<rect x=\"170\"", first + 1);
+  ASSERT_NE(first, std::string::npos);
+  ASSERT_NE(second, std::string::npos);
+  auto width = [&](size_t at) { return std::stod(svg.substr(svg.find("width=\"", at) + 7)); };
+  EXPECT_LT(width(first), width(second));
+  EXPECT_NE(svg.find("stroke-dasharray"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace apx::eval

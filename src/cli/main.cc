@@ -12,6 +12,7 @@
 
 #include "common/progress.h"
 #include "eval/eval.h"
+#include "eval/svg.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/request.h"
 #include "pipeline/spec.h"
@@ -235,8 +236,66 @@ Status WriteSuiteSection(const std::string& path, const std::string& table) {
   return Status::Ok();
 }
 
+// Writes the suite's charts into `dir`: speedup per pipeline (log axis, with the published
+// 5.3x-16.6x range) and meet rate per pipeline (with tau).
+Status WriteSuitePlots(const std::vector<eval::EvalReport>& reports, const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  std::vector<eval::Bar> speed, meet;
+  char note[64];
+  for (const eval::EvalReport& r : reports) {
+    std::snprintf(note, sizeof(note), "%.2fx", r.speedup_p50);
+    speed.push_back({r.pipeline, std::max(r.speedup_p50, 0.1), note});
+    std::snprintf(note, sizeof(note), "%.3f", r.meet_rate);
+    meet.push_back({r.pipeline, r.meet_rate, note});
+  }
+  char title[128];
+  std::snprintf(title, sizeof(title), "Median latency speedup, approximate vs exact (scale %g)", g_scale);
+  const std::string speed_svg = eval::BarChartSvg(
+      speed, {{1.0, "1x"}, {5.3, "5.3x"}, {16.6, "16.6x (published range)"}},
+      {.title = title, .axis_label = "exact p50 / approximate p50 (log scale)", .min_value = 0.5,
+       .log_scale = true});
+  const std::string meet_svg = eval::BarChartSvg(
+      meet, {{0.95, "tau 0.95"}},
+      {.title = "Meet rate: answers within delta of (or equal to) the exact answer",
+       .axis_label = "fraction of test requests", .min_value = 0.8, .max_value = 1.0});
+  for (const auto& [name, svg] : {std::pair<std::string, std::string>{"speedup.svg", speed_svg},
+                                  {"meet-rate.svg", meet_svg}}) {
+    const std::string path = dir + "/" + name;
+    std::ofstream out(path + ".tmp");
+    out << svg;
+    out.close();
+    if (!out || std::rename((path + ".tmp").c_str(), path.c_str()) != 0) {
+      return Status::IoError("cannot write '" + path + "'");
+    }
+  }
+  return Status::Ok();
+}
+
+// `apxserve plot`: the suite's charts from saved JSON reports (results/*.json).
+int Plot(const std::vector<std::string>& files, const std::string& dir) {
+  std::vector<eval::EvalReport> reports;
+  for (const std::string& file : files) {
+    std::ifstream in(file);
+    if (!in) return Fail(Status::NotFound("cannot open report '" + file + "'"));
+    nlohmann::json j;
+    try {
+      in >> j;
+      eval::EvalReport r;
+      r.pipeline = j.at("pipeline").get<std::string>();
+      r.speedup_p50 = j.at("speedup_p50").get<double>();
+      r.meet_rate = j.at("approx").at("meet_rate").get<double>();
+      reports.push_back(r);
+    } catch (const nlohmann::json::exception& e) {
+      return Fail(Status::InvalidArgument("report '" + file + "': " + e.what()));
+    }
+  }
+  if (Status s = WriteSuitePlots(reports, dir); !s.ok()) return Fail(s);
+  std::printf("wrote %s/speedup.svg and %s/meet-rate.svg\n", dir.c_str(), dir.c_str());
+  return 0;
+}
+
 int Suite(const std::vector<std::string>& specs, int n, int threads, const std::string& results_dir,
-          const std::string& markdown, bool check_meet) {
+          const std::string& markdown, bool check_meet, const std::string& plots) {
   std::vector<eval::EvalReport> reports;
   for (const std::string& spec_path : specs) {
     auto spec = pipeline::LoadSpec(spec_path, g_scale);
@@ -257,6 +316,10 @@ int Suite(const std::vector<std::string>& specs, int n, int threads, const std::
   if (!markdown.empty()) {
     if (Status s = WriteSuiteSection(markdown, table); !s.ok()) return Fail(s);
     std::printf("\nwrote the table into %s\n", markdown.c_str());
+  }
+  if (!plots.empty()) {
+    if (Status s = WriteSuitePlots(reports, plots); !s.ok()) return Fail(s);
+    std::printf("wrote %s/speedup.svg and %s/meet-rate.svg\n", plots.c_str(), plots.c_str());
   }
   int broken = 0;
   for (const eval::EvalReport& r : reports) {
@@ -385,6 +448,13 @@ int main(int argc, char** argv) {
   suite->add_option("--results", results_dir, "folder for the JSON reports");
   suite->add_option("--markdown", markdown, "Markdown file whose suite section gets the table");
   suite->add_flag("--check-meet", check_meet, "exit 1 when a pipeline's meet rate is below its tau");
+  std::string plots;
+  suite->add_option("--plots", plots, "folder for the SVG charts (speedup.svg, meet-rate.svg)");
+  std::vector<std::string> plot_files;
+  std::string plot_dir = "docs/plots";
+  auto* plot = app.add_subcommand("plot", "Draw the suite's SVG charts from saved JSON reports");
+  plot->add_option("reports", plot_files, "JSON reports (results/*.json)")->required();
+  plot->add_option("--out", plot_dir, "folder for speedup.svg and meet-rate.svg");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -395,6 +465,7 @@ int main(int argc, char** argv) {
   if (*predict) return Predict(spec_path, request, exact, delta, tau);
   if (*eval) return Eval(spec_path, n, json, delta, tau, out_path, threads);
   if (*demo) return Demo(demo_specs, demo_n, threads);
-  if (*suite) return Suite(suite_specs, suite_n, threads, results_dir, markdown, check_meet);
+  if (*plot) return Plot(plot_files, plot_dir);
+  if (*suite) return Suite(suite_specs, suite_n, threads, results_dir, markdown, check_meet, plots);
   return 2;
 }
