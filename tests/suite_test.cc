@@ -86,7 +86,9 @@ INSTANTIATE_TEST_SUITE_P(Pipelines, SuitePipelineTest,
                                            SuiteCase{"pipelines/tick.yaml", 0.1},
                                            SuiteCase{"pipelines/tick-median.yaml", 0.1},
                                            SuiteCase{"pipelines/turbofan.yaml", 0.5},
-                                           SuiteCase{"pipelines/turbofan-median.yaml", 0.5}));
+                                           SuiteCase{"pipelines/turbofan-median.yaml", 0.5},
+                                           SuiteCase{"pipelines/trip-fare.yaml", 0.5},
+                                           SuiteCase{"pipelines/trip-fare-median.yaml", 0.5}));
 
 }  // namespace
 }  // namespace apx

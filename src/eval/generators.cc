@@ -372,9 +372,129 @@ Result<std::vector<std::unique_ptr<store::Table>>> Turbofan(uint64_t seed, doubl
   return tables;
 }
 
+// Trip-Fare analogue (docs/benchmarks/trips.md), after the NYC taxi trips of August 2015:
+// ~20 M·scale trips between 195 neighbourhoods (NTAs) on a plane. Pickup demand follows a Zipf
+// popularity per zone and a daily/weekly pattern; a trip's fare is the metered fare
+// (2.5 + 2.5 per mile + 0.5 per minute) times a surge that rises with the pickup zone's current
+// demand, plus noise. The same trips are stored twice: `pickups` sorted by pickup time and
+// `dropoffs` sorted by dropoff time (one time order per table).
+constexpr int kTripZones = 195;
+constexpr int64_t kTripStart = 1438387200;  // 2015-08-01 00:00
+constexpr int kTripDays = 31;
+constexpr double kTrips = 20e6;
+
+Result<std::vector<std::unique_ptr<store::Table>>> Trips(uint64_t seed, double scale,
+                                                         const store::ProgressFn& progress) {
+  Rng rng(seed);
+  const int64_t n = std::max<int64_t>(20'000, static_cast<int64_t>(kTrips * scale));
+  // Zones: positions (miles) and Zipf popularity.
+  std::vector<double> zx(kTripZones), zy(kTripZones), weight(kTripZones), cdf(kTripZones);
+  double total_w = 0;
+  for (int z = 0; z < kTripZones; ++z) {
+    zx[z] = rng.Uniform(0, 12);
+    zy[z] = rng.Uniform(0, 20);
+    weight[z] = 1.0 / std::pow(z + 1.0, 0.9);
+    total_w += weight[z];
+  }
+  for (int z = 0; z < kTripZones; ++z) cdf[z] = (z ? cdf[z - 1] : 0) + weight[z] / total_w;
+  auto pick_zone = [&](double u) {
+    return static_cast<int>(std::lower_bound(cdf.begin(), cdf.end(), u) - cdf.begin());
+  };
+  // Hourly demand profile (trips per hour relative to the mean): quiet nights, rush hours.
+  const double profile[24] = {0.9, 0.6, 0.4, 0.3, 0.25, 0.3, 0.6, 1.0, 1.2, 1.1, 1.0, 1.05,
+                              1.1, 1.1, 1.15, 1.2, 1.25, 1.4, 1.6, 1.6, 1.5, 1.4, 1.3, 1.1};
+  double profile_sum = 0;
+  for (double v : profile) profile_sum += v;
+  // A per-(zone, hour) demand shock (events, weather) that drives surge: AR(1) over hours.
+  const int hours = kTripDays * 24;
+  std::vector<float> shock(static_cast<size_t>(kTripZones) * hours);
+  for (int z = 0; z < kTripZones; ++z) {
+    double v = 0;
+    for (int h = 0; h < hours; ++h) {
+      v = 0.8 * v + 0.35 * rng.Normal();
+      shock[static_cast<size_t>(z) * hours + h] = static_cast<float>(v);
+    }
+  }
+  struct Trip {
+    int64_t pickup, dropoff;
+    int32_t pu, dz;
+    float distance, fare, weekend;
+  };
+  std::vector<Trip> trips;
+  trips.reserve(static_cast<size_t>(n));
+  const double per_hour = static_cast<double>(n) / hours;
+  for (int h = 0; h < hours; ++h) {
+    const int hour_of_day = h % 24;
+    const int day_of_week = (h / 24 + 5) % 7;  // 2015-08-01 was a Saturday (Monday = 0)
+    const bool weekend = day_of_week >= 5;
+    const double day_factor = weekend ? (hour_of_day < 5 ? 1.6 : 0.85) : 1.0;
+    const int count = static_cast<int>(per_hour * profile[hour_of_day] * 24 / profile_sum * day_factor *
+                                       rng.Uniform(0.9, 1.1));
+    for (int i = 0; i < count; ++i) {
+      const int pu = pick_zone(rng.Uniform());
+      const int dz = pick_zone(rng.Uniform());
+      const float s = shock[static_cast<size_t>(pu) * hours + h];
+      const double dist = std::max(0.3, std::hypot(zx[pu] - zx[dz], zy[pu] - zy[dz]) * rng.Uniform(1.0, 1.4) +
+                                            0.3 * rng.Uniform());
+      const bool rush = (hour_of_day >= 7 && hour_of_day < 10) || (hour_of_day >= 16 && hour_of_day < 20);
+      const double mph = (rush && !weekend ? 9.0 : 14.0) * rng.Uniform(0.7, 1.3);
+      const double minutes = dist / mph * 60 + 2;
+      const double surge = 1.0 + 0.25 * std::max(0.0, static_cast<double>(s));
+      const double fare = (2.5 + 2.5 * dist + 0.5 * minutes) * surge + rng.Normal() * 1.5;
+      const int64_t pickup = kTripStart + 3600LL * h + static_cast<int64_t>(rng.Uniform() * 3600);
+      trips.push_back({pickup, pickup + static_cast<int64_t>(minutes * 60), pu, dz,
+                       static_cast<float>(dist), static_cast<float>(std::max(2.5, fare)),
+                       weekend ? 1.0f : 0.0f});
+    }
+    if (progress && h % 24 == 0) progress(static_cast<int64_t>(trips.size()), n);
+  }
+  auto make_table = [&](const char* name, const char* time_column) {
+    std::vector<store::Column> cols;
+    cols.push_back(MakeColumn("pickup_time", store::ColumnType::kTimestamp));
+    cols.push_back(MakeColumn("dropoff_time", store::ColumnType::kTimestamp));
+    cols.push_back(MakeColumn("pickup_zone", store::ColumnType::kString));
+    cols.push_back(MakeColumn("dropoff_zone", store::ColumnType::kString));
+    cols.push_back(MakeColumn("distance", store::ColumnType::kDouble));
+    cols.push_back(MakeColumn("fare", store::ColumnType::kDouble));
+    cols.push_back(MakeColumn("weekend", store::ColumnType::kDouble));
+    for (int z = 0; z < kTripZones; ++z) {
+      char zone[16];
+      std::snprintf(zone, sizeof(zone), "NTA%03d", z);
+      cols[2].dictionary.emplace_back(zone);
+      cols[3].dictionary.emplace_back(zone);
+    }
+    for (auto& c : cols) {
+      if (c.type == store::ColumnType::kDouble) c.doubles.reserve(trips.size());
+      if (c.type == store::ColumnType::kString) c.codes.reserve(trips.size());
+      if (c.type == store::ColumnType::kTimestamp) c.ints.reserve(trips.size());
+    }
+    for (const Trip& t : trips) {
+      cols[0].ints.push_back(t.pickup);
+      cols[1].ints.push_back(t.dropoff);
+      cols[2].codes.push_back(t.pu);
+      cols[3].codes.push_back(t.dz);
+      cols[4].doubles.push_back(t.distance);
+      cols[5].doubles.push_back(t.fare);
+      cols[6].doubles.push_back(t.weekend);
+    }
+    store::TableSchema schema{.name = name, .time_column = time_column};
+    for (const store::Column& c : cols) schema.columns.push_back({c.name, c.type});
+    return std::make_unique<store::Table>(schema, std::move(cols), static_cast<int64_t>(trips.size()));
+  };
+  std::vector<std::unique_ptr<store::Table>> tables;
+  std::stable_sort(trips.begin(), trips.end(),
+                   [](const Trip& a, const Trip& b) { return a.pickup < b.pickup; });
+  tables.push_back(make_table("pickups", "pickup_time"));
+  std::stable_sort(trips.begin(), trips.end(),
+                   [](const Trip& a, const Trip& b) { return a.dropoff < b.dropoff; });
+  tables.push_back(make_table("dropoffs", "dropoff_time"));
+  if (progress) progress(n, n);
+  return tables;
+}
+
 }  // namespace
 
-std::vector<std::string> GeneratorNames() { return {"bearing", "tick", "turbofan"}; }
+std::vector<std::string> GeneratorNames() { return {"bearing", "tick", "trips", "turbofan"}; }
 
 Result<std::vector<std::unique_ptr<store::Table>>> GenerateDataset(std::string_view name,
                                                                    uint64_t seed, double scale,
@@ -385,6 +505,7 @@ Result<std::vector<std::unique_ptr<store::Table>>> GenerateDataset(std::string_v
   if (name == "bearing") return Bearing(seed, scale, progress);
   if (name == "tick") return Tick(seed, scale, progress);
   if (name == "turbofan") return Turbofan(seed, scale, progress);
+  if (name == "trips") return Trips(seed, scale, progress);
   std::string names;
   for (const std::string& n : GeneratorNames()) names += (names.empty() ? "" : ", ") + n;
   return Status::NotFound("unknown data generator '" + std::string(name) + "' (known: " + names + ")");
