@@ -271,6 +271,14 @@ Status WriteSuitePlots(const std::vector<eval::EvalReport>& reports, const std::
   return Status::Ok();
 }
 
+// Loads a spec at --scale, prepares it (generate data, train a missing model) and evaluates
+// n test requests (-1: the spec's test.n).
+Result<eval::EvalReport> EvaluateSpec(const std::string& spec_path, int n, int threads) {
+  APX_ASSIGN_OR_RETURN(pipeline::PipelineSpec spec, pipeline::LoadSpec(spec_path, g_scale));
+  APX_ASSIGN_OR_RETURN(auto p, eval::PrepareAndOpen(spec, threads, true));
+  return eval::RunEval(*p, {.n = n, .progress = true});
+}
+
 // `apxserve plot`: the suite's charts from saved JSON reports (results/*.json).
 int Plot(const std::vector<std::string>& files, const std::string& dir) {
   std::vector<eval::EvalReport> reports;
@@ -298,16 +306,15 @@ int Suite(const std::vector<std::string>& specs, int n, int threads, const std::
           const std::string& markdown, bool check_meet, const std::string& plots) {
   std::vector<eval::EvalReport> reports;
   for (const std::string& spec_path : specs) {
-    auto spec = pipeline::LoadSpec(spec_path, g_scale);
-    if (!spec.ok()) return Fail(spec.status());
-    auto p = eval::PrepareAndOpen(*spec, threads, true);
-    if (!p.ok()) return Fail(p.status());
-    auto report = eval::RunEval(**p, {.n = n, .progress = true});
+    auto report = EvaluateSpec(spec_path, n, threads);
     if (!report.ok()) return Fail(report.status());
     char name[256];
-    std::snprintf(name, sizeof(name), "%s/%s-scale%g.json", results_dir.c_str(), spec->name.c_str(), g_scale);
+    std::snprintf(name, sizeof(name), "%s/%s-scale%g.json", results_dir.c_str(),
+                  report->pipeline.c_str(), g_scale);
     std::filesystem::create_directories(results_dir);
-    std::ofstream(name) << report->ToJson().dump(2) << "\n";
+    std::ofstream out(name);
+    out << report->ToJson().dump(2) << "\n";
+    if (!out) return Fail(Status::IoError(std::string("cannot write '") + name + "'"));
     std::printf("%s", report->ToText().c_str());
     reports.push_back(*report);
   }
@@ -336,11 +343,7 @@ int Demo(const std::vector<std::string>& specs, int n, int threads) {
   std::printf("apxserve demo: approximate features with a guaranteed bound, on the US flights data\n\n");
   std::vector<eval::EvalReport> reports;
   for (const std::string& spec_path : specs) {
-    auto spec = pipeline::LoadSpec(spec_path, g_scale);
-    if (!spec.ok()) return Fail(spec.status());
-    auto p = eval::PrepareAndOpen(*spec, threads, true);
-    if (!p.ok()) return Fail(p.status());
-    auto report = eval::RunEval(**p, {.n = n, .progress = true});
+    auto report = EvaluateSpec(spec_path, n, threads);
     if (!report.ok()) return Fail(report.status());
     reports.push_back(*report);
   }
