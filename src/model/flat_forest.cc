@@ -760,15 +760,7 @@ std::string FlatForest::Describe() const {
 }
 
 Status FlatForest::Predict(std::span<const float> rows, size_t n_rows, std::span<float> out) const {
-  if (rows.size() < n_rows * num_features_) {
-    return Status::InvalidArgument("Predict: rows holds " + std::to_string(rows.size()) +
-                                   " values, need " + std::to_string(n_rows) + " x " +
-                                   std::to_string(num_features_));
-  }
-  if (out.size() < n_rows) {
-    return Status::InvalidArgument("Predict: out holds " + std::to_string(out.size()) +
-                                   " values, need " + std::to_string(n_rows));
-  }
+  APX_RETURN_IF_ERROR(CheckPredictArgs(rows, n_rows, num_features_, out));
   const size_t n_blocks = (n_rows + kBlockRows - 1) / kBlockRows;
   if (helper_ != nullptr && n_blocks >= 2 && n_rows * num_trees() >= min_parallel_work_) {
     SharedCall call{this, rows.data(), out.data(), n_rows, n_blocks};

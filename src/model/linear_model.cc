@@ -35,15 +35,7 @@ class LinearModel final : public Model {
 
   Status Predict(std::span<const float> rows, size_t n_rows, std::span<float> out) const override {
     const size_t n_features = weights_.size();
-    if (rows.size() < n_rows * n_features) {
-      return Status::InvalidArgument("Predict: rows holds " + std::to_string(rows.size()) +
-                                     " values, need " + std::to_string(n_rows) + " x " +
-                                     std::to_string(n_features));
-    }
-    if (out.size() < n_rows) {
-      return Status::InvalidArgument("Predict: out holds " + std::to_string(out.size()) +
-                                     " values, need " + std::to_string(n_rows));
-    }
+    APX_RETURN_IF_ERROR(CheckPredictArgs(rows, n_rows, n_features, out));
     const float* __restrict w = weights_.data();
     for (size_t row_idx = 0; row_idx < n_rows; ++row_idx) {
       const float* __restrict x = rows.data() + row_idx * n_features;

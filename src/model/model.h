@@ -34,6 +34,11 @@ struct LinearForm {
   double bias = 0.0;
 };
 
+// The size checks every Predict() implementation starts with: InvalidArgument unless rows
+// holds n_rows x n_features values and out holds n_rows.
+Status CheckPredictArgs(std::span<const float> rows, size_t n_rows, size_t n_features,
+                        std::span<float> out);
+
 class Model {
  public:
   virtual ~Model() = default;

@@ -168,15 +168,7 @@ Status XGBoostModel::SetNumThreads(int nthread) {
 
 Status XGBoostModel::Predict(std::span<const float> rows, size_t n_rows,
                              std::span<float> out) const {
-  if (rows.size() < n_rows * num_features_) {
-    return Status::InvalidArgument("Predict: rows holds " + std::to_string(rows.size()) +
-                                   " values, need " + std::to_string(n_rows) + " x " +
-                                   std::to_string(num_features_));
-  }
-  if (out.size() < n_rows) {
-    return Status::InvalidArgument("Predict: out holds " + std::to_string(out.size()) +
-                                   " values, need " + std::to_string(n_rows));
-  }
+  APX_RETURN_IF_ERROR(CheckPredictArgs(rows, n_rows, num_features_, out));
   if (n_rows == 0) return Status::Ok();
 
   std::lock_guard<std::mutex> lock(mu_);
