@@ -339,6 +339,74 @@ int Suite(const std::vector<std::string>& specs, int n, int threads, const std::
   return check_meet && broken > 0 ? 1 : 0;
 }
 
+// `apxserve sweep`: τ, δ (regression), α and γ one at a time around the spec's values, each
+// setting measured exact vs approximate in the same run.
+int Sweep(const std::string& spec_path, int n, int threads, const std::string& out_md,
+          const std::string& plots) {
+  auto spec = pipeline::LoadSpec(spec_path, g_scale);
+  if (!spec.ok()) return Fail(spec.status());
+  auto p = eval::PrepareAndOpen(*spec, threads, true);
+  if (!p.ok()) return Fail(p.status());
+  struct Setting {
+    std::string param;
+    double value;
+    eval::EvalOptions options;
+  };
+  const pipeline::GuaranteeSpec& g = spec->guarantee;
+  std::vector<Setting> settings;
+  for (double tau : {0.9, 0.95, 0.99}) settings.push_back({"tau", tau, {.n = n, .progress = false, .tau = tau}});
+  if (spec->task == model::Task::kRegression) {
+    for (double f : {0.5, 1.0, 2.0}) {
+      settings.push_back({"delta", g.delta * f, {.n = n, .progress = false, .delta = g.delta * f}});
+    }
+  }
+  for (double a : {0.01, 0.05, 0.1}) settings.push_back({"alpha", a, {.n = n, .progress = false, .alpha = a}});
+  for (double c : {0.5, 1.0, 2.0}) settings.push_back({"gamma", c, {.n = n, .progress = false, .gamma = c}});
+  char scale_text[32];
+  std::snprintf(scale_text, sizeof(scale_text), "%g", g_scale);
+  std::string md = "Sweep of " + spec->name + " (scale " + scale_text +
+                   "); one parameter at a time, the others at the spec's values.\n\n"
+                   "| parameter | value | exact p50 ms | approx p50 ms | speedup p50 | meet rate | τ | rounds | sample ratio |\n"
+                   "|---|---|---|---|---|---|---|---|---|\n";
+  std::vector<eval::Bar> bars;
+  ProgressBar bar("sweep " + spec->name, static_cast<int64_t>(settings.size()));
+  for (size_t i = 0; i < settings.size(); ++i) {
+    const Setting& s = settings[i];
+    auto r = eval::RunEval(**p, s.options);
+    if (!r.ok()) return Fail(r.status());
+    char line[512];
+    std::snprintf(line, sizeof(line), "| %s | %g | %.3f | %.3f | %.2fx | %.3f | %.2f | %.2f | %.3f |\n",
+                  s.param.c_str(), s.value, r->exact_latency.p50, r->approx_latency.p50,
+                  r->speedup_p50, r->meet_rate, r->tau, r->avg_rounds, r->avg_sample_ratio);
+    md += line;
+    char label[64], note[64];
+    std::snprintf(label, sizeof(label), "%s = %g", s.param.c_str(), s.value);
+    std::snprintf(note, sizeof(note), "%.2fx, meet %.3f", r->speedup_p50, r->meet_rate);
+    bars.push_back({label, std::max(r->speedup_p50, 0.1), note});
+    bar.Update(static_cast<int64_t>(i + 1));
+  }
+  bar.Finish();
+  std::printf("%s", md.c_str());
+  if (!out_md.empty()) {
+    std::ofstream out(out_md);
+    out << md;
+    if (!out) return Fail(Status::IoError("cannot write '" + out_md + "'"));
+  }
+  if (!plots.empty()) {
+    std::filesystem::create_directories(plots);
+    const std::string path = plots + "/sweep-" + spec->name + ".svg";
+    std::ofstream out(path);
+    out << eval::BarChartSvg(bars, {{1.0, "1x"}},
+                             {.title = "Sweep of " + spec->name + ": speedup p50 (meet rate)",
+                              .axis_label = "exact p50 / approximate p50 (log scale)",
+                              .min_value = 0.5,
+                              .log_scale = true});
+    if (!out) return Fail(Status::IoError("cannot write '" + path + "'"));
+    std::printf("wrote %s\n", path.c_str());
+  }
+  return 0;
+}
+
 int Demo(const std::vector<std::string>& specs, int n, int threads) {
   std::printf("apxserve demo: approximate features with a guaranteed bound, on the US flights data\n\n");
   std::vector<eval::EvalReport> reports;
@@ -453,6 +521,14 @@ int main(int argc, char** argv) {
   suite->add_flag("--check-meet", check_meet, "exit 1 when a pipeline's meet rate is below its tau");
   std::string plots;
   suite->add_option("--plots", plots, "folder for the SVG charts (speedup.svg, meet-rate.svg)");
+  std::string sweep_md, sweep_plots;
+  int sweep_n = 300;
+  auto* sweep = app.add_subcommand("sweep", "Vary tau, delta, alpha and gamma one at a time (same-run ratios)");
+  sweep->add_option("--pipeline,-p", spec_path, "pipeline spec (YAML)")->required();
+  sweep->add_option("--n", sweep_n, "test requests per setting");
+  sweep->add_option("--threads", threads, "threads for training a missing model");
+  sweep->add_option("--markdown", sweep_md, "also write the table to this Markdown file");
+  sweep->add_option("--plots", sweep_plots, "folder for sweep-<pipeline>.svg");
   std::vector<std::string> plot_files;
   std::string plot_dir = "docs/plots";
   auto* plot = app.add_subcommand("plot", "Draw the suite's SVG charts from saved JSON reports");
@@ -469,6 +545,7 @@ int main(int argc, char** argv) {
   if (*eval) return Eval(spec_path, n, json, delta, tau, out_path, threads);
   if (*demo) return Demo(demo_specs, demo_n, threads);
   if (*plot) return Plot(plot_files, plot_dir);
+  if (*sweep) return Sweep(spec_path, sweep_n, threads, sweep_md, sweep_plots);
   if (*suite) return Suite(suite_specs, suite_n, threads, results_dir, markdown, check_meet, plots);
   return 2;
 }

@@ -274,7 +274,11 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
 
   pipeline::Session session(pipeline);
   pipeline::PredictOptions exact_opts{.exact = true, .delta = options.delta, .tau = options.tau};
-  pipeline::PredictOptions approx_opts{.exact = false, .delta = options.delta, .tau = options.tau};
+  pipeline::PredictOptions approx_opts{.exact = false,
+                                       .delta = options.delta,
+                                       .tau = options.tau,
+                                       .alpha = options.alpha,
+                                       .gamma = options.gamma};
 
   // Warm-up, not measured: one exact pass over every request touches all the rows either path
   // will read, so that neither measured pass pays first-touch costs (page faults, the VM's

@@ -56,6 +56,8 @@ struct EvalOptions {
   bool progress = true;
   double delta = -1;       // override δ (-1: spec)
   double tau = -1;         // override τ (-1: spec)
+  double alpha = -1;       // override α (-1: spec)
+  double gamma = -1;       // override γ (-1: spec)
   bool warm_up = true;     // an unmeasured exact pass first (see RunEval)
   bool approx_first = false;  // measure the approximate pass before the exact one
 };

@@ -433,7 +433,10 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     return Status::InvalidArgument("delta must be a finite number > 0");
   }
   if (!(out->tau > 0 && out->tau < 1)) return Status::InvalidArgument("tau must be in (0, 1)");
-  const planner::PlannerOptions popts{.alpha = spec.guarantee.alpha, .gamma = spec.guarantee.gamma};
+  const planner::PlannerOptions popts{
+      .alpha = options.alpha >= 0 ? options.alpha : spec.guarantee.alpha,
+      .gamma = options.gamma >= 0 ? options.gamma : spec.guarantee.gamma};
+  APX_RETURN_IF_ERROR(planner::Validate(popts));
 
   APX_RETURN_IF_ERROR(Bind(request));
   double data_ns = 0, model_ns = 0;

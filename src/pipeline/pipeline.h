@@ -104,6 +104,8 @@ struct PredictOptions {
   bool exact = false;     // compute every feature exactly (the baseline path)
   double delta = -1;      // < 0: the spec's δ
   double tau = -1;        // < 0: the spec's τ
+  double alpha = -1;      // < 0: the spec's α (initial sample ratio)
+  double gamma = -1;      // < 0: the spec's γ (stepwise granules per query per round)
 };
 
 struct Prediction {
