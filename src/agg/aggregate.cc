@@ -152,8 +152,33 @@ Estimate FinalizeQuantile(const SampleState& state, double q, double p) {
               static_cast<size_t>(upper_rank - rank - 1));
     upper = data[upper_rank - 1];
   }
+  double z = kZ95;
+  if (upper == lower && n > 1) {
+    // Discrete data can make the 95 % interval collapse to one value (x_(l) == x_(u)), which
+    // would read as certainty; it only means "this value with probability >= 95 %". Widen to
+    // the 99.9 % interval (z = 3.2905) so that the spread reflects the remaining risk; for
+    // two-point data near a tie this is the distance between the two values.
+    constexpr double kZ999 = 3.2905;
+    z = kZ999;
+    const double wide = kZ999 * std::sqrt(nd * q * (1.0 - q));
+    const int64_t wide_lower =
+        std::clamp<int64_t>(static_cast<int64_t>(std::floor(center - wide)), 1, n);
+    const int64_t wide_upper =
+        std::clamp<int64_t>(static_cast<int64_t>(std::ceil(center + wide)), 1, n);
+    // Everything left of x_(lower_rank) is <= it and everything right of x_(upper_rank) is
+    // >= it, so the wider order statistics are selected in those parts.
+    if (wide_lower < lower_rank) {
+      SelectNth(data, static_cast<size_t>(lower_rank - 1), static_cast<size_t>(wide_lower - 1));
+      lower = data[wide_lower - 1];
+    }
+    if (wide_upper > upper_rank) {
+      SelectNth(data + upper_rank, static_cast<size_t>(n - upper_rank),
+                static_cast<size_t>(wide_upper - upper_rank - 1));
+      upper = data[wide_upper - 1];
+    }
+  }
   const double half_width = 0.5 * (upper - lower) * std::sqrt(1.0 - p);
-  est.std = half_width / kZ95;
+  est.std = half_width / z;
   return est;
 }
 

@@ -407,6 +407,51 @@ int Sweep(const std::string& spec_path, int n, int threads, const std::string& o
   return 0;
 }
 
+// `apxserve imbalance`: the median imbalance experiment, one row per imbalance ratio (the
+// spec's requests table holds ratio k's groups on day k).
+int Imbalance(const std::string& spec_path, int threads, const std::string& out_md) {
+  auto spec = pipeline::LoadSpec(spec_path, g_scale);
+  if (!spec.ok()) return Fail(spec.status());
+  auto p = eval::PrepareAndOpen(*spec, threads, true);
+  if (!p.ok()) return Fail(p.status());
+  const double ratios[] = {0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9999};
+  std::string md =
+      "| imbalance r | meet rate | answers claiming ≥ τ | mean confidence | sample ratio | rounds |\n"
+      "|---|---|---|---|---|---|\n";
+  std::vector<eval::Bar> bars;
+  for (size_t k = 0; k < std::size(ratios); ++k) {
+    pipeline::RequestSetSpec set = spec->test;
+    set.from = spec->test.from + 86400LL * static_cast<int64_t>(k);
+    set.to = set.from + 86400;
+    set.n = 40;
+    auto r = eval::RunEval(**p, {.progress = false, .warm_up = false, .requests = set});
+    if (!r.ok()) return Fail(r.status());
+    char line[256];
+    std::snprintf(line, sizeof(line), "| %g | %.3f | %.3f | %.3f | %.3f | %.2f |\n", ratios[k],
+                  r->meet_rate, 1.0 - r->low_confidence_rate, r->avg_confidence,
+                  r->avg_sample_ratio, r->avg_rounds);
+    md += line;
+    char label[32], note[64];
+    std::snprintf(label, sizeof(label), "r = %g", ratios[k]);
+    std::snprintf(note, sizeof(note), "meet %.3f, sample %.2f", r->meet_rate, r->avg_sample_ratio);
+    bars.push_back({label, r->avg_sample_ratio, note});
+  }
+  std::printf("%s", md.c_str());
+  if (!out_md.empty()) {
+    std::filesystem::create_directories("docs/plots");
+    std::ofstream out(out_md);
+    out << md;
+    std::ofstream svg("docs/plots/imbalance.svg");
+    svg << eval::BarChartSvg(bars, {},
+                             {.title = "Median imbalance: sample ratio read per request (meet rate)",
+                              .axis_label = "fraction of the group's rows read",
+                              .min_value = 0,
+                              .max_value = 1.0});
+    if (!out || !svg) return Fail(Status::IoError("cannot write the imbalance report"));
+  }
+  return 0;
+}
+
 int Demo(const std::vector<std::string>& specs, int n, int threads) {
   std::printf("apxserve demo: approximate features with a guaranteed bound, on the US flights data\n\n");
   std::vector<eval::EvalReport> reports;
@@ -521,6 +566,11 @@ int main(int argc, char** argv) {
   suite->add_flag("--check-meet", check_meet, "exit 1 when a pipeline's meet rate is below its tau");
   std::string plots;
   suite->add_option("--plots", plots, "folder for the SVG charts (speedup.svg, meet-rate.svg)");
+  std::string imbalance_md;
+  auto* imbalance = app.add_subcommand("imbalance", "Median imbalance experiment (two-point data)");
+  imbalance->add_option("--pipeline,-p", spec_path, "the imbalance spec")
+      ->default_val("pipelines/imbalance.yaml");
+  imbalance->add_option("--markdown", imbalance_md, "write the table here and docs/plots/imbalance.svg");
   std::string sweep_md, sweep_plots;
   int sweep_n = 300;
   auto* sweep = app.add_subcommand("sweep", "Vary tau, delta, alpha and gamma one at a time (same-run ratios)");
@@ -545,6 +595,7 @@ int main(int argc, char** argv) {
   if (*eval) return Eval(spec_path, n, json, delta, tau, out_path, threads);
   if (*demo) return Demo(demo_specs, demo_n, threads);
   if (*plot) return Plot(plot_files, plot_dir);
+  if (*imbalance) return Imbalance(spec_path, threads, imbalance_md);
   if (*sweep) return Sweep(spec_path, sweep_n, threads, sweep_md, sweep_plots);
   if (*suite) return Suite(suite_specs, suite_n, threads, results_dir, markdown, check_meet, plots);
   return 2;

@@ -259,7 +259,7 @@ Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, boo
 
 Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions& options) {
   const pipeline::PipelineSpec& spec = pipeline.spec();
-  pipeline::RequestSetSpec set = spec.test;
+  pipeline::RequestSetSpec set = options.requests ? *options.requests : spec.test;
   if (options.n > 0) set.n = options.n;
   std::vector<pipeline::Request> requests;
   std::vector<double> labels;

@@ -10,6 +10,7 @@
 #ifndef APX_EVAL_EVAL_H_
 #define APX_EVAL_EVAL_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,8 @@ struct EvalOptions {
   double alpha = -1;       // override α (-1: spec)
   double gamma = -1;       // override γ (-1: spec)
   bool warm_up = true;     // an unmeasured exact pass first (see RunEval)
+  // Request set to use instead of the spec's test set (n and the other fields as given).
+  std::optional<pipeline::RequestSetSpec> requests;
   bool approx_first = false;  // measure the approximate pass before the exact one
 };
 

@@ -492,9 +492,71 @@ Result<std::vector<std::unique_ptr<store::Table>>> Trips(uint64_t seed, double s
   return tables;
 }
 
+// Median imbalance experiment (biathlon-spec D.8, Figs. 13-14): two-point groups whose median
+// becomes unstable. For imbalance ratio r = (0.5 − p)/(0.5 + p), a group holds its value x
+// (the true median) in a fraction 0.5 + p of its rows and −100 in the rest. 14 ratios from 0 to
+// 0.9999, 40 groups each (x ~ U(0, 20), each group sampled independently), 10,000·scale rows
+// per group. `requests` has one row per group, on day k for the k-th ratio, label = x.
+constexpr double kImbalanceRatios[] = {0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7,
+                                       0.8, 0.9, 0.95, 0.99, 0.999, 0.9999};
+constexpr int kImbalanceGroups = 40;
+constexpr int kImbalanceRows = 10'000;
+constexpr int64_t kImbalanceStart = 1577836800;  // 2020-01-01: ratio k on day k
+
+Result<std::vector<std::unique_ptr<store::Table>>> Imbalance(uint64_t seed, double scale,
+                                                             const store::ProgressFn& progress) {
+  Rng rng(seed);
+  const int rows = std::max(1000, static_cast<int>(std::lround(kImbalanceRows * scale)));
+  std::vector<store::Column> values;
+  values.push_back(MakeColumn("gid", store::ColumnType::kString));
+  values.push_back(MakeColumn("value", store::ColumnType::kDouble));
+  std::vector<store::Column> requests;
+  requests.push_back(MakeColumn("gid", store::ColumnType::kString));
+  requests.push_back(MakeColumn("t", store::ColumnType::kTimestamp));
+  requests.push_back(MakeColumn("ratio", store::ColumnType::kDouble));
+  requests.push_back(MakeColumn("x", store::ColumnType::kDouble));
+  const int num_ratios = static_cast<int>(std::size(kImbalanceRatios));
+  for (int k = 0; k < num_ratios; ++k) {
+    const double r = kImbalanceRatios[k];
+    const double majority = 1.0 / (1.0 + r);  // 0.5 + p, since r = (0.5 − p)/(0.5 + p)
+    for (int g = 0; g < kImbalanceGroups; ++g) {
+      char gid[32];
+      std::snprintf(gid, sizeof(gid), "r%g_g%02d", r, g);
+      const int32_t code = static_cast<int32_t>(values[0].dictionary.size());
+      values[0].dictionary.emplace_back(gid);
+      requests[0].dictionary.emplace_back(gid);
+      const double x = rng.Uniform(0, 20);
+      // Exactly round(majority · rows) rows hold x (the rest −100), in random order.
+      const int with_x = static_cast<int>(std::ceil(majority * rows));
+      for (int i = 0; i < rows; ++i) {
+        values[0].codes.push_back(code);
+        values[1].doubles.push_back(i < with_x ? x : -100.0);
+      }
+      requests[0].codes.push_back(code);
+      requests[1].ints.push_back(kImbalanceStart + 86400LL * k + 60LL * g);
+      requests[2].doubles.push_back(r);
+      requests[3].doubles.push_back(x);
+    }
+    if (progress) progress(static_cast<int64_t>(k + 1) * kImbalanceGroups * rows,
+                           static_cast<int64_t>(num_ratios) * kImbalanceGroups * rows);
+  }
+  store::TableSchema value_schema{.name = "values"};
+  for (const store::Column& c : values) value_schema.columns.push_back({c.name, c.type});
+  store::TableSchema request_schema{.name = "requests", .time_column = "t"};
+  for (const store::Column& c : requests) request_schema.columns.push_back({c.name, c.type});
+  const int64_t num_values = static_cast<int64_t>(values[1].doubles.size());
+  const int64_t num_requests = static_cast<int64_t>(requests[1].ints.size());
+  std::vector<std::unique_ptr<store::Table>> tables;
+  tables.push_back(std::make_unique<store::Table>(value_schema, std::move(values), num_values));
+  tables.push_back(std::make_unique<store::Table>(request_schema, std::move(requests), num_requests));
+  return tables;
+}
+
 }  // namespace
 
-std::vector<std::string> GeneratorNames() { return {"bearing", "tick", "trips", "turbofan"}; }
+std::vector<std::string> GeneratorNames() {
+  return {"bearing", "imbalance", "tick", "trips", "turbofan"};
+}
 
 Result<std::vector<std::unique_ptr<store::Table>>> GenerateDataset(std::string_view name,
                                                                    uint64_t seed, double scale,
@@ -506,6 +568,7 @@ Result<std::vector<std::unique_ptr<store::Table>>> GenerateDataset(std::string_v
   if (name == "tick") return Tick(seed, scale, progress);
   if (name == "turbofan") return Turbofan(seed, scale, progress);
   if (name == "trips") return Trips(seed, scale, progress);
+  if (name == "imbalance") return Imbalance(seed, scale, progress);
   std::string names;
   for (const std::string& n : GeneratorNames()) names += (names.empty() ? "" : ", ") + n;
   return Status::NotFound("unknown data generator '" + std::string(name) + "' (known: " + names + ")");
