@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/file.h"
 #include "common/progress.h"
 #include "eval/eval.h"
 #include "eval/svg.h"
@@ -169,10 +170,7 @@ int Eval(const std::string& spec_path, int n, bool json, double delta, double ta
   if (!report.ok()) return Fail(report.status());
   const std::string js = report->ToJson().dump(2);
   if (!out_path.empty()) {
-    std::filesystem::path out(out_path);
-    if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
-    std::ofstream f(out_path);
-    f << js << "\n";
+    if (Status s = WriteFileAtomically(out_path, js + "\n"); !s.ok()) return Fail(s);
   }
   if (json) {
     std::cout << js << "\n";
@@ -226,14 +224,7 @@ Status WriteSuiteSection(const std::string& path, const std::string& table) {
   } else {
     text += "\n## Suite\n\n" + section + "\n";
   }
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << text;
-    if (!out) return Status::IoError("cannot write '" + tmp + "'");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return Status::IoError("cannot rename '" + tmp + "'");
-  return Status::Ok();
+  return WriteFileAtomically(path, text);
 }
 
 // Writes the suite's charts into `dir`: speedup per pipeline (log axis, with the published
@@ -260,13 +251,7 @@ Status WriteSuitePlots(const std::vector<eval::EvalReport>& reports, const std::
        .axis_label = "fraction of test requests", .min_value = 0.8, .max_value = 1.0});
   for (const auto& [name, svg] : {std::pair<std::string, std::string>{"speedup.svg", speed_svg},
                                   {"meet-rate.svg", meet_svg}}) {
-    const std::string path = dir + "/" + name;
-    std::ofstream out(path + ".tmp");
-    out << svg;
-    out.close();
-    if (!out || std::rename((path + ".tmp").c_str(), path.c_str()) != 0) {
-      return Status::IoError("cannot write '" + path + "'");
-    }
+    APX_RETURN_IF_ERROR(WriteFileAtomically(dir + "/" + name, svg));
   }
   return Status::Ok();
 }
@@ -311,10 +296,7 @@ int Suite(const std::vector<std::string>& specs, int n, int threads, const std::
     char name[256];
     std::snprintf(name, sizeof(name), "%s/%s-scale%g.json", results_dir.c_str(),
                   report->pipeline.c_str(), g_scale);
-    std::filesystem::create_directories(results_dir);
-    std::ofstream out(name);
-    out << report->ToJson().dump(2) << "\n";
-    if (!out) return Fail(Status::IoError(std::string("cannot write '") + name + "'"));
+    if (Status s = WriteFileAtomically(name, report->ToJson().dump(2) + "\n"); !s.ok()) return Fail(s);
     std::printf("%s", report->ToText().c_str());
     reports.push_back(*report);
   }
@@ -388,20 +370,17 @@ int Sweep(const std::string& spec_path, int n, int threads, const std::string& o
   bar.Finish();
   std::printf("%s", md.c_str());
   if (!out_md.empty()) {
-    std::ofstream out(out_md);
-    out << md;
-    if (!out) return Fail(Status::IoError("cannot write '" + out_md + "'"));
+    if (Status s = WriteFileAtomically(out_md, md); !s.ok()) return Fail(s);
   }
   if (!plots.empty()) {
-    std::filesystem::create_directories(plots);
     const std::string path = plots + "/sweep-" + spec->name + ".svg";
-    std::ofstream out(path);
-    out << eval::BarChartSvg(bars, {{1.0, "1x"}},
-                             {.title = "Sweep of " + spec->name + ": speedup p50 (meet rate)",
-                              .axis_label = "exact p50 / approximate p50 (log scale)",
-                              .min_value = 0.5,
-                              .log_scale = true});
-    if (!out) return Fail(Status::IoError("cannot write '" + path + "'"));
+    const std::string svg =
+        eval::BarChartSvg(bars, {{1.0, "1x"}},
+                          {.title = "Sweep of " + spec->name + ": speedup p50 (meet rate)",
+                           .axis_label = "exact p50 / approximate p50 (log scale)",
+                           .min_value = 0.5,
+                           .log_scale = true});
+    if (Status s = WriteFileAtomically(path, svg); !s.ok()) return Fail(s);
     std::printf("wrote %s\n", path.c_str());
   }
   return 0;
@@ -438,16 +417,15 @@ int Imbalance(const std::string& spec_path, int threads, const std::string& out_
   }
   std::printf("%s", md.c_str());
   if (!out_md.empty()) {
-    std::filesystem::create_directories("docs/plots");
-    std::ofstream out(out_md);
-    out << md;
-    std::ofstream svg("docs/plots/imbalance.svg");
-    svg << eval::BarChartSvg(bars, {},
-                             {.title = "Median imbalance: sample ratio read per request (meet rate)",
-                              .axis_label = "fraction of the group's rows read",
-                              .min_value = 0,
-                              .max_value = 1.0});
-    if (!out || !svg) return Fail(Status::IoError("cannot write the imbalance report"));
+    const std::string svg =
+        eval::BarChartSvg(bars, {},
+                          {.title = "Median imbalance: sample ratio read per request (meet rate)",
+                           .axis_label = "fraction of the group's rows read",
+                           .min_value = 0,
+                           .max_value = 1.0});
+    Status s = WriteFileAtomically(out_md, md);
+    if (s.ok()) s = WriteFileAtomically("docs/plots/imbalance.svg", svg);
+    if (!s.ok()) return Fail(s);
   }
   return 0;
 }

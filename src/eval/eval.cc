@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/file.h"
 #include "common/progress.h"
 #include "eval/generators.h"
 #include "model/linear_model.h"
@@ -222,16 +223,8 @@ Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, boo
     if (progress) std::fprintf(stderr, "train %s: least squares...\n", spec.name.c_str());
     APX_ASSIGN_OR_RETURN(model::LinearForm form, model::FitLeastSquares(X, requests.size(), d, y));
     report.train_seconds = Seconds(train_start);
-    // Atomically, like every other file apxserve writes.
-    const std::string tmp = spec.model.path + ".tmp";
-    {
-      std::ofstream out(tmp);
-      out << model::LinearModelJson(form, spec.task);
-      if (!out) return Status::IoError("cannot write '" + tmp + "'");
-    }
-    if (std::rename(tmp.c_str(), spec.model.path.c_str()) != 0) {
-      return Status::IoError("cannot rename '" + tmp + "' to '" + spec.model.path + "'");
-    }
+    APX_RETURN_IF_ERROR(
+        WriteFileAtomically(spec.model.path, model::LinearModelJson(form, spec.task)));
   } else {
     if (progress) std::fprintf(stderr, "train %s: fitting %s with %d trees...\n", spec.name.c_str(),
                                spec.model.booster.c_str(), spec.model.trees);

@@ -54,6 +54,19 @@ class Rng {
   bool has_spare_ = false;
 };
 
+// A table from finished columns: the schema and the row count follow from them.
+std::unique_ptr<store::Table> MakeTable(const char* name, const char* time_column,
+                                        std::vector<store::Column> columns) {
+  store::TableSchema schema{.name = name, .time_column = time_column};
+  for (const store::Column& c : columns) schema.columns.push_back({c.name, c.type});
+  const store::Column& first = columns.front();
+  const size_t rows = first.type == store::ColumnType::kString ? first.codes.size()
+                      : first.type == store::ColumnType::kDouble ? first.doubles.size()
+                                                                 : first.ints.size();
+  return std::make_unique<store::Table>(std::move(schema), std::move(columns),
+                                        static_cast<int64_t>(rows));
+}
+
 store::Column MakeColumn(std::string name, store::ColumnType type) {
   store::Column c;
   c.name = std::move(name);
@@ -146,13 +159,9 @@ Result<std::vector<std::unique_ptr<store::Table>>> Bearing(uint64_t seed, double
       progress(static_cast<int64_t>(b + 1) * rows_per_segment, static_cast<int64_t>(total));
     }
   }
-  store::TableSchema sig_schema{.name = "signals"};
-  for (const store::Column& c : sig) sig_schema.columns.push_back({c.name, c.type});
-  store::TableSchema seg_schema{.name = "segments", .time_column = "t"};
-  for (const store::Column& c : seg) seg_schema.columns.push_back({c.name, c.type});
   std::vector<std::unique_ptr<store::Table>> tables;
-  tables.push_back(std::make_unique<store::Table>(sig_schema, std::move(sig), static_cast<int64_t>(total)));
-  tables.push_back(std::make_unique<store::Table>(seg_schema, std::move(seg), kBearingSegments));
+  tables.push_back(MakeTable("signals", "", std::move(sig)));
+  tables.push_back(MakeTable("segments", "t", std::move(seg)));
   return tables;
 }
 
@@ -269,15 +278,9 @@ Result<std::vector<std::unique_ptr<store::Table>>> Tick(uint64_t seed, double sc
     ticks[1].ints.swap(ts);
     ticks[2].doubles.swap(bid);
   }
-  const int64_t num_ticks = static_cast<int64_t>(ticks[1].ints.size());
-  const int64_t num_hours = static_cast<int64_t>(hours[1].ints.size());
-  store::TableSchema tick_schema{.name = "ticks", .time_column = "ts"};
-  for (const store::Column& c : ticks) tick_schema.columns.push_back({c.name, c.type});
-  store::TableSchema hour_schema{.name = "hours", .time_column = "hour"};
-  for (const store::Column& c : hours) hour_schema.columns.push_back({c.name, c.type});
   std::vector<std::unique_ptr<store::Table>> tables;
-  tables.push_back(std::make_unique<store::Table>(tick_schema, std::move(ticks), num_ticks));
-  tables.push_back(std::make_unique<store::Table>(hour_schema, std::move(hours), num_hours));
+  tables.push_back(MakeTable("ticks", "ts", std::move(ticks)));
+  tables.push_back(MakeTable("hours", "hour", std::move(hours)));
   if (progress) progress(total, total);
   return tables;
 }
@@ -360,14 +363,9 @@ Result<std::vector<std::unique_ptr<store::Table>>> Turbofan(uint64_t seed, doubl
     }
     if (progress) progress(std::min(rows, expected), expected);
   }
-  store::TableSchema flight_schema{.name = "flights"};
-  for (const store::Column& c : flights) flight_schema.columns.push_back({c.name, c.type});
-  store::TableSchema cycle_schema{.name = "cycles", .time_column = "t"};
-  for (const store::Column& c : cycles) cycle_schema.columns.push_back({c.name, c.type});
-  const int64_t num_cycles = static_cast<int64_t>(cycles[1].ints.size());
   std::vector<std::unique_ptr<store::Table>> tables;
-  tables.push_back(std::make_unique<store::Table>(flight_schema, std::move(flights), rows));
-  tables.push_back(std::make_unique<store::Table>(cycle_schema, std::move(cycles), num_cycles));
+  tables.push_back(MakeTable("flights", "", std::move(flights)));
+  tables.push_back(MakeTable("cycles", "t", std::move(cycles)));
   if (progress) progress(expected, expected);
   return tables;
 }
@@ -477,9 +475,7 @@ Result<std::vector<std::unique_ptr<store::Table>>> Trips(uint64_t seed, double s
       cols[5].doubles.push_back(t.fare);
       cols[6].doubles.push_back(t.weekend);
     }
-    store::TableSchema schema{.name = name, .time_column = time_column};
-    for (const store::Column& c : cols) schema.columns.push_back({c.name, c.type});
-    return std::make_unique<store::Table>(schema, std::move(cols), static_cast<int64_t>(trips.size()));
+    return MakeTable(name, time_column, std::move(cols));
   };
   std::vector<std::unique_ptr<store::Table>> tables;
   std::stable_sort(trips.begin(), trips.end(),
@@ -540,15 +536,9 @@ Result<std::vector<std::unique_ptr<store::Table>>> Imbalance(uint64_t seed, doub
     if (progress) progress(static_cast<int64_t>(k + 1) * kImbalanceGroups * rows,
                            static_cast<int64_t>(num_ratios) * kImbalanceGroups * rows);
   }
-  store::TableSchema value_schema{.name = "values"};
-  for (const store::Column& c : values) value_schema.columns.push_back({c.name, c.type});
-  store::TableSchema request_schema{.name = "requests", .time_column = "t"};
-  for (const store::Column& c : requests) request_schema.columns.push_back({c.name, c.type});
-  const int64_t num_values = static_cast<int64_t>(values[1].doubles.size());
-  const int64_t num_requests = static_cast<int64_t>(requests[1].ints.size());
   std::vector<std::unique_ptr<store::Table>> tables;
-  tables.push_back(std::make_unique<store::Table>(value_schema, std::move(values), num_values));
-  tables.push_back(std::make_unique<store::Table>(request_schema, std::move(requests), num_requests));
+  tables.push_back(MakeTable("values", "", std::move(values)));
+  tables.push_back(MakeTable("requests", "t", std::move(requests)));
   return tables;
 }
 

@@ -79,13 +79,19 @@ struct RawTree {
   std::vector<uint8_t> default_left;
 };
 
-Status ReadIntArray(const json& tree, const char* key, size_t n, std::string_view where,
-                    std::vector<long long>* out) {
+// The array `key` of `tree`, which must hold exactly n entries.
+Result<const json*> FindArray(const json& tree, const char* key, size_t n, std::string_view where) {
   const json* array = internal::Find(tree, key);
   if (array == nullptr || !array->is_array() || array->size() != n) {
     return Status::DataLoss(std::string(where) + "." + key + " is missing or does not have " +
                             std::to_string(n) + " entries");
   }
+  return array;
+}
+
+Status ReadIntArray(const json& tree, const char* key, size_t n, std::string_view where,
+                    std::vector<long long>* out) {
+  APX_ASSIGN_OR_RETURN(const json* array, FindArray(tree, key, n, where));
   out->resize(n);
   for (size_t i = 0; i < n; ++i) {
     const json& value = (*array)[i];
@@ -103,11 +109,7 @@ Status ReadIntArray(const json& tree, const char* key, size_t n, std::string_vie
 
 Status ReadFloatArray(const json& tree, const char* key, size_t n, std::string_view where,
                       std::vector<float>* out) {
-  const json* array = internal::Find(tree, key);
-  if (array == nullptr || !array->is_array() || array->size() != n) {
-    return Status::DataLoss(std::string(where) + "." + key + " is missing or does not have " +
-                            std::to_string(n) + " entries");
-  }
+  APX_ASSIGN_OR_RETURN(const json* array, FindArray(tree, key, n, where));
   out->resize(n);
   for (size_t i = 0; i < n; ++i) {
     const json& value = (*array)[i];

@@ -94,10 +94,17 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
     APX_RETURN_IF_ERROR(p->backend_->AddTable(std::move(table)));
   }
   p->feature_names_ = spec.FeatureNames();
+  if (!spec.time_field.empty()) {
+    p->time_field_ = static_cast<int>(spec.FindField(spec.time_field) - spec.request_fields.data());
+  }
   std::vector<int> group_of;
   for (size_t i = 0; i < spec.features.size(); ++i) {
     const FeatureSpec& f = spec.features[i];
     if (!f.is_query()) {
+      const RequestField* rf = spec.FindField(f.field);
+      p->request_features_.push_back({.slot = static_cast<int>(group_of.size()),
+                                      .field = static_cast<int>(rf - spec.request_fields.data()),
+                                      .transform = f.transform});
       group_of.push_back(-1);
       continue;
     }
@@ -281,20 +288,12 @@ Status Session::Bind(const Request& request) {
     return Status::InvalidArgument("request does not match the pipeline's request fields");
   }
   // Request features are exact.
-  size_t slot = 0;
-  for (const FeatureSpec& f : spec.features) {
-    if (f.is_query()) {
-      slot += f.aggs.size();
-      continue;
-    }
-    const RequestField* rf = spec.FindField(f.field);
-    const double v = request.numbers[rf - spec.request_fields.data()];
-    features_[slot++] = {.mean = TransformTime(v, f.transform), .std = 0, .fixed = true};
+  for (const CompiledRequestFeature& rf : pipeline_.request_features()) {
+    features_[rf.slot] = {.mean = TransformTime(request.numbers[rf.field], rf.transform),
+                          .std = 0,
+                          .fixed = true};
   }
-  double now = 0;
-  if (!spec.time_field.empty()) {
-    now = request.numbers[spec.FindField(spec.time_field) - spec.request_fields.data()];
-  }
+  const double now = pipeline_.time_field() >= 0 ? request.numbers[pipeline_.time_field()] : 0.0;
   std::string_view keys[2];
   for (size_t q = 0; q < runs_.size(); ++q) {
     const CompiledQuery& cq = pipeline_.queries()[q];

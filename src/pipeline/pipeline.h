@@ -46,6 +46,13 @@ struct CompiledQuery {
   bool has_window = false;
 };
 
+// A model feature read from the request (exact), resolved once at compile time.
+struct CompiledRequestFeature {
+  int slot = 0;         // model feature index
+  int field = 0;        // request field index
+  Transform transform = Transform::kNone;
+};
+
 class Pipeline {
  public:
   // Loads tables (snapshot when present, else CSV, then writes the snapshot), builds the
@@ -56,6 +63,9 @@ class Pipeline {
   const PipelineSpec& spec() const { return spec_; }
   const backend::EmbeddedBackend& backend() const { return *backend_; }
   const std::vector<CompiledQuery>& queries() const { return queries_; }
+  const std::vector<CompiledRequestFeature>& request_features() const { return request_features_; }
+  // Request field index of the request time, or -1 when the spec has none.
+  int time_field() const { return time_field_; }
   size_t num_features() const { return feature_names_.size(); }
   const std::vector<std::string>& feature_names() const { return feature_names_; }
   const uq::SaltelliDesign& design() const { return *design_; }
@@ -90,6 +100,8 @@ class Pipeline {
   PipelineSpec spec_;
   std::unique_ptr<backend::EmbeddedBackend> backend_;
   std::vector<CompiledQuery> queries_;
+  std::vector<CompiledRequestFeature> request_features_;
+  int time_field_ = -1;
   std::vector<std::string> feature_names_;
   std::unique_ptr<uq::SaltelliDesign> design_;
   std::unique_ptr<model::Model> model_;
