@@ -6,6 +6,8 @@
 // The counter ns_per_row_tree = time / (rows x trees) (CPU time; wall time for the thread
 // comparison); DESIGN.md section 8 quotes ~11.5 ns for XGBoost and ~4.4 ns for a blocked flat
 // evaluator on this kind of machine. On a shared machine, compare numbers from one run.
+// BM_MlpPredict: an 8-100-100-1 MLP (the Bearing-Imbalance shape) on 1,024 rows; its counter
+// is ns_per_row.
 //
 //   build-model/bench/model_bench --benchmark_filter=896
 #include <benchmark/benchmark.h>
@@ -19,6 +21,7 @@
 
 #include "model/flat_forest.h"
 #include "model/loader.h"
+#include "model/mlp.h"
 #include "model/xgboost_model.h"
 
 namespace apx::model {
@@ -128,6 +131,29 @@ void BM_FlatForestWithMissing(benchmark::State& state) {
   Run(state, **model, 0.1);
 }
 
+// An 8-100-100-1 MLP (weights from two epochs on the benchmark's regression data; the cost of
+// Predict does not depend on the weights), on rows with and without missing values.
+void BM_MlpPredict(benchmark::State& state) {
+  static const std::string json = [] {
+    const size_t n_rows = 2000;
+    const std::vector<float> X = Rows(n_rows, 1, 0.0);
+    std::vector<float> y(n_rows);
+    for (size_t i = 0; i < n_rows; ++i) y[i] = X[i * kFeatures] * X[i * kFeatures + 1];
+    MlpOptions options;
+    options.max_epochs = 2;
+    auto trained = TrainMlp(X, n_rows, kFeatures, y, Task::kRegression, options);
+    if (!trained.ok()) Die(trained.status());
+    return std::move(trained).value();
+  }();
+  auto model = CompileModel(json, Task::kRegression);
+  if (!model.ok()) Die(model.status());
+  Run(state, **model, state.range(1) / 100.0);
+  state.counters.erase("ns_per_row_tree");  // set by Run; not meaningful here
+  state.counters["ns_per_row"] = benchmark::Counter(
+      static_cast<double>(state.range(0)),
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
 // 896 = 128 x (5 + 2), the QMC batch of a 5-query pipeline; 1280 = 128 x 10.
 #define APX_ROWS Arg(896)->Arg(1280)
 BENCHMARK(BM_XGBoostPredict)->APX_ROWS;
@@ -137,6 +163,8 @@ BENCHMARK(BM_FlatForest<ForestKernel::kCompleteAvx512>)->APX_ROWS;
 BENCHMARK(BM_FlatForestThreads<1>)->APX_ROWS->Arg(3000)->UseRealTime();
 BENCHMARK(BM_FlatForestThreads<2>)->APX_ROWS->Arg(3000)->UseRealTime();
 BENCHMARK(BM_FlatForestWithMissing)->APX_ROWS;
+// Args: rows, percent of missing values.
+BENCHMARK(BM_MlpPredict)->Args({1024, 0})->Args({1024, 10})->Args({1, 0});
 
 }  // namespace
 }  // namespace apx::model

@@ -109,6 +109,29 @@ TEST(SpecTest, DuplicateFeatureNamesAreRejected) {
   ExpectError(s, "duplicate feature name 'origin_7d_avg'");
 }
 
+TEST(SpecTest, MlpBooster) {
+  auto spec = ParseSpec(Edit("model: {path: m.json}", "model: {path: m.json, booster: mlp}"),
+                        "specs/t.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->model.booster, "mlp");
+  EXPECT_EQ(spec->model.hidden, (std::vector<int>{100, 100}));
+  EXPECT_DOUBLE_EQ(spec->model.eta, 0.01);  // sklearn's learning_rate_init, not XGBoost's 0.1
+  spec = ParseSpec(Edit("model: {path: m.json}",
+                        "model: {path: m.json, booster: mlp, hidden: [64, 32, 8], eta: 0.003}"),
+                   "specs/t.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->model.hidden, (std::vector<int>{64, 32, 8}));
+  EXPECT_DOUBLE_EQ(spec->model.eta, 0.003);
+  ExpectError(Edit("model: {path: m.json}", "model: {path: m.json, booster: mpl}"),
+              "model.booster: unknown booster 'mpl' (expected gbtree, rf, gblinear, ols or mlp)");
+  ExpectError(Edit("model: {path: m.json}", "model: {path: m.json, booster: mlp, hidden: [100, 0]}"),
+              "model.hidden[1]: expected a layer width in 1..100000, got '0'");
+  ExpectError(Edit("model: {path: m.json}", "model: {path: m.json, booster: mlp, hidden: 100}"),
+              "model.hidden: expected a list of layer widths");
+  ExpectError(Edit("model: {path: m.json}", "model: {path: m.json, hidden: [10]}"),
+              "model.hidden: only for booster mlp");
+}
+
 TEST(SpecTest, MissingFileIsNotFound) {
   EXPECT_EQ(LoadSpec("no/such/spec.yaml").status().code(), StatusCode::kNotFound);
 }

@@ -14,6 +14,7 @@
 #include "eval/generators.h"
 #include "model/linear_model.h"
 #include "model/loader.h"
+#include "model/mlp.h"
 #include "model/xgboost_model.h"
 
 namespace apx::eval {
@@ -225,6 +226,33 @@ Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, boo
     report.train_seconds = Seconds(train_start);
     APX_RETURN_IF_ERROR(
         WriteFileAtomically(spec.model.path, model::LinearModelJson(form, spec.task)));
+  } else if (spec.model.booster == "mlp") {
+    model::MlpOptions mlp{.hidden = spec.model.hidden,
+                          .learning_rate = spec.model.eta,
+                          .seed = spec.train.seed};
+    std::string shape = std::to_string(d);
+    for (int width : mlp.hidden) shape += "-" + std::to_string(width);
+    if (progress) {
+      std::fprintf(stderr, "train %s: mlp %s-1, up to %d epochs...\n", spec.name.c_str(),
+                   shape.c_str(), mlp.max_epochs);
+    }
+    int epochs = 0;
+    double last_loss = 0;
+    mlp.on_epoch = [&](int epoch, double loss) {
+      epochs = epoch;
+      last_loss = loss;
+      if (progress && epoch % 50 == 0) {
+        std::fprintf(stderr, "train %s: mlp epoch %d, loss %.6g\n", spec.name.c_str(), epoch, loss);
+      }
+    };
+    APX_ASSIGN_OR_RETURN(std::string json,
+                         model::TrainMlp(X, requests.size(), d, y, spec.task, mlp));
+    report.train_seconds = Seconds(train_start);
+    if (progress) {
+      std::fprintf(stderr, "train %s: mlp stopped after %d epochs, loss %.6g (%.1f s)\n",
+                   spec.name.c_str(), epochs, last_loss, report.train_seconds);
+    }
+    APX_RETURN_IF_ERROR(WriteFileAtomically(spec.model.path, json));
   } else {
     if (progress) std::fprintf(stderr, "train %s: fitting %s with %d trees...\n", spec.name.c_str(),
                                spec.model.booster.c_str(), spec.model.trees);

@@ -1,7 +1,8 @@
 // eval/eval.h
 //
 // Training and evaluation of a pipeline on its request sets.
-//   TrainPipeline: exact features of the spec's training requests → XGBoost → model file.
+//   TrainPipeline: exact features of the spec's training requests → XGBoost, least squares or
+//   an MLP (model.booster) → model file.
 //   RunEval: the spec's test requests, answered exactly and approximately in the same run,
 //   compared on latency (p50/p95, split into data/model/planner), on the labels (r2 or f1),
 //   and on the guarantee (meet rate: |ŷ − y_exact| ≤ δ, or ŷ == y_exact).

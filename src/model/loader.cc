@@ -2,6 +2,7 @@
 
 #include "model/flat_forest.h"
 #include "model/linear_model.h"
+#include "model/mlp.h"
 #include "model/xgboost_json_internal.h"
 #include "model/xgboost_model.h"
 
@@ -12,6 +13,7 @@ Result<std::unique_ptr<Model>> CompileModel(const std::string& xgboost_json, Tas
   if (root.is_object() && root.contains("apxserve_linear")) {
     return CompileApxLinearModel(xgboost_json, task);
   }
+  if (root.is_object() && root.contains("apxserve_mlp")) return CompileMlpModel(xgboost_json, task);
   APX_ASSIGN_OR_RETURN(const internal::LearnerInfo info, internal::ReadLearner(root, task));
   if (info.booster == "gbtree") return CompileFlatForest(xgboost_json, task);
   if (info.booster == "gblinear") return CompileLinearModel(xgboost_json, task);

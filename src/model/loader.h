@@ -5,6 +5,8 @@
 //   gbtree (incl. random-forest mode) -> flat forest (model/flat_forest.h, default options);
 //   gblinear                          -> linear model (model/linear_model.h, linear() set);
 //   dart                              -> the XGBoost adapter (model/xgboost_model.h).
+// apxserve's own formats are recognised by their top-level key: "apxserve_linear" (least
+// squares, model/linear_model.h) and "apxserve_mlp" (multilayer perceptron, model/mlp.h).
 //
 // Thread safety: LoadModel may be called concurrently; the returned model is immutable.
 #ifndef APX_MODEL_LOADER_H_

@@ -381,18 +381,22 @@ class SpecParser {
 
     const YAML::Node m = root["model"];
     if (!m.IsDefined()) return Error(root, "model", "required field is missing");
-    APX_RETURN_IF_ERROR(CheckKeys(m, "model", {"path", "booster", "trees", "max_depth", "eta", "scale_pos_weight"}));
+    APX_RETURN_IF_ERROR(CheckKeys(
+        m, "model", {"path", "booster", "trees", "max_depth", "eta", "scale_pos_weight", "hidden"}));
     APX_ASSIGN_OR_RETURN(std::string model_path, String(m, "path", "model", true));
     spec.model.path = Resolve(spec.dir, model_path);
     APX_ASSIGN_OR_RETURN(spec.model.booster, String(m, "booster", "model", false, "gbtree"));
     if (spec.model.booster != "gbtree" && spec.model.booster != "rf" &&
-        spec.model.booster != "gblinear" && spec.model.booster != "ols") {
+        spec.model.booster != "gblinear" && spec.model.booster != "ols" &&
+        spec.model.booster != "mlp") {
       return Error(m["booster"], "model.booster",
-                   "unknown booster '" + spec.model.booster + "' (expected gbtree, rf, gblinear or ols)");
+                   "unknown booster '" + spec.model.booster +
+                       "' (expected gbtree, rf, gblinear, ols or mlp)");
     }
+    const bool mlp = spec.model.booster == "mlp";
     APX_ASSIGN_OR_RETURN(double trees, Number(m, "trees", "model", false, 100));
     APX_ASSIGN_OR_RETURN(double depth, Number(m, "max_depth", "model", false, 6));
-    APX_ASSIGN_OR_RETURN(spec.model.eta, Number(m, "eta", "model", false, 0.1));
+    APX_ASSIGN_OR_RETURN(spec.model.eta, Number(m, "eta", "model", false, mlp ? 0.01 : 0.1));
     if (!(spec.model.eta > 0)) return Error(m["eta"], "model.eta", "must be > 0");
     APX_ASSIGN_OR_RETURN(spec.model.scale_pos_weight, Number(m, "scale_pos_weight", "model", false, 1.0));
     if (!(spec.model.scale_pos_weight > 0)) {
@@ -402,6 +406,24 @@ class SpecParser {
     if (depth < 1 || depth > 16) return Error(m["max_depth"], "model.max_depth", "expected 1..16");
     spec.model.trees = static_cast<int>(trees);
     spec.model.max_depth = static_cast<int>(depth);
+    if (const YAML::Node hidden = m["hidden"]; hidden.IsDefined()) {
+      if (!mlp) return Error(hidden, "model.hidden", "only for booster mlp");
+      if (!hidden.IsSequence()) {
+        return Error(hidden, "model.hidden", "expected a list of layer widths, e.g. [100, 100]");
+      }
+      spec.model.hidden.clear();
+      for (size_t i = 0; i < hidden.size(); ++i) {
+        const std::string text = hidden[i].IsScalar() ? hidden[i].as<std::string>() : "";
+        int width = 0;
+        auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), width);
+        if (text.empty() || ec != std::errc() || ptr != text.data() + text.size() || width < 1 ||
+            width > 100000) {
+          return Error(hidden[i], "model.hidden[" + std::to_string(i) + "]",
+                       "expected a layer width in 1..100000, got '" + text + "'");
+        }
+        spec.model.hidden.push_back(width);
+      }
+    }
 
     if (spec.model.booster == "ols" && spec.task != model::Task::kRegression) {
       return Error(m["booster"], "model.booster", "ols (least squares) is for regression tasks");

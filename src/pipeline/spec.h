@@ -76,10 +76,11 @@ struct FeatureSpec {
 
 struct ModelSpec {
   std::string path;            // model file (XGBoost JSON), resolved against the spec's folder
-  std::string booster = "gbtree";  // gbtree | rf | gblinear
+  std::string booster = "gbtree";  // gbtree | rf | gblinear | ols | mlp
   int trees = 100;
   int max_depth = 6;
-  double eta = 0.1;
+  double eta = 0.1;                // learning rate (mlp: Adam step size, default 0.01)
+  std::vector<int> hidden = {100, 100};  // mlp: hidden layer widths
   double scale_pos_weight = 1.0;  // binary: weight of positive examples
 };
 
