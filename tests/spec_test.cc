@@ -62,6 +62,16 @@ TEST(SpecTest, GoodSpecParses) {
   EXPECT_DOUBLE_EQ(spec->guarantee.alpha, 0.05);
 }
 
+TEST(SpecTest, UnboundedWindowStart) {
+  auto spec = ParseSpec(Edit("window: {from: -7d, to: 0}", "window: {from: -inf, to: -1h}"),
+                        "specs/t.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->features[1].window_from, kWindowUnbounded);
+  EXPECT_EQ(spec->features[1].window_to, -3600);
+  ExpectError(Edit("window: {from: -7d, to: 0}", "window: {from: inf, to: 0}"),
+              "or -inf (no lower bound)");
+}
+
 TEST(SpecTest, ErrorsNameFileLineAndField) {
   ExpectError(Edit("aggs: [avg, p90]", "aggs: [avgg, p90]"), "specs/t.yaml:18: features[1].aggs[0]");
   ExpectError(Edit("aggs: [avg, p90]", "aggs: [avgg, p90]"), "unknown aggregation");

@@ -43,10 +43,18 @@ store::ProgressFn LoadProgress(const std::string& label, bool enabled,
 }
 
 double g_scale = 1.0;  // --scale of generated tables
+bool g_no_cut_over = false;  // --no-cut-over: always take the approximate path
+
+// Loads a spec with the global options applied (--scale, --no-cut-over).
+Result<pipeline::PipelineSpec> LoadCliSpec(const std::string& path) {
+  APX_ASSIGN_OR_RETURN(pipeline::PipelineSpec spec, pipeline::LoadSpec(path, g_scale));
+  if (g_no_cut_over) spec.guarantee.cut_over = false;
+  return spec;
+}
 
 Result<std::unique_ptr<pipeline::Pipeline>> OpenPipeline(const std::string& path, bool load_model,
                                                          bool progress) {
-  APX_ASSIGN_OR_RETURN(pipeline::PipelineSpec spec, pipeline::LoadSpec(path, g_scale));
+  APX_ASSIGN_OR_RETURN(pipeline::PipelineSpec spec, LoadCliSpec(path));
   std::unique_ptr<ProgressBar> bar;
   pipeline::OpenOptions options{.load_model = load_model,
                                 .progress = LoadProgress("load " + spec.name, progress, &bar)};
@@ -56,7 +64,7 @@ Result<std::unique_ptr<pipeline::Pipeline>> OpenPipeline(const std::string& path
 }
 
 int Ingest(const std::string& spec_path) {
-  auto spec = pipeline::LoadSpec(spec_path, g_scale);
+  auto spec = LoadCliSpec(spec_path);
   if (!spec.ok()) return Fail(spec.status());
   if (Status s = eval::PrepareData(*spec, true); !s.ok()) return Fail(s);
   for (const pipeline::TableSpec& t : spec->tables) {
@@ -79,7 +87,7 @@ int Ingest(const std::string& spec_path) {
 }
 
 int Train(const std::string& spec_path, int threads, bool json) {
-  auto spec = pipeline::LoadSpec(spec_path, g_scale);
+  auto spec = LoadCliSpec(spec_path);
   if (!spec.ok()) return Fail(spec.status());
   if (Status s = eval::PrepareData(*spec, true); !s.ok()) return Fail(s);
   auto p = OpenPipeline(spec_path, /*load_model=*/false, !json);
@@ -161,7 +169,7 @@ bool g_approx_first = false;  // eval --approx-first
 
 int Eval(const std::string& spec_path, int n, bool json, double delta, double tau,
          const std::string& out_path, int threads) {
-  auto spec = pipeline::LoadSpec(spec_path, g_scale);
+  auto spec = LoadCliSpec(spec_path);
   if (!spec.ok()) return Fail(spec.status());
   auto p = eval::PrepareAndOpen(*spec, threads, true);
   if (!p.ok()) return Fail(p.status());
@@ -259,7 +267,7 @@ Status WriteSuitePlots(const std::vector<eval::EvalReport>& reports, const std::
 // Loads a spec at --scale, prepares it (generate data, train a missing model) and evaluates
 // n test requests (-1: the spec's test.n).
 Result<eval::EvalReport> EvaluateSpec(const std::string& spec_path, int n, int threads) {
-  APX_ASSIGN_OR_RETURN(pipeline::PipelineSpec spec, pipeline::LoadSpec(spec_path, g_scale));
+  APX_ASSIGN_OR_RETURN(pipeline::PipelineSpec spec, LoadCliSpec(spec_path));
   APX_ASSIGN_OR_RETURN(auto p, eval::PrepareAndOpen(spec, threads, true));
   return eval::RunEval(*p, {.n = n, .progress = true});
 }
@@ -325,7 +333,7 @@ int Suite(const std::vector<std::string>& specs, int n, int threads, const std::
 // setting measured exact vs approximate in the same run.
 int Sweep(const std::string& spec_path, int n, int threads, const std::string& out_md,
           const std::string& plots) {
-  auto spec = pipeline::LoadSpec(spec_path, g_scale);
+  auto spec = LoadCliSpec(spec_path);
   if (!spec.ok()) return Fail(spec.status());
   auto p = eval::PrepareAndOpen(*spec, threads, true);
   if (!p.ok()) return Fail(p.status());
@@ -389,7 +397,7 @@ int Sweep(const std::string& spec_path, int n, int threads, const std::string& o
 // `apxserve imbalance`: the median imbalance experiment, one row per imbalance ratio (the
 // spec's requests table holds ratio k's groups on day k).
 int Imbalance(const std::string& spec_path, int threads, const std::string& out_md) {
-  auto spec = pipeline::LoadSpec(spec_path, g_scale);
+  auto spec = LoadCliSpec(spec_path);
   if (!spec.ok()) return Fail(spec.status());
   auto p = eval::PrepareAndOpen(*spec, threads, true);
   if (!p.ok()) return Fail(p.status());
@@ -530,6 +538,8 @@ int main(int argc, char** argv) {
   app.add_option("--scale", g_scale,
                  "data scale of generated tables (1 = published scale; smaller for quick runs)")
       ->check(CLI::Range(1e-6, 10.0));
+  app.add_flag("--no-cut-over", g_no_cut_over,
+               "never switch a request to the exact path (studies of the approximate path)");
   std::vector<std::string> suite_specs = {"pipelines/flight-delay.yaml", "pipelines/flight-late.yaml",
                                           "pipelines/bearing.yaml", "pipelines/bearing-median.yaml"};
   std::string results_dir = "results", markdown;

@@ -5,74 +5,14 @@
 #include <cstdio>
 #include <numbers>
 
+#include "eval/generator_util.h"
+
 namespace apx::eval {
 namespace {
 
-// xoshiro256+ (Blackman & Vigna) seeded through splitmix64: fast, and fully specified here so
-// generated data do not depend on the standard library's distributions.
-class Rng {
- public:
-  explicit Rng(uint64_t seed) {
-    for (uint64_t& s : s_) {
-      seed += 0x9e3779b97f4a7c15ULL;
-      uint64_t z = seed;
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-      s = z ^ (z >> 31);
-    }
-  }
-  uint64_t Next() {
-    const uint64_t result = s_[0] + s_[3];
-    const uint64_t t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = (s_[3] << 45) | (s_[3] >> 19);
-    return result;
-  }
-  // Uniform in (0, 1).
-  double Uniform() { return (static_cast<double>(Next() >> 11) + 0.5) * 0x1.0p-53; }
-  double Uniform(double lo, double hi) { return lo + (hi - lo) * Uniform(); }
-  // Standard normal (Box–Muller, both values used).
-  double Normal() {
-    if (has_spare_) {
-      has_spare_ = false;
-      return spare_;
-    }
-    const double r = std::sqrt(-2.0 * std::log(Uniform()));
-    const double a = 2.0 * std::numbers::pi * Uniform();
-    spare_ = r * std::sin(a);
-    has_spare_ = true;
-    return r * std::cos(a);
-  }
-
- private:
-  uint64_t s_[4];
-  double spare_ = 0;
-  bool has_spare_ = false;
-};
-
-// A table from finished columns: the schema and the row count follow from them.
-std::unique_ptr<store::Table> MakeTable(const char* name, const char* time_column,
-                                        std::vector<store::Column> columns) {
-  store::TableSchema schema{.name = name, .time_column = time_column};
-  for (const store::Column& c : columns) schema.columns.push_back({c.name, c.type});
-  const store::Column& first = columns.front();
-  const size_t rows = first.type == store::ColumnType::kString ? first.codes.size()
-                      : first.type == store::ColumnType::kDouble ? first.doubles.size()
-                                                                 : first.ints.size();
-  return std::make_unique<store::Table>(std::move(schema), std::move(columns),
-                                        static_cast<int64_t>(rows));
-}
-
-store::Column MakeColumn(std::string name, store::ColumnType type) {
-  store::Column c;
-  c.name = std::move(name);
-  c.type = type;
-  return c;
-}
+using internal::MakeColumn;
+using internal::MakeTable;
+using internal::Rng;
 
 // Bearing-Imbalance analogue (docs/benchmarks/bearing.md). A motor test rig records 8 signals
 // (tachometer, two 3-axis accelerometers, microphone) at 50 kHz for 5 s; each recording is one
@@ -545,7 +485,7 @@ Result<std::vector<std::unique_ptr<store::Table>>> Imbalance(uint64_t seed, doub
 }  // namespace
 
 std::vector<std::string> GeneratorNames() {
-  return {"bearing", "imbalance", "tick", "trips", "turbofan"};
+  return {"battery", "bearing", "fraud", "imbalance", "student", "tick", "trips", "turbofan"};
 }
 
 Result<std::vector<std::unique_ptr<store::Table>>> GenerateDataset(std::string_view name,
@@ -559,6 +499,9 @@ Result<std::vector<std::unique_ptr<store::Table>>> GenerateDataset(std::string_v
   if (name == "turbofan") return Turbofan(seed, scale, progress);
   if (name == "trips") return Trips(seed, scale, progress);
   if (name == "imbalance") return Imbalance(seed, scale, progress);
+  if (name == "battery") return internal::Battery(seed, scale, progress);
+  if (name == "fraud") return internal::Fraud(seed, scale, progress);
+  if (name == "student") return internal::Student(seed, scale, progress);
   std::string names;
   for (const std::string& n : GeneratorNames()) names += (names.empty() ? "" : ", ") + n;
   return Status::NotFound("unknown data generator '" + std::string(name) + "' (known: " + names + ")");

@@ -294,13 +294,14 @@ Status Session::Bind(const Request& request) {
                           .fixed = true};
   }
   const double now = pipeline_.time_field() >= 0 ? request.numbers[pipeline_.time_field()] : 0.0;
-  std::string_view keys[2];
+  std::string_view keys[store::kMaxKeyColumns];
   for (size_t q = 0; q < runs_.size(); ++q) {
     const CompiledQuery& cq = pipeline_.queries()[q];
     for (size_t k = 0; k < cq.key_fields.size(); ++k) keys[k] = request.strings[cq.key_fields[k]];
     int64_t t0 = INT64_MIN, t1 = INT64_MAX;
     if (cq.has_window) {
-      t0 = static_cast<int64_t>(now) + cq.window_from;
+      t0 = cq.window_from == kWindowUnbounded ? INT64_MIN
+                                              : static_cast<int64_t>(now) + cq.window_from;
       t1 = static_cast<int64_t>(now) + cq.window_to;
     }
     QueryRun& run = runs_[q];

@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include "store/sampled_index.h"
+
 namespace apx::pipeline {
 namespace {
 
@@ -273,7 +275,10 @@ class SpecParser {
           }
           fs.keys.emplace_back(col, req);
         }
-        if (fs.keys.size() > 2) return Error(keys, field + ".keys", "at most 2 key columns");
+        if (fs.keys.size() > store::kMaxKeyColumns) {
+          return Error(keys, field + ".keys",
+                       "at most " + std::to_string(store::kMaxKeyColumns) + " key columns");
+        }
       }
       if (f["window"].IsDefined()) {
         const YAML::Node w = f["window"];
@@ -286,8 +291,11 @@ class SpecParser {
         }
         APX_ASSIGN_OR_RETURN(std::string from, String(w, "from", field + ".window", true));
         APX_ASSIGN_OR_RETURN(std::string to, String(w, "to", field + ".window", false, "0"));
-        auto df = store::ParseDuration(from);
-        if (!df.ok()) return Error(w["from"], field + ".window.from", df.status().message());
+        auto df = from == "-inf" ? Result<int64_t>(kWindowUnbounded) : store::ParseDuration(from);
+        if (!df.ok()) {
+          return Error(w["from"], field + ".window.from",
+                       df.status().message() + " or -inf (no lower bound)");
+        }
         auto dt = store::ParseDuration(to);
         if (!dt.ok()) return Error(w["to"], field + ".window.to", dt.status().message());
         if (*dt > 0) {

@@ -55,6 +55,8 @@ struct AggSpec {
 };
 
 // One entry of `features:`. Either a request feature (field != "") or an aggregation query.
+inline constexpr int64_t kWindowUnbounded = INT64_MIN / 4;
+
 struct FeatureSpec {
   std::string name;
   int line = 0;
@@ -62,7 +64,8 @@ struct FeatureSpec {
   std::string field;
   Transform transform = Transform::kNone;
   // Aggregation query: SELECT op(column) FROM table WHERE key_col = request.field ... AND
-  // time in [t + window_from, t + window_to), t = the request time.
+  // time in [t + window_from, t + window_to), t = the request time; window_from ==
+  // kWindowUnbounded (`from: -inf`) means no lower bound.
   std::string table;
   std::string column;
   std::vector<std::pair<std::string, std::string>> keys;  // (table column, request field)

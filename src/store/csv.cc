@@ -112,14 +112,6 @@ Status ParseField(std::string_view text, ColumnBuilder& b) {
   return Status::Internal("unknown column type");
 }
 
-template <typename T>
-void Permute(std::vector<T>& values, const std::vector<uint32_t>& order) {
-  if (values.empty()) return;
-  std::vector<T> out(values.size());
-  for (size_t i = 0; i < order.size(); ++i) out[i] = values[order[i]];
-  values.swap(out);
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Table>> ReadCsv(const std::string& path, const TableSchema& schema,
@@ -209,17 +201,7 @@ Result<std::unique_ptr<Table>> ReadCsv(const std::string& path, const TableSchem
       return Status::InvalidArgument("table '" + schema.name + "': time column '" +
                                      schema.time_column + "' must be a declared timestamp column");
     }
-    const std::vector<int64_t>& t = it->ints;
-    if (!std::is_sorted(t.begin(), t.end())) {
-      std::vector<uint32_t> order(t.size());
-      std::iota(order.begin(), order.end(), 0u);
-      std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return t[a] < t[b]; });
-      for (Column& c : columns) {
-        Permute(c.ints, order);
-        Permute(c.doubles, order);
-        Permute(c.codes, order);
-      }
-    }
+    SortRowsByTime(*it, columns);
   }
   return std::make_unique<Table>(schema, std::move(columns), rows);
 }

@@ -19,9 +19,10 @@ Result<std::unique_ptr<SampledIndex>> SampledIndex::Build(const Table& table,
                                                           const SampledIndexOptions& options) {
   auto index = std::make_unique<SampledIndex>();
   index->options_ = options;
-  if (options.key_columns.size() > 2) {
-    return Status::InvalidArgument("table '" + table.name() +
-                                   "': at most 2 key columns per query are supported");
+  if (options.key_columns.size() > kMaxKeyColumns) {
+    return Status::InvalidArgument("table '" + table.name() + "': at most " +
+                                   std::to_string(kMaxKeyColumns) +
+                                   " key columns per query are supported");
   }
   for (const std::string& name : options.key_columns) {
     APX_ASSIGN_OR_RETURN(const Column* c, table.column(name));
@@ -29,11 +30,24 @@ Result<std::unique_ptr<SampledIndex>> SampledIndex::Build(const Table& table,
       return Status::InvalidArgument("table '" + table.name() + "': key column '" + name +
                                      "' must be a string or int64 column");
     }
-    if (options.key_columns.size() == 2 && c->type == ColumnType::kInt64) {
+    if (options.key_columns.size() > 1 && c->type == ColumnType::kInt64) {
       return Status::InvalidArgument("table '" + table.name() + "': key column '" + name +
-                                     "' must be a string column in a two-column key");
+                                     "' must be a string column in a multi-column key");
     }
     index->key_cols_.push_back(c);
+  }
+  // A multi-column key packs the dictionary codes in mixed radix (radix = dictionary size).
+  index->radix_.assign(index->key_cols_.size(), 0);
+  if (index->key_cols_.size() > 1) {
+    unsigned __int128 product = 1;
+    for (size_t k = 0; k < index->key_cols_.size(); ++k) {
+      index->radix_[k] = std::max<uint64_t>(1, index->key_cols_[k]->dictionary.size());
+      product *= index->radix_[k];
+    }
+    if (product > static_cast<unsigned __int128>(UINT64_MAX)) {
+      return Status::InvalidArgument("table '" + table.name() +
+                                     "': too many distinct key combinations for one index");
+    }
   }
   std::vector<const Column*> value_cols;
   for (const std::string& name : options.value_columns) {
@@ -54,7 +68,9 @@ Result<std::unique_ptr<SampledIndex>> SampledIndex::Build(const Table& table,
   if (!index->key_cols_.empty()) {
     for (size_t row = 0; row < n; ++row) {
       uint64_t key = KeyPart(*index->key_cols_[0], row);
-      if (index->key_cols_.size() == 2) key = (key << 32) | KeyPart(*index->key_cols_[1], row);
+      for (size_t k = 1; k < index->key_cols_.size(); ++k) {
+        key = key * index->radix_[k] + KeyPart(*index->key_cols_[k], row);
+      }
       auto [it, inserted] = index->group_of_key_.try_emplace(key, num_groups);
       if (inserted) ++num_groups;
       group[row] = static_cast<uint32_t>(it->second);
@@ -113,7 +129,7 @@ int SampledIndex::FindGroup(std::span<const std::string_view> key_values) const 
       if (ec != std::errc() || ptr != key_values[k].data() + key_values[k].size()) return -1;
       part = static_cast<uint64_t>(v);
     }
-    key = (key << 32) | part;
+    key = k == 0 ? part : key * radix_[k] + part;
   }
   auto it = group_of_key_.find(key);
   return it == group_of_key_.end() ? -1 : it->second;

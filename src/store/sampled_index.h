@@ -28,8 +28,11 @@
 
 namespace apx::store {
 
+// Most key columns one index supports (several columns must all be string columns).
+inline constexpr size_t kMaxKeyColumns = 3;
+
 struct SampledIndexOptions {
-  std::vector<std::string> key_columns;    // at most 2; string or int64 columns
+  std::vector<std::string> key_columns;    // at most kMaxKeyColumns; string (or one int64) columns
   std::vector<std::string> value_columns;  // numeric columns copied in layout order
   uint64_t seed = 0;                       // stratum assignment seed
 };
@@ -74,6 +77,7 @@ class SampledIndex {
   SampledIndexOptions options_;
   bool has_time_ = false;
   std::vector<const Column*> key_cols_;
+  std::vector<uint64_t> radix_;  // per key column, for multi-column keys
   std::unordered_map<uint64_t, int32_t> group_of_key_;
   std::vector<uint32_t> cell_begin_;   // (group * kNumStrata + stratum) -> first row; +1 sentinel
   std::vector<uint32_t> group_begin_;  // group -> first row; +1 sentinel

@@ -304,5 +304,55 @@ TEST_F(SampledIndexTest, TableWideIndexHasOneGroup) {
   EXPECT_EQ(w.RowsIn(0, kNumStrata), 60000);
 }
 
+TEST(SampledIndexKeysTest, MultiColumnKeysMatchBruteForce) {
+  // Three string columns with 3, 4 and 5 values; every combination's rows counted by brute
+  // force must match the index's groups for two and three key columns.
+  std::mt19937 rng(7);
+  std::vector<Column> cols(3);
+  const int sizes[3] = {3, 4, 5};
+  const int64_t n = 6000;
+  for (int k = 0; k < 3; ++k) {
+    cols[k].name = std::string(1, static_cast<char>('a' + k));
+    cols[k].type = ColumnType::kString;
+    for (int v = 0; v < sizes[k]; ++v) cols[k].dictionary.push_back(cols[k].name + std::to_string(v));
+    for (int64_t r = 0; r < n; ++r) cols[k].codes.push_back(static_cast<int32_t>(rng() % sizes[k]));
+  }
+  cols[2].codes[0] = 4;  // (a, b, c4) exists for at least one row; (x, y, c4) may not for others
+  TableSchema schema{.name = "t", .time_column = ""};
+  for (const Column& c : cols) schema.columns.push_back({c.name, c.type});
+  Table table(schema, cols, n);
+  auto two = SampledIndex::Build(table, {.key_columns = {"a", "b"}, .seed = 3});
+  auto three = SampledIndex::Build(table, {.key_columns = {"a", "b", "c"}, .seed = 3});
+  ASSERT_TRUE(two.ok()) << two.status().ToString();
+  ASSERT_TRUE(three.ok()) << three.status().ToString();
+  for (int a = 0; a < 3; ++a) {
+    for (int b = 0; b < 4; ++b) {
+      int64_t rows_ab = 0;
+      for (int c = 0; c < 5; ++c) {
+        int64_t rows = 0;
+        for (int64_t r = 0; r < n; ++r) {
+          rows += cols[0].codes[r] == a && cols[1].codes[r] == b && cols[2].codes[r] == c;
+        }
+        rows_ab += rows;
+        std::string_view k3[] = {cols[0].dictionary[a], cols[1].dictionary[b], cols[2].dictionary[c]};
+        const int g = (*three)->FindGroup(k3);
+        ASSERT_EQ(g >= 0, rows > 0);
+        if (rows == 0) continue;
+        StrataWindow w;
+        (*three)->Window(g, INT64_MIN, INT64_MAX, &w);
+        EXPECT_EQ(w.RowsIn(0, kNumStrata), rows) << a << b << c;
+      }
+      std::string_view k2[] = {cols[0].dictionary[a], cols[1].dictionary[b]};
+      StrataWindow w;
+      (*two)->Window((*two)->FindGroup(k2), INT64_MIN, INT64_MAX, &w);
+      EXPECT_EQ(w.RowsIn(0, kNumStrata), rows_ab);
+    }
+  }
+  std::string_view unknown[] = {"a0", "b0", "c9"};
+  EXPECT_EQ((*three)->FindGroup(unknown), -1);
+  auto four = SampledIndex::Build(table, {.key_columns = {"a", "b", "c", "a"}});
+  EXPECT_EQ(four.status().code(), StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace apx::store

@@ -1,9 +1,11 @@
 #include "store/table.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <numeric>
 
 namespace apx::store {
 
@@ -171,6 +173,31 @@ Result<int64_t> ParseDuration(std::string_view text) {
   auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
   if (digits.empty() || ec != std::errc() || ptr != digits.data() + digits.size()) return bad();
   return value * unit;
+}
+
+namespace {
+
+template <typename T>
+void Permute(std::vector<T>& values, const std::vector<uint32_t>& order) {
+  if (values.empty()) return;
+  std::vector<T> out(values.size());
+  for (size_t i = 0; i < order.size(); ++i) out[i] = values[order[i]];
+  values.swap(out);
+}
+
+}  // namespace
+
+void SortRowsByTime(const Column& time, std::vector<Column>& columns) {
+  const std::vector<int64_t>& t = time.ints;
+  if (std::is_sorted(t.begin(), t.end())) return;
+  std::vector<uint32_t> order(t.size());
+  std::iota(order.begin(), order.end(), 0u);
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return t[a] < t[b]; });
+  for (Column& c : columns) {
+    Permute(c.ints, order);  // may permute `time` itself: `order` no longer reads it
+    Permute(c.doubles, order);
+    Permute(c.codes, order);
+  }
 }
 
 }  // namespace apx::store

@@ -93,6 +93,10 @@ Result<int64_t> ParseDuration(std::string_view text);
 // Progress callback: rows done so far, total rows (or -1 when unknown).
 using ProgressFn = std::function<void(int64_t done, int64_t total)>;
 
+// Stably sorts the rows of `columns` (all of the same length) by `time`, usually one of them
+// (it may alias an element of `columns`). A no-op when they are already sorted.
+void SortRowsByTime(const Column& time, std::vector<Column>& columns);
+
 // Reads a CSV file with a header line into a table of `schema`. Every schema column must
 // appear in the header (extra CSV columns are ignored). Errors name the file, the line
 // number and the column: a missing field, a number that does not parse, NaN or infinity, a
