@@ -97,8 +97,8 @@ Result<Tables> Student(uint64_t seed, double scale, const store::ProgressFn& pro
         ev[15].doubles.push_back(100 * g + static_cast<double>(rng.Next() % texts));
       }
     }
-    // Question 18 (answered after level group 13-22): ~75 % correct overall.
-    const double p = Sigmoid(1.3 + 1.3 * skill + 0.4 * rng.Normal());
+    // Question 18 (answered after level group 13-22): ~55 % correct overall.
+    const double p = Sigmoid(0.2 + 1.8 * skill + 0.4 * rng.Normal());
     ses[0].codes.push_back(s);
     ses[1].codes.push_back(2);
     ses[2].ints.push_back(start);
