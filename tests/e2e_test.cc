@@ -67,6 +67,18 @@ TEST_F(EndToEndTest, AlphaOneEqualsExact) {
   }
 }
 
+TEST_F(EndToEndTest, ModelOfAnotherFamilyIsRefused) {
+  ASSERT_NE(pipeline_, nullptr);
+  pipeline::PipelineSpec spec = pipeline_->spec();
+  spec.model.booster = "mlp";  // the saved model is a tree ensemble
+  auto p = pipeline::Pipeline::Open(spec);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(p.status().message().find("is a trees model but the spec asks for booster 'mlp'"),
+            std::string::npos)
+      << p.status().message();
+}
+
 TEST_F(EndToEndTest, MeetRateAtLeastTau) {
   ASSERT_NE(pipeline_, nullptr);
   auto report = eval::RunEval(*pipeline_, {.n = 300, .progress = false});

@@ -712,6 +712,7 @@ class FlatForest final : public Model {
   Task task() const override { return task_; }
   size_t num_features() const override { return num_features_; }
   std::string Describe() const override;
+  std::string_view family() const override { return "trees"; }
   Status Predict(std::span<const float> rows, size_t n_rows, std::span<float> out) const override;
 
  private:

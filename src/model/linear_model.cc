@@ -29,6 +29,7 @@ class LinearModel final : public Model {
   size_t num_features() const override { return weights_.size(); }
   const LinearForm* linear() const override { return &form_; }
 
+  std::string_view family() const override { return "linear"; }
   std::string Describe() const override {
     return "linear model (" + objective_ + "): " + std::to_string(weights_.size()) + " features";
   }

@@ -61,6 +61,7 @@ class MlpModel final : public Model {
   Task task() const override { return task_; }
   size_t num_features() const override { return mean_.size(); }
 
+  std::string_view family() const override { return "mlp"; }
   std::string Describe() const override {
     return "mlp: " + Shape(mean_.size(), layers_) + (layers_.size() > 1 ? ", relu" : "") +
            (task_ == Task::kBinary ? ", sigmoid output" : "");

@@ -59,6 +59,10 @@ class Model {
 
   // Short human-readable description, e.g. "flat forest: 100 trees, depth <= 6".
   virtual std::string Describe() const = 0;
+
+  // The model family: "trees", "linear" or "mlp" ("" when unknown). Lets a pipeline notice a
+  // saved model that does not match its spec's booster.
+  virtual std::string_view family() const { return ""; }
 };
 
 }  // namespace apx::model

@@ -90,6 +90,7 @@ class XGBoostModel final : public Model {
 
   // "xgboost gbtree (binary:logistic): 8 features, 100 rounds".
   std::string Describe() const override;
+  std::string_view family() const override { return booster_name_ == "gblinear" ? "linear" : "trees"; }
 
   // Writes the model as XGBoost JSON to `path`, via a temporary file in the same directory
   // renamed over `path`, so a reader never sees a half-written model. Errors: IoError.

@@ -14,6 +14,13 @@
 namespace apx::pipeline {
 namespace {
 
+// The model family (model::Model::family) a spec booster trains.
+std::string_view ModelFamily(const std::string& booster) {
+  if (booster == "gblinear" || booster == "ols") return "linear";
+  if (booster == "mlp") return "mlp";
+  return "trees";
+}
+
 using Clock = std::chrono::steady_clock;
 
 // Cost of reading and aggregating one row before a request has measured its own (ns); about
@@ -142,6 +149,14 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
     if (!model.ok()) {
       return model.status().WithPrefix("pipeline '" + spec.name + "': loading model (run `apxserve train --pipeline " +
                                        spec.path + "` first?)");
+    }
+    const std::string_view want = ModelFamily(spec.model.booster);
+    if (!(*model)->family().empty() && (*model)->family() != want) {
+      return Status::FailedPrecondition(
+          "pipeline '" + spec.name + "': model '" + spec.model.path + "' is a " +
+          std::string((*model)->family()) + " model but the spec asks for booster '" +
+          spec.model.booster + "'; retrain it (`apxserve train --pipeline " + spec.path +
+          "`) or delete the file");
     }
     Status set = p->SetModel(std::move(*model));
     if (!set.ok()) return set.WithPrefix("model '" + spec.model.path + "'");
