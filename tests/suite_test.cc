@@ -144,5 +144,27 @@ TEST(SvgTest, BarChartHasBarsLabelsAndEscapes) {
   EXPECT_NE(svg.find("stroke-dasharray"), std::string::npos);
 }
 
+TEST(SvgTest, ScatterPlacesPointsByValueAndEscapes) {
+  const std::string svg = ScatterSvg(
+      {{.name = "p<1>", .points = {{1.0, 0.5, "exact"}, {0.1, 0.6, "10x"}}},
+       {.name = "q", .points = {{0.5, 0.2, ""}}, .line = false}},
+      {.title = "t&t", .x_label = "ms", .y_label = "r2", .log_x = true});
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("p&lt;1&gt;"), std::string::npos);
+  EXPECT_NE(svg.find("t&amp;t"), std::string::npos);
+  EXPECT_EQ(svg.find("polyline", svg.find("polyline") + 1), std::string::npos);  // q: no line
+  // Circles in input order: x grows with latency, y (SVG grows downwards) with the metric.
+  std::vector<std::pair<double, double>> at;
+  for (size_t pos = svg.find("<circle"); pos != std::string::npos; pos = svg.find("<circle", pos + 1)) {
+    at.emplace_back(std::stod(svg.substr(svg.find("cx=\"", pos) + 4)),
+                    std::stod(svg.substr(svg.find("cy=\"", pos) + 4)));
+  }
+  ASSERT_EQ(at.size(), 3u);
+  EXPECT_GT(at[0].first, at[2].first);   // 1.0 ms right of 0.5 ms
+  EXPECT_GT(at[2].first, at[1].first);   // 0.5 ms right of 0.1 ms
+  EXPECT_LT(at[1].second, at[0].second); // 0.6 above 0.5
+  EXPECT_GT(at[2].second, at[0].second); // 0.2 below 0.5
+}
+
 }  // namespace
 }  // namespace apx::eval

@@ -257,8 +257,25 @@ Status WriteSuitePlots(const std::vector<eval::EvalReport>& reports, const std::
       meet, {{0.95, "tau 0.95"}},
       {.title = "Meet rate: answers within delta of (or equal to) the exact answer",
        .axis_label = "fraction of test requests", .min_value = 0.8, .max_value = 1.0});
+  // Latency vs accuracy: each pipeline moves from its exact point to its approximate one.
+  std::vector<eval::Series> moves;
+  for (const eval::EvalReport& r : reports) {
+    // Pipelines that (nearly) stay put get no point labels: they would only overprint.
+    const bool moved = std::abs(r.speedup_p50 - 1) >= 0.1;
+    char label[64];
+    std::snprintf(label, sizeof(label), "%.2fx", r.speedup_p50);
+    moves.push_back({.name = r.pipeline + " (" + r.metric_name + ")",
+                     .points = {{r.exact_latency.p50, r.exact_metric, moved ? "exact" : ""},
+                                {r.approx_latency.p50, r.approx_metric, moved ? label : ""}}});
+  }
+  const std::string tradeoff_svg = eval::ScatterSvg(
+      moves, {.title = "Latency vs accuracy: exact -> approximate, per pipeline",
+              .x_label = "p50 latency, ms (log scale)",
+              .y_label = "metric on labels (r2 or f1)",
+              .log_x = true});
   for (const auto& [name, svg] : {std::pair<std::string, std::string>{"speedup.svg", speed_svg},
-                                  {"meet-rate.svg", meet_svg}}) {
+                                  {"meet-rate.svg", meet_svg},
+                                  {"latency-accuracy.svg", tradeoff_svg}}) {
     APX_RETURN_IF_ERROR(WriteFileAtomically(dir + "/" + name, svg));
   }
   return Status::Ok();
@@ -285,13 +302,18 @@ int Plot(const std::vector<std::string>& files, const std::string& dir) {
       r.pipeline = j.at("pipeline").get<std::string>();
       r.speedup_p50 = j.at("speedup_p50").get<double>();
       r.meet_rate = j.at("approx").at("meet_rate").get<double>();
+      r.metric_name = j.at("exact").at("metric").at("name").get<std::string>();
+      r.exact_metric = j.at("exact").at("metric").at("value").get<double>();
+      r.approx_metric = j.at("approx").at("metric").at("value").get<double>();
+      r.exact_latency.p50 = j.at("exact").at("latency_ms").at("p50").get<double>();
+      r.approx_latency.p50 = j.at("approx").at("latency_ms").at("p50").get<double>();
       reports.push_back(r);
     } catch (const nlohmann::json::exception& e) {
       return Fail(Status::InvalidArgument("report '" + file + "': " + e.what()));
     }
   }
   if (Status s = WriteSuitePlots(reports, dir); !s.ok()) return Fail(s);
-  std::printf("wrote %s/speedup.svg and %s/meet-rate.svg\n", dir.c_str(), dir.c_str());
+  std::printf("wrote %s/speedup.svg, meet-rate.svg and latency-accuracy.svg\n", dir.c_str());
   return 0;
 }
 
@@ -359,6 +381,8 @@ int Sweep(const std::string& spec_path, int n, int threads, const std::string& o
                    "| parameter | value | exact p50 ms | approx p50 ms | speedup p50 | meet rate | τ | rounds | sample ratio |\n"
                    "|---|---|---|---|---|---|---|---|---|\n";
   std::vector<eval::Bar> bars;
+  eval::Series exact{.name = "exact", .line = false}, approx{.name = "approximate", .line = false};
+  std::string approx_metric_name;
   ProgressBar bar("sweep " + spec->name, static_cast<int64_t>(settings.size()));
   for (size_t i = 0; i < settings.size(); ++i) {
     const Setting& s = settings[i];
@@ -373,6 +397,9 @@ int Sweep(const std::string& spec_path, int n, int threads, const std::string& o
     std::snprintf(label, sizeof(label), "%s = %g", s.param.c_str(), s.value);
     std::snprintf(note, sizeof(note), "%.2fx, meet %.3f", r->speedup_p50, r->meet_rate);
     bars.push_back({label, std::max(r->speedup_p50, 0.1), note});
+    approx.points.push_back({r->approx_latency.p50, r->approx_metric, label});
+    approx_metric_name = r->metric_name;
+    if (exact.points.empty()) exact.points.push_back({r->exact_latency.p50, r->exact_metric, "exact"});
     bar.Update(static_cast<int64_t>(i + 1));
   }
   bar.Finish();
@@ -389,7 +416,14 @@ int Sweep(const std::string& spec_path, int n, int threads, const std::string& o
                            .min_value = 0.5,
                            .log_scale = true});
     if (Status s = WriteFileAtomically(path, svg); !s.ok()) return Fail(s);
-    std::printf("wrote %s\n", path.c_str());
+    const std::string tradeoff_path = plots + "/tradeoff-" + spec->name + ".svg";
+    const std::string tradeoff = eval::ScatterSvg(
+        {exact, approx}, {.title = "Latency vs accuracy of " + spec->name + " per setting",
+                          .x_label = "p50 latency, ms (log scale)",
+                          .y_label = "metric on labels (" + approx_metric_name + ")",
+                          .log_x = true});
+    if (Status s = WriteFileAtomically(tradeoff_path, tradeoff); !s.ok()) return Fail(s);
+    std::printf("wrote %s and %s\n", path.c_str(), tradeoff_path.c_str());
   }
   return 0;
 }

@@ -35,6 +35,27 @@ struct BarChartOptions {
 std::string BarChartSvg(const std::vector<Bar>& bars, const std::vector<ReferenceLine>& lines,
                         const BarChartOptions& options);
 
+// A series of (x, y) points drawn as markers joined by a line, each point optionally labelled.
+struct Point {
+  double x = 0, y = 0;
+  std::string label;
+};
+struct Series {
+  std::string name;  // legend entry
+  std::vector<Point> points;
+  bool line = true;  // join the points in order
+};
+
+struct ScatterOptions {
+  std::string title;
+  std::string x_label, y_label;
+  bool log_x = false;  // log10 x axis (REQUIRES: positive x values)
+};
+
+// Returns a complete SVG document: one colour per series, a legend, ticked axes. Axis ranges
+// come from the data (with a margin).
+std::string ScatterSvg(const std::vector<Series>& series, const ScatterOptions& options);
+
 }  // namespace apx::eval
 
 #endif  // APX_EVAL_SVG_H_
