@@ -108,6 +108,59 @@ TEST_F(EndToEndTest, StrictModeKeepsTheGuaranteeWithStricterRounds) {
   EXPECT_GE(report->avg_confidence, 0.975);
 }
 
+TEST_F(EndToEndTest, SampleCapBoundsReadsAndIsReportedHonestly) {
+  ASSERT_NE(pipeline_, nullptr);
+  std::vector<pipeline::Request> requests;
+  std::vector<double> labels;
+  ASSERT_TRUE(pipeline_->MakeRequests(pipeline_->spec().test, &requests, &labels).ok());
+  pipeline::Session session(*pipeline_);
+  int capped = 0, meets = 0;
+  for (size_t i = 0; i < 150; ++i) {
+    pipeline::Prediction exact, pred;
+    ASSERT_TRUE(session.Predict(requests[i], {.exact = true}, &exact).ok());
+    ASSERT_TRUE(session.Predict(requests[i], {.max_sample_ratio = 0.03}, &pred).ok());
+    if (pred.cut_over) continue;  // answered exactly: the cap does not apply
+    for (size_t q = 0; q < pred.sample_ratio.size(); ++q) {
+      if (pred.query_rows[q] >= 10'000) {
+        EXPECT_LE(pred.sample_ratio[q], 0.04) << i << "/" << q;
+      }
+    }
+    if (pred.stopped == pipeline::StopReason::kSampleCap) {
+      ++capped;
+      EXPECT_LT(pred.confidence, pred.tau);  // it says it did not reach τ
+    } else {
+      EXPECT_GE(pred.confidence, pred.tau);
+    }
+    const bool meet = std::abs(pred.y - exact.y) <= pred.delta;
+    meets += meet;
+  }
+  EXPECT_GT(capped, 0);  // at 3 % some requests cannot reach τ = 0.95
+  EXPECT_GT(meets, 0);
+}
+
+TEST_F(EndToEndTest, PastDeadlineAnswersAfterOneRound) {
+  ASSERT_NE(pipeline_, nullptr);
+  std::vector<pipeline::Request> requests;
+  std::vector<double> labels;
+  ASSERT_TRUE(pipeline_->MakeRequests(pipeline_->spec().test, &requests, &labels).ok());
+  pipeline::Session session(*pipeline_);
+  int stopped = 0;
+  for (size_t i = 0; i < 100; ++i) {
+    pipeline::Prediction pred;
+    ASSERT_TRUE(session.Predict(requests[i], {.deadline = std::chrono::steady_clock::now()}, &pred).ok());
+    EXPECT_LE(pred.rounds, 1);
+    EXPECT_FALSE(pred.cut_over && pred.rounds > 0);  // no exact finish past the deadline
+    if (pred.stopped == pipeline::StopReason::kDeadline) {
+      ++stopped;
+      EXPECT_LT(pred.confidence, pred.tau);
+    }
+  }
+  EXPECT_GT(stopped, 0);
+  pipeline::Prediction bad;
+  EXPECT_EQ(session.Predict(requests[0], {.max_sample_ratio = 0}, &bad).code(),
+            StatusCode::kInvalidArgument);
+}
+
 TEST_F(EndToEndTest, SameRequestSameAnswer) {
   ASSERT_NE(pipeline_, nullptr);
   std::vector<pipeline::Request> requests;

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/commands.h"
 #include "common/file.h"
 #include "common/progress.h"
 #include "eval/eval.h"
@@ -606,10 +607,53 @@ int main(int argc, char** argv) {
   auto* plot = app.add_subcommand("plot", "Draw the suite's SVG charts from saved JSON reports");
   plot->add_option("reports", plot_files, "JSON reports (results/*.json)")->required();
   plot->add_option("--out", plot_dir, "folder for speedup.svg and meet-rate.svg");
+  std::vector<std::string> serve_specs;
+  ServeArgs serve_args;
+  std::string control = "on", fixed_level = "spec";
+  auto* serve_cmd = app.add_subcommand("serve", "Serve pipelines over HTTP/JSON (docs/api.md)");
+  serve_cmd->add_option("--pipelines,-p", serve_specs, "pipeline specs")->required();
+  serve_cmd->add_option("--host", serve_args.http.host, "listen address")->default_val("127.0.0.1");
+  serve_cmd->add_option("--port", serve_args.http.port, "listen port (0: any free port)")->default_val(8080);
+  serve_cmd->add_option("--workers", serve_args.service.workers, "worker threads (0: one per core)")
+      ->default_val(0);
+  serve_cmd->add_option("--queue", serve_args.service.queue_capacity, "requests waiting for a worker")
+      ->default_val(256)->check(CLI::Range(1, 1'000'000));
+  serve_cmd->add_option("--slo-ms", serve_args.service.slo_ms, "latency objective and default deadline")
+      ->default_val(50)->check(CLI::PositiveNumber);
+  serve_cmd->add_option("--control", control, "load control (accuracy scaling): on or off")
+      ->default_val("on")->check(CLI::IsMember({"on", "off"}));
+  serve_cmd->add_option("--level", fixed_level,
+                        "level with --control off: exact, spec, relaxed, relaxed2 or capped")
+      ->default_val("spec");
+  serve_cmd->add_option("--max-body-bytes", serve_args.http.max_body_bytes, "larger bodies get 413")
+      ->default_val(1 << 20);
+  serve_cmd->add_option("--max-batch", serve_args.http.max_batch, "requests per predict_batch")
+      ->default_val(1000);
+  serve_cmd->add_option("--connections", serve_args.http.connection_threads,
+                        "connections served at once")->default_val(64)->check(CLI::Range(1, 4096));
+  serve_cmd->add_option("--threads", serve_args.train_threads, "threads for training a missing model");
+  int io_timeout_s = 5;
+  serve_cmd->add_option("--io-timeout-s", io_timeout_s, "disconnect clients stalled this long")
+      ->default_val(5)->check(CLI::Range(1, 3600));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (*serve_cmd) {
+    serve_args.service.load_control = control == "on";
+    serve_args.http.io_timeout = std::chrono::seconds(io_timeout_s);
+    auto level = apx::serve::ParseLevel(fixed_level);
+    if (!level.ok()) return Fail(level.status());
+    serve_args.service.fixed_level = *level;
+    std::vector<apx::pipeline::PipelineSpec> specs;
+    for (const std::string& path : serve_specs) {
+      auto spec = LoadCliSpec(path);
+      if (!spec.ok()) return Fail(spec.status());
+      specs.push_back(std::move(*spec));
+    }
+    if (apx::Status s = RunServe(specs, serve_args); !s.ok()) return Fail(s);
+    return 0;
   }
   if (*ingest) return Ingest(spec_path);
   if (*train) return Train(spec_path, threads, json);

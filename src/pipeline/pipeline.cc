@@ -358,7 +358,10 @@ bool Session::Estimate(bool* all_exact) {
     const auto start = Clock::now();
     for (size_t a = 0; a < run.aggs.size(); ++a) {
       if (run.dirty) {
-        agg::Estimate e = run.aggs[a].Finalize(p);
+        // No row read yet (the first strata of a small window can be empty): nothing to
+        // estimate from, the sample must grow.
+        agg::Estimate e = p > 0 ? run.aggs[a].Finalize(p)
+                                : agg::Estimate{.value = std::nan(""), .usable = false};
         if (run.aggs[a].op() == agg::AggOp::kCount) {
           e = {.value = static_cast<double>(matching), .std = 0, .n = run.rows_read,
                .N = static_cast<double>(matching), .exact = true, .usable = true};
@@ -437,6 +440,15 @@ Status Session::ExactFeatures(const Request& request, std::span<float> features)
   return Status::Ok();
 }
 
+std::string_view StopReasonName(StopReason reason) {
+  switch (reason) {
+    case StopReason::kNone: return "none";
+    case StopReason::kDeadline: return "deadline";
+    case StopReason::kSampleCap: return "sample_cap";
+  }
+  return "none";
+}
+
 Status Session::Predict(const Request& request, const PredictOptions& options, Prediction* out) {
   const auto start = Clock::now();
   const PipelineSpec& spec = pipeline_.spec();
@@ -452,6 +464,26 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
       .alpha = options.alpha >= 0 ? options.alpha : spec.guarantee.alpha,
       .gamma = options.gamma >= 0 ? options.gamma : spec.guarantee.gamma};
   APX_RETURN_IF_ERROR(planner::Validate(popts));
+  if (!(options.max_sample_ratio > 0 && options.max_sample_ratio <= 1)) {
+    return Status::InvalidArgument("max_sample_ratio must be in (0, 1]");
+  }
+  const bool has_deadline = options.deadline != Clock::time_point::max();
+  // Nanoseconds left before the deadline (a very large number without one).
+  auto ns_left = [&] {
+    return has_deadline ? static_cast<double>(
+                              std::chrono::duration_cast<std::chrono::nanoseconds>(options.deadline - Clock::now())
+                                  .count())
+                        : 1e18;
+  };
+  // The sample cap: strata per query (queries matching few rows are cheap and not capped).
+  constexpr int64_t kCapMinRows = 2000;
+  const int cap = options.exact ? planner::kNumStrata
+                                : std::clamp(static_cast<int>(std::ceil(
+                                                 options.max_sample_ratio * planner::kNumStrata - 1e-9)),
+                                             1, planner::kNumStrata);
+  auto cap_strata = [&](size_t q) {
+    return runs_[q].bound.matching_rows >= kCapMinRows ? cap : planner::kNumStrata;
+  };
 
   APX_RETURN_IF_ERROR(Bind(request));
   double data_ns = 0, model_ns = 0;
@@ -475,12 +507,16 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     }
     const double expected_approx =
         round0_cost + std::max(1.0, pipeline_.average_rounds()) * pipeline_.round_overhead_ns();
-    if (spec.guarantee.cut_over && exact_cost <= expected_approx) {
+    if (spec.guarantee.cut_over && exact_cost <= expected_approx && exact_cost <= ns_left()) {
       go_exact = true;
       out->cut_over = true;
     }
   }
-  if (go_exact) std::fill(target_.begin(), target_.end(), planner::kNumStrata);
+  if (go_exact) {
+    std::fill(target_.begin(), target_.end(), planner::kNumStrata);
+  } else {
+    for (size_t q = 0; q < runs_.size(); ++q) target_[q] = std::min(target_[q], cap_strata(q));
+  }
 
   while (true) {
     const auto read_start = Clock::now();
@@ -530,13 +566,38 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     if (!usable || !PlanJumpRound(out->delta, next_required)) {
       planner::PlanNextRound(views_, popts, target_);
     }
+    // Serving limits: the sample cap bounds every target; a request that cannot grow any
+    // query, or has no time left for another round, answers with the confidence it has.
+    bool grows = false;
+    for (size_t q = 0; q < runs_.size(); ++q) {
+      target_[q] = std::min(target_[q], cap_strata(q));
+      grows = grows || target_[q] > runs_[q].strata;
+    }
+    const double next_round = planner::PlanCost(views_, target_) + pipeline_.round_overhead_ns();
+    const double exact_rest = planner::ExactRemainingCost(views_);
+    const double left = ns_left();
+    if (out->rounds > 0 && usable) {
+      if (!grows) {
+        out->stopped = StopReason::kSampleCap;
+        break;
+      }
+      if (next_round > left && !(spec.guarantee.cut_over && exact_rest <= left)) {
+        out->stopped = StopReason::kDeadline;
+        break;
+      }
+    } else if (!grows) {
+      // Nothing usable yet and the cap allows no more rows: only exact features can answer.
+      std::fill(target_.begin(), target_.end(), planner::kNumStrata);
+      out->cut_over = true;
+      continue;
+    }
     // Cut-over: finish exactly when reading everything that is left costs no more than the
     // next round (its rows plus one propagation), or — ski rental — once approximating has
     // already cost as much as finishing exactly would: a request then never costs much more
-    // than twice the exact path, however long its confidence hovers below τ.
-    const double next_round = planner::PlanCost(views_, target_) + pipeline_.round_overhead_ns();
-    const double exact_rest = planner::ExactRemainingCost(views_);
-    if (spec.guarantee.cut_over && (exact_rest <= next_round || NsSince(start) >= exact_rest)) {
+    // than twice the exact path, however long its confidence hovers below τ. Never past the
+    // deadline when an answer is already at hand.
+    const bool fits = exact_rest <= left || out->rounds == 0;
+    if (spec.guarantee.cut_over && fits && (exact_rest <= next_round || NsSince(start) >= exact_rest)) {
       std::fill(target_.begin(), target_.end(), planner::kNumStrata);
       out->cut_over = true;
     }

@@ -15,6 +15,7 @@
 #define APX_PIPELINE_PIPELINE_H_
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -118,7 +119,21 @@ struct PredictOptions {
   double tau = -1;        // < 0: the spec's τ
   double alpha = -1;      // < 0: the spec's α (initial sample ratio)
   double gamma = -1;      // < 0: the spec's γ (stepwise granules per query per round)
+  // Serving limits (load control). A request past its deadline stops after the round in
+  // progress and answers with the confidence reached (Prediction::stopped says why); the
+  // sample cap bounds the fraction of each query's rows read (1 = no cap). Neither applies to
+  // `exact`, and the cut-over to exact is only taken when it fits before the deadline.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  double max_sample_ratio = 1.0;
 };
+
+// Why an approximate request stopped before reaching its confidence target.
+enum class StopReason {
+  kNone,        // reached τ (or answered exactly)
+  kDeadline,    // the deadline left no time for another round
+  kSampleCap,   // every query reached the sample cap
+};
+std::string_view StopReasonName(StopReason reason);  // "none" | "deadline" | "sample_cap"
 
 struct Prediction {
   double y = 0;             // regression: predicted value; binary: predicted class (0/1)
@@ -128,6 +143,7 @@ struct Prediction {
   int rounds = 0;           // propagation rounds run (0: answered exactly without QMC)
   bool exact = false;       // every feature was computed exactly
   bool cut_over = false;    // the planner switched to exact because it was cheaper
+  StopReason stopped = StopReason::kNone;  // kNone unless a serving limit cut the request short
   std::vector<double> sample_ratio;  // per aggregation query: fraction of its rows read
   std::vector<int64_t> query_rows;   // per aggregation query: rows it matches
   int64_t rows_read = 0;

@@ -14,6 +14,10 @@ Result<Request> ParseRequestJson(const PipelineSpec& spec, const std::string& js
     // parse_error for bad syntax, out_of_range for numbers like 1e999.
     return Status::InvalidArgument(std::string("request is not valid JSON: ") + e.what());
   }
+  return ParseRequestValue(spec, j);
+}
+
+Result<Request> ParseRequestValue(const PipelineSpec& spec, const nlohmann::json& j) {
   if (!j.is_object()) return Status::InvalidArgument("request must be a JSON object");
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (spec.FindField(it.key()) == nullptr) {

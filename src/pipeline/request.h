@@ -7,6 +7,8 @@
 #ifndef APX_PIPELINE_REQUEST_H_
 #define APX_PIPELINE_REQUEST_H_
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <string>
 #include <vector>
 
@@ -24,6 +26,9 @@ struct Request {
 // Errors: not an object, unknown key, missing field, wrong type, NaN/inf, bad timestamp —
 // each naming the key. Timestamps may be strings or epoch seconds.
 Result<Request> ParseRequestJson(const PipelineSpec& spec, const std::string& json_text);
+
+// As ParseRequestJson, from an already parsed JSON value.
+Result<Request> ParseRequestValue(const PipelineSpec& spec, const nlohmann::json& value);
 
 // The request as JSON text (timestamps formatted), for printing request sets.
 std::string RequestToJson(const PipelineSpec& spec, const Request& request);

@@ -1,0 +1,69 @@
+// `apxserve serve` (docs/api.md, docs/serving.md).
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include <pthread.h>
+
+#include "cli/commands.h"
+#include "common/progress.h"
+#include "eval/eval.h"
+#include "serve/metrics.h"
+
+namespace apx::cli {
+
+Status RunServe(const std::vector<pipeline::PipelineSpec>& specs, const ServeArgs& args) {
+  if (specs.empty()) return Status::InvalidArgument("serve: no pipelines given");
+  // SIGINT/SIGTERM are taken by one thread (sigwait) that stops the server; block them in
+  // every thread started from here on.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines;
+  for (const pipeline::PipelineSpec& spec : specs) {
+    APX_ASSIGN_OR_RETURN(auto p, eval::PrepareAndOpen(spec, args.train_threads, true));
+    pipelines.push_back(std::move(p));
+  }
+  std::unique_ptr<ProgressBar> bar;
+  auto service = serve::Service::Start(std::move(pipelines), args.service, [&](int64_t done, int64_t total) {
+    if (bar == nullptr) bar = std::make_unique<ProgressBar>("calibrate levels", total);
+    bar->Update(done);
+  });
+  if (bar) bar->Finish();
+  if (!service.ok()) return service.status();
+  serve::Metrics metrics(**service);
+  (*service)->set_observer([&metrics](int index, const serve::ServeResult& r) { metrics.Observe(index, r); });
+  serve::HttpServer server(**service, metrics, args.http);
+  APX_RETURN_IF_ERROR(server.Bind());
+
+  std::thread stopper([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    std::fprintf(stderr, "apxserve: signal %d, stopping\n", sig);
+    server.Stop();
+  });
+  const serve::ServiceOptions& o = (*service)->options();
+  std::fprintf(stderr,
+               "apxserve: serving %d pipeline(s) on http://%s:%d (workers %d, queue %zu, SLO %g ms, "
+               "load control %s)\n",
+               (*service)->num_pipelines(), args.http.host.c_str(), server.port(), o.workers,
+               o.queue_capacity, o.slo_ms, o.load_control ? "on" : "off");
+  for (int i = 0; i < (*service)->num_pipelines(); ++i) {
+    const serve::PipelineStatus st = (*service)->Snapshot(i);
+    std::fprintf(stderr, "  %s: service ms exact %.3f, spec %.3f, relaxed %.3f, relaxed2 %.3f, capped %.3f\n",
+                 st.name.c_str(), st.service_ms[0], st.service_ms[1], st.service_ms[2],
+                 st.service_ms[3], st.service_ms[4]);
+  }
+  std::fflush(stderr);
+  server.Run();
+  // Run() returns after Stop(): from the signal thread, or because listening failed.
+  pthread_kill(stopper.native_handle(), SIGTERM);
+  stopper.join();
+  return Status::Ok();
+}
+
+}  // namespace apx::cli

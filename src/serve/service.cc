@@ -1,0 +1,334 @@
+#include "serve/service.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+namespace apx::serve {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+
+}  // namespace
+
+std::string_view LevelName(int level) {
+  static constexpr std::string_view kNames[kNumLevels] = {"exact", "spec", "relaxed", "relaxed2",
+                                                          "capped"};
+  return level >= 0 && level < kNumLevels ? kNames[level] : "unknown";
+}
+
+Result<int> ParseLevel(std::string_view name) {
+  for (int l = 0; l < kNumLevels; ++l) {
+    if (LevelName(l) == name) return l;
+  }
+  return Status::InvalidArgument("unknown level '" + std::string(name) +
+                                 "' (expected exact, spec, relaxed, relaxed2 or capped)");
+}
+
+std::string_view OutcomeName(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kOk: return "ok";
+    case Outcome::kDegraded: return "degraded";
+    case Outcome::kDropped: return "dropped";
+    case Outcome::kRejected: return "rejected";
+    case Outcome::kError: return "error";
+  }
+  return "error";
+}
+
+struct Service::PipelineState {
+  std::atomic<int> level{kSpec};
+  std::atomic<double> service_ms[kNumLevels];  // mean service time per level (moving average)
+  std::atomic<int64_t> arrivals{0};            // since the last control step
+  std::atomic<int> in_system{0};               // admitted and not yet finished
+  std::atomic<double> arrival_rate{0};
+  std::atomic<double> desired_replicas{1};
+};
+
+Service::Service(std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines,
+                 const ServiceOptions& options)
+    : options_(options), pipelines_(std::move(pipelines)) {}
+
+Result<std::unique_ptr<Service>> Service::Start(
+    std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines, const ServiceOptions& options,
+    const store::ProgressFn& progress) {
+  if (pipelines.empty()) return Status::InvalidArgument("no pipelines to serve");
+  std::set<std::string> names;
+  for (const auto& p : pipelines) {
+    if (!p->has_model()) return Status::FailedPrecondition("pipeline '" + p->spec().name + "' has no model");
+    if (!names.insert(p->spec().name).second) {
+      return Status::InvalidArgument("two pipelines are named '" + p->spec().name + "'");
+    }
+  }
+  if (!(options.slo_ms > 0)) return Status::InvalidArgument("slo_ms must be > 0");
+  if (options.fixed_level < 0 || options.fixed_level >= kNumLevels) {
+    return Status::InvalidArgument("fixed_level out of range");
+  }
+  if (!(options.target_utilisation > 0 && options.target_utilisation <= 1)) {
+    return Status::InvalidArgument("target_utilisation must be in (0, 1]");
+  }
+  ServiceOptions opts = options;
+  if (opts.workers <= 0) opts.workers = std::max(1u, std::thread::hardware_concurrency());
+  std::unique_ptr<Service> s(new Service(std::move(pipelines), opts));
+  for (size_t i = 0; i < s->pipelines_.size(); ++i) {
+    auto st = std::make_unique<PipelineState>();
+    st->level.store(opts.load_control ? kExact : opts.fixed_level);
+    for (auto& ms : st->service_ms) ms.store(1.0);
+    s->state_.push_back(std::move(st));
+  }
+  s->sessions_.resize(static_cast<size_t>(opts.workers));
+  for (auto& per_worker : s->sessions_) {
+    for (const auto& p : s->pipelines_) per_worker.push_back(std::make_unique<pipeline::Session>(*p));
+  }
+  APX_RETURN_IF_ERROR(s->Calibrate(progress));
+  s->pool_ = std::make_unique<WorkerPool>(opts.workers, opts.queue_capacity);
+  if (opts.load_control) s->controller_ = std::thread([svc = s.get()] { svc->ControlLoop(); });
+  return s;
+}
+
+Service::~Service() {
+  {
+    std::lock_guard<std::mutex> lock(control_mu_);
+    stopping_ = true;
+  }
+  control_cv_.notify_all();
+  if (controller_.joinable()) controller_.join();
+  pool_.reset();  // runs what is queued, joins the workers
+}
+
+int Service::Find(std::string_view name) const {
+  for (size_t i = 0; i < pipelines_.size(); ++i) {
+    if (pipelines_[i]->spec().name == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+apx::Status Service::Calibrate(const store::ProgressFn& progress) {
+  const int64_t total = static_cast<int64_t>(pipelines_.size()) * kNumLevels;
+  int64_t done = 0;
+  for (size_t i = 0; i < pipelines_.size(); ++i) {
+    std::vector<pipeline::Request> requests;
+    std::vector<double> labels;
+    pipeline::RequestSetSpec set = pipelines_[i]->spec().test;
+    set.n = std::max(1, std::min(set.n, options_.calibration_requests));
+    APX_RETURN_IF_ERROR(pipelines_[i]->MakeRequests(set, &requests, &labels));
+    pipeline::Session& session = *sessions_[0][i];
+    pipeline::Prediction pred;
+    for (const pipeline::Request& r : requests) {  // warm-up: touch the data once
+      APX_RETURN_IF_ERROR(session.Predict(r, {.exact = true}, &pred));
+    }
+    for (int level = 0; level < kNumLevels; ++level) {
+      const pipeline::PredictOptions opts = LevelOptions(static_cast<int>(i), level);
+      const auto start = Clock::now();
+      for (const pipeline::Request& r : requests) APX_RETURN_IF_ERROR(session.Predict(r, opts, &pred));
+      state_[i]->service_ms[level].store(std::max(1e-3, MsSince(start) / requests.size()));
+      if (progress) progress(++done, total);
+    }
+  }
+  return apx::Status::Ok();
+}
+
+pipeline::PredictOptions Service::LevelOptions(int index, int level) const {
+  const pipeline::PipelineSpec& spec = pipelines_[index]->spec();
+  const bool regression = spec.task == model::Task::kRegression;
+  pipeline::PredictOptions o;
+  switch (level) {
+    case kExact: o.exact = true; break;
+    case kSpec: break;
+    case kRelaxed:
+      if (regression) o.delta = 2 * spec.guarantee.delta;
+      else o.tau = std::max(0.5, spec.guarantee.tau - 0.05);
+      break;
+    case kRelaxed2:
+    case kCapped:
+      if (regression) o.delta = 4 * spec.guarantee.delta;
+      else o.tau = std::max(0.5, spec.guarantee.tau - 0.15);
+      if (level == kCapped) o.max_sample_ratio = 0.02;
+      break;
+  }
+  return o;
+}
+
+double Service::PredictedLatencyMs(int index, int level) const {
+  // Work ahead of this request: every admitted request's expected service time (queued ones
+  // in full, running ones at half), spread over the workers.
+  double ahead_ms = 0;
+  for (size_t i = 0; i < state_.size(); ++i) {
+    const PipelineState& st = *state_[i];
+    ahead_ms += st.in_system.load(std::memory_order_relaxed) *
+                st.service_ms[st.level.load(std::memory_order_relaxed)].load(std::memory_order_relaxed);
+  }
+  const double running_discount = 0.5 * pool_->busy() * state_[index]->service_ms[level].load();
+  return std::max(0.0, ahead_ms - running_discount) / options_.workers +
+         state_[index]->service_ms[level].load(std::memory_order_relaxed);
+}
+
+ServeResult Service::Handle(int index, ServeRequest request) {
+  const auto arrival = Clock::now();
+  PipelineState& st = *state_[index];
+  st.arrivals.fetch_add(1, std::memory_order_relaxed);
+  ServeResult result;
+  const double deadline_ms = request.deadline_ms > 0 ? request.deadline_ms : options_.slo_ms;
+  const auto deadline = arrival + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double, std::milli>(deadline_ms));
+  result.planned_level = request.exact ? kExact
+                         : options_.load_control ? st.level.load(std::memory_order_relaxed)
+                                                 : options_.fixed_level;
+  result.level = result.planned_level;
+  auto finish = [&](ServeResult& r) {
+    r.total_ms = MsSince(arrival);
+    if (observer_) observer_(index, r);
+    return std::move(r);
+  };
+  // Most-accurate-first routing: the controller's level unless the queue predicts a late
+  // answer; then the most accurate level predicted to be in time; none: drop now.
+  if (options_.load_control && !request.exact) {
+    while (result.level < kCapped && PredictedLatencyMs(index, result.level) > deadline_ms) {
+      ++result.level;
+    }
+    const double predicted = PredictedLatencyMs(index, result.level);
+    if (predicted > deadline_ms) {
+      char reason[160];
+      std::snprintf(reason, sizeof(reason),
+                    "overloaded: predicted latency %.1f ms at the cheapest level exceeds the "
+                    "deadline of %.1f ms",
+                    predicted, deadline_ms);
+      result.outcome = Outcome::kDropped;
+      result.reason = reason;
+      result.status = Status::Unavailable(reason);
+      return finish(result);
+    }
+  }
+
+  struct Pending {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+  } pending;
+  st.in_system.fetch_add(1, std::memory_order_relaxed);
+  const bool queued = pool_->TrySubmit([&](int worker) {
+    const auto start = Clock::now();
+    result.queue_ms = MsSince(arrival);
+    if (start > deadline && !request.exact) {
+      result.outcome = Outcome::kDropped;
+      result.reason = "deadline passed while queued";
+      result.status = Status::Unavailable(result.reason);
+    } else {
+      pipeline::PredictOptions opts = LevelOptions(index, result.level);
+      if (request.delta >= 0) opts.delta = result.level >= kRelaxed && opts.delta > 0
+                                               ? request.delta * opts.delta /
+                                                     pipelines_[index]->spec().guarantee.delta
+                                               : request.delta;
+      if (request.tau >= 0) opts.tau = request.tau;
+      if (!opts.exact) opts.deadline = deadline;
+      result.status = sessions_[worker][index]->Predict(request.request, opts, &result.prediction);
+      if (!result.status.ok()) {
+        result.outcome = Outcome::kError;
+      } else {
+        const double ms = MsSince(start);
+        if (result.prediction.stopped == pipeline::StopReason::kNone) {
+          // Moving average of this level's service time (outliers clamped to 3x).
+          const double old = st.service_ms[result.level].load(std::memory_order_relaxed);
+          st.service_ms[result.level].store(0.95 * old + 0.05 * std::clamp(ms, old / 3, old * 3),
+                                            std::memory_order_relaxed);
+        }
+        if (result.prediction.stopped != pipeline::StopReason::kNone) {
+          result.outcome = Outcome::kDegraded;
+          result.reason = "stopped by the " +
+                          std::string(result.prediction.stopped == pipeline::StopReason::kDeadline
+                                          ? "deadline"
+                                          : "sample cap") +
+                          " before reaching tau";
+        } else if (result.level > result.planned_level) {
+          result.outcome = Outcome::kDegraded;
+          result.reason = "queue: served at level " + std::string(LevelName(result.level)) +
+                          " instead of " + std::string(LevelName(result.planned_level)) +
+                          " to meet the deadline";
+        }
+      }
+    }
+    st.in_system.fetch_sub(1, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lock(pending.mu);
+      pending.done = true;
+    }
+    pending.cv.notify_one();
+  });
+  if (!queued) {
+    st.in_system.fetch_sub(1, std::memory_order_relaxed);
+    result.outcome = Outcome::kRejected;
+    result.reason = "queue full (" + std::to_string(pool_->capacity()) + " requests waiting)";
+    result.status = Status::Unavailable(result.reason);
+    return finish(result);
+  }
+  std::unique_lock<std::mutex> lock(pending.mu);
+  pending.cv.wait(lock, [&] { return pending.done; });
+  lock.unlock();
+  return finish(result);
+}
+
+PipelineStatus Service::Snapshot(int index) const {
+  const PipelineState& st = *state_[index];
+  PipelineStatus s;
+  s.name = pipelines_[index]->spec().name;
+  s.level = st.level.load();
+  s.arrival_rate = st.arrival_rate.load();
+  for (int l = 0; l < kNumLevels; ++l) s.service_ms[l] = st.service_ms[l].load();
+  s.desired_replicas = st.desired_replicas.load();
+  return s;
+}
+
+void Service::ControlStep(double interval_s) {
+  const size_t n = state_.size();
+  std::vector<double> demand(n);  // requests/s to serve: arrivals plus draining the backlog
+  std::vector<int> level(n, kExact);
+  for (size_t i = 0; i < n; ++i) {
+    PipelineState& st = *state_[i];
+    const double rate = static_cast<double>(st.arrivals.exchange(0)) / interval_s;
+    st.arrival_rate.store(rate);
+    demand[i] = rate + st.in_system.load() / interval_s;
+    const double exact_load = demand[i] * st.service_ms[kExact].load() / 1000;
+    st.desired_replicas.store(
+        std::max(1.0, std::ceil(exact_load / (options_.workers * options_.target_utilisation))));
+    // A level whose own service time exceeds the SLO can never be in time.
+    while (level[i] < kCapped && st.service_ms[level[i]].load() > options_.slo_ms) ++level[i];
+  }
+  const double budget = options_.workers * options_.target_utilisation;  // worker-seconds per s
+  auto load_of = [&](size_t i) { return demand[i] * state_[i]->service_ms[level[i]].load() / 1000; };
+  while (true) {
+    double load = 0;
+    for (size_t i = 0; i < n; ++i) load += load_of(i);
+    if (load <= budget) break;
+    // Degrade the pipeline that weighs most and can still go down a level.
+    int worst = -1;
+    for (size_t i = 0; i < n; ++i) {
+      if (level[i] < kCapped && (worst < 0 || load_of(i) > load_of(static_cast<size_t>(worst)))) {
+        worst = static_cast<int>(i);
+      }
+    }
+    if (worst < 0) break;  // everything at the cheapest level: routing drops what is late
+    ++level[static_cast<size_t>(worst)];
+  }
+  for (size_t i = 0; i < n; ++i) state_[i]->level.store(level[i]);
+}
+
+void Service::ControlLoop() {
+  std::unique_lock<std::mutex> lock(control_mu_);
+  auto last = Clock::now();
+  while (!control_cv_.wait_for(lock, options_.control_interval, [this] { return stopping_; })) {
+    const auto now = Clock::now();
+    const double interval_s = std::chrono::duration<double>(now - last).count();
+    last = now;
+    lock.unlock();
+    ControlStep(std::max(interval_s, 1e-3));
+    lock.lock();
+  }
+}
+
+}  // namespace apx::serve

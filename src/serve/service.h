@@ -1,0 +1,158 @@
+// serve/service.h
+//
+// The serving core, independent of HTTP: loaded pipelines, a worker pool with a bounded
+// queue, per-request deadlines, and load control by accuracy scaling (docs/serving.md).
+//
+// Levels. Every pipeline has a ladder of accuracy levels, most accurate first:
+//   0 exact        every feature computed exactly
+//   1 spec         the pipeline's guarantee (δ, τ)
+//   2 relaxed      regression: 2δ at τ; classification: τ − 0.05
+//   3 relaxed2     regression: 4δ at τ; classification: τ − 0.15
+//   4 capped       relaxed2, reading at most 2 % of any query's rows
+// The service measures each level's mean service time when it starts (calibration on the
+// spec's test requests) and keeps measuring the levels it serves.
+//
+// Control. Every control interval (1 s) the controller estimates each pipeline's demand
+// (arrivals plus backlog) and picks the most accurate level whose predicted utilisation of
+// the workers stays under the target, degrading the pipeline with the largest load first when
+// several share the workers. It also publishes desired_replicas: how many copies of this
+// service the demand would need at the exact level. Routing then works per request,
+// most-accurate-first: a request gets the controller's level unless the queue ahead of it
+// predicts a late answer, in which case it gets the most accurate level that is predicted to
+// finish in time; if none is, it is dropped at once with an explicit reason.
+//
+// With control off every request is served at one fixed level (default: spec).
+//
+// Thread safety: Handle() may be called from many threads at once.
+#ifndef APX_SERVE_SERVICE_H_
+#define APX_SERVE_SERVICE_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "pipeline/pipeline.h"
+#include "serve/worker_pool.h"
+
+namespace apx::serve {
+
+inline constexpr int kNumLevels = 5;
+enum Level : int { kExact = 0, kSpec = 1, kRelaxed = 2, kRelaxed2 = 3, kCapped = 4 };
+std::string_view LevelName(int level);  // "exact", "spec", "relaxed", "relaxed2", "capped"
+// Parses a level name. InvalidArgument naming the known ones.
+Result<int> ParseLevel(std::string_view name);
+
+struct ServiceOptions {
+  int workers = 0;                 // 0: one per hardware thread
+  size_t queue_capacity = 256;     // requests waiting for a worker (beyond: rejected)
+  double slo_ms = 50;              // latency objective, also the default per-request deadline
+  bool load_control = true;        // false: every request at `fixed_level`
+  int fixed_level = kSpec;
+  double target_utilisation = 0.8; // controller: keep predicted worker load under this
+  int calibration_requests = 40;   // per level, at start-up
+  std::chrono::milliseconds control_interval{1000};
+};
+
+// One request to serve.
+struct ServeRequest {
+  pipeline::Request request;
+  double delta = -1;        // < 0: the level's
+  double tau = -1;          // < 0: the level's
+  double deadline_ms = -1;  // < 0: the SLO
+  bool exact = false;       // force the exact level (e.g. to get reference answers)
+};
+
+enum class Outcome {
+  kOk,        // answered at the controller's level, reaching its τ
+  kDegraded,  // answered, but at a less accurate level than the controller's, or stopped
+              // short of τ by its deadline or the sample cap (see reason)
+  kDropped,   // not answered: no level could finish before the deadline (queue, load)
+  kRejected,  // not answered: the queue was full
+  kError,     // bad request (InvalidArgument) or an internal error
+};
+std::string_view OutcomeName(Outcome outcome);
+
+struct ServeResult {
+  Outcome outcome = Outcome::kOk;
+  Status status;                 // non-OK for kError (and the reason for kDropped/kRejected)
+  pipeline::Prediction prediction;
+  int level = kSpec;             // level applied
+  int planned_level = kSpec;     // the controller's level at admission
+  std::string reason;            // why degraded / dropped / rejected ("" when kOk)
+  double queue_ms = 0;           // waiting for a worker
+  double total_ms = 0;           // admission to answer
+};
+
+// Per-pipeline view for /v1/pipelines and metrics.
+struct PipelineStatus {
+  std::string name;
+  int level = kSpec;
+  double arrival_rate = 0;       // requests/s over the last control interval
+  double service_ms[kNumLevels] = {};
+  double desired_replicas = 1;
+};
+
+// Callback after every finished request (metrics).
+using ResultObserver = std::function<void(int pipeline, const ServeResult&)>;
+
+class Service {
+ public:
+  // Takes loaded pipelines (with models), calibrates the levels and starts the workers and the
+  // controller. InvalidArgument for bad options or duplicate pipeline names.
+  static Result<std::unique_ptr<Service>> Start(
+      std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines, const ServiceOptions& options,
+      const store::ProgressFn& progress = nullptr);
+  ~Service();  // stops the controller, finishes queued work, joins the workers
+
+  // Index of the pipeline named `name`, or -1.
+  int Find(std::string_view name) const;
+  int num_pipelines() const { return static_cast<int>(pipelines_.size()); }
+  const pipeline::Pipeline& pipeline(int index) const { return *pipelines_[index]; }
+  const ServiceOptions& options() const { return options_; }
+
+  // Serves one request of pipeline `index`; blocks until it is answered, dropped or rejected.
+  ServeResult Handle(int index, ServeRequest request);
+
+  PipelineStatus Snapshot(int index) const;
+  size_t queued() const { return pool_->queued(); }
+  int busy() const { return pool_->busy(); }
+
+  void set_observer(ResultObserver observer) { observer_ = std::move(observer); }
+
+  // Runs one control step now (tests; the controller thread calls it every interval).
+  void ControlStep(double interval_s);
+
+ private:
+  struct PipelineState;
+
+  Service(std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines, const ServiceOptions& options);
+  apx::Status Calibrate(const store::ProgressFn& progress);
+  pipeline::PredictOptions LevelOptions(int index, int level) const;
+  // Predicted latency (ms) of a request admitted now at `level` behind the current queue.
+  double PredictedLatencyMs(int index, int level) const;
+  void ControlLoop();
+
+  ServiceOptions options_;
+  std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines_;
+  std::vector<std::unique_ptr<PipelineState>> state_;
+  // sessions_[worker][pipeline]: per-worker scratch, only touched by that worker.
+  std::vector<std::vector<std::unique_ptr<pipeline::Session>>> sessions_;
+  std::unique_ptr<WorkerPool> pool_;
+  ResultObserver observer_;
+
+  std::mutex control_mu_;
+  std::condition_variable control_cv_;
+  bool stopping_ = false;  // GUARDED_BY(control_mu_)
+  std::thread controller_;
+};
+
+}  // namespace apx::serve
+
+#endif  // APX_SERVE_SERVICE_H_

@@ -1,0 +1,156 @@
+// The serving core on the committed fixture: levels, bounded queue, deadlines, controller.
+#include "serve/service.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "eval/eval.h"
+#include "pipeline/spec.h"
+
+namespace apx::serve {
+namespace {
+
+std::string TempDir() {
+  auto dir = std::filesystem::temp_directory_path() / ("apx_serve_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+pipeline::PipelineSpec FixtureSpec() {
+  auto spec = pipeline::LoadSpec("tests/pipelines/flight-small.yaml");
+  EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+  spec->model.path = TempDir() + "/flight-small.json";
+  spec->tables[0].snapshot = TempDir() + "/flights-small.apxsnap";
+  return *spec;
+}
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_TRUE(eval::Prepare(FixtureSpec(), 2, false).ok());
+  }
+
+  static std::unique_ptr<Service> Start(ServiceOptions options) {
+    std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines;
+    auto p = pipeline::Pipeline::Open(FixtureSpec());
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    pipelines.push_back(std::move(*p));
+    options.calibration_requests = 10;
+    auto s = Service::Start(std::move(pipelines), options);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return std::move(*s);
+  }
+
+  static std::vector<pipeline::Request> Requests(const Service& s, int n) {
+    std::vector<pipeline::Request> requests;
+    std::vector<double> labels;
+    pipeline::RequestSetSpec set = s.pipeline(0).spec().test;
+    set.n = n;
+    EXPECT_TRUE(s.pipeline(0).MakeRequests(set, &requests, &labels).ok());
+    return requests;
+  }
+};
+
+TEST_F(ServiceTest, EveryLevelAnswersAndIsCalibrated) {
+  for (int level = 0; level < kNumLevels; ++level) {
+    auto s = Start({.workers = 1, .load_control = false, .fixed_level = level});
+    const PipelineStatus st = s->Snapshot(0);
+    EXPECT_EQ(st.level, level);
+    for (double ms : st.service_ms) EXPECT_GT(ms, 0);
+    for (const pipeline::Request& r : Requests(*s, 20)) {
+      ServeResult res = s->Handle(0, {.request = r});
+      ASSERT_TRUE(res.status.ok()) << res.status.ToString();
+      EXPECT_EQ(res.level, level);
+      if (level == kExact) {
+        EXPECT_TRUE(res.prediction.exact);
+      }
+      if (level == kCapped && !res.prediction.cut_over) {
+        for (size_t q = 0; q < res.prediction.sample_ratio.size(); ++q) {
+          if (res.prediction.query_rows[q] >= 10'000) {
+            EXPECT_LE(res.prediction.sample_ratio[q], 0.03);
+          }
+        }
+      }
+      if (res.outcome == Outcome::kOk) {
+        EXPECT_GE(res.prediction.confidence, res.prediction.tau);
+      } else {
+        EXPECT_EQ(res.outcome, Outcome::kDegraded);
+        EXPECT_FALSE(res.reason.empty());
+      }
+    }
+  }
+  EXPECT_EQ(ParseLevel("relaxed2").value(), kRelaxed2);
+  EXPECT_EQ(ParseLevel("fast").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(ServiceTest, FullQueueRejectsAndLateWorkIsDropped) {
+  auto s = Start({.workers = 1, .queue_capacity = 2, .load_control = false, .fixed_level = kExact});
+  const auto requests = Requests(*s, 40);
+  std::vector<ServeResult> results(requests.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    clients.emplace_back([&, i] { results[i] = s->Handle(0, {.request = requests[i], .deadline_ms = 0.5}); });
+  }
+  for (std::thread& t : clients) t.join();
+  int ok = 0, rejected = 0, dropped = 0;
+  for (const ServeResult& r : results) {
+    switch (r.outcome) {
+      case Outcome::kOk: ++ok; break;
+      case Outcome::kRejected:
+        ++rejected;
+        EXPECT_NE(r.reason.find("queue full"), std::string::npos);
+        break;
+      case Outcome::kDropped:
+        ++dropped;
+        EXPECT_NE(r.reason.find("deadline passed while queued"), std::string::npos);
+        break;
+      default: ADD_FAILURE() << OutcomeName(r.outcome) << ": " << r.status.ToString();
+    }
+  }
+  EXPECT_GT(ok, 0);
+  EXPECT_GT(rejected, 0);  // 40 clients at once, room for 1 running + 2 waiting
+  EXPECT_EQ(ok + rejected + dropped, 40);
+  EXPECT_EQ(s->queued(), 0u);
+}
+
+TEST_F(ServiceTest, ControllerDegradesUnderDemandAndRecovers) {
+  auto s = Start({.workers = 1, .load_control = true, .control_interval = std::chrono::hours(1)});
+  EXPECT_EQ(s->Snapshot(0).level, kExact);  // idle: the most accurate level
+  const auto requests = Requests(*s, 50);
+  for (const pipeline::Request& r : requests) s->Handle(0, {.request = r});
+  // 50 arrivals in 1 ms of control interval = 50,000 requests/s: more than exact can serve.
+  s->ControlStep(0.001);
+  const PipelineStatus busy = s->Snapshot(0);
+  EXPECT_GT(busy.level, kExact);
+  EXPECT_GT(busy.desired_replicas, 1);
+  EXPECT_NEAR(busy.arrival_rate, 50'000, 1);
+  // No arrivals for a while: back to exact, one replica.
+  s->ControlStep(10);
+  EXPECT_EQ(s->Snapshot(0).level, kExact);
+  EXPECT_EQ(s->Snapshot(0).desired_replicas, 1);
+}
+
+TEST_F(ServiceTest, HopelessRequestsAreDroppedEarlyWithAReason) {
+  auto s = Start({.workers = 1, .load_control = true, .control_interval = std::chrono::hours(1)});
+  const auto requests = Requests(*s, 1);
+  // A deadline shorter than any level's service time cannot be met, even with an empty queue.
+  ServeResult r = s->Handle(0, {.request = requests[0], .deadline_ms = 1e-3});
+  EXPECT_EQ(r.outcome, Outcome::kDropped);
+  EXPECT_NE(r.reason.find("overloaded: predicted latency"), std::string::npos) << r.reason;
+  EXPECT_EQ(r.status.code(), StatusCode::kUnavailable);
+}
+
+TEST_F(ServiceTest, BadOptionsAreRejected) {
+  std::vector<std::unique_ptr<pipeline::Pipeline>> none;
+  EXPECT_EQ(Service::Start(std::move(none), {}).status().code(), StatusCode::kInvalidArgument);
+  auto s = Start({.workers = 1, .load_control = false});
+  const auto requests = Requests(*s, 1);
+  ServeResult r = s->Handle(0, {.request = requests[0], .tau = 1.5});
+  EXPECT_EQ(r.outcome, Outcome::kError);
+  EXPECT_EQ(r.status.code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace apx::serve

@@ -1,0 +1,270 @@
+// The HTTP API against a real `apxserve serve` process on a loopback port: answers, the
+// listing, metrics, and every kind of bad input (docs/api.md).
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+namespace apx {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr char kGood[] =
+    R"({"dep_time": "2001-02-10 08:30", "origin": "ORD", "dest": "ATL", "distance": 606})";
+
+std::string ReadAll(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Starts `apxserve serve` on the fixture pipeline (paths redirected to a temp dir) with
+// --port 0 and learns the port from its log. Stopped with SIGTERM by the destructor.
+class ServerProcess {
+ public:
+  ServerProcess() {
+    dir_ = fs::temp_directory_path() / ("apx_http_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    std::string spec = ReadAll("tests/pipelines/flight-small.yaml");
+    const std::string csv = fs::absolute("data/fixtures/flights-small.csv").string();
+    spec = std::regex_replace(spec, std::regex(R"(csv: \S+)"),
+                              "csv: " + csv + "\n    snapshot: " + (dir_ / "flights.apxsnap").string());
+    spec = std::regex_replace(spec, std::regex(R"(path: \S+json)"), "path: " + (dir_ / "model.json").string());
+    std::ofstream(dir_ / "spec.yaml") << spec;
+    log_ = dir_ / "server.log";
+    pid_ = fork();
+    if (pid_ == 0) {
+      const int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 2);
+      dup2(fd, 1);
+      execl(APXSERVE_BINARY, APXSERVE_BINARY, "serve", "-p", (dir_ / "spec.yaml").c_str(), "--port", "0",
+            "--max-body-bytes", "4096", "--max-batch", "5", "--io-timeout-s", "1", "--workers", "2",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    // Wait (up to 60 s: it trains the fixture model first) for the listening line.
+    const std::regex listening(R"(on http://127\.0\.0\.1:(\d+))");
+    for (int i = 0; i < 600 && port_ == 0; ++i) {
+      std::smatch m;
+      const std::string text = ReadAll(log_);
+      if (std::regex_search(text, m, listening)) port_ = std::stoi(m[1]);
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        break;
+      }
+      if (port_ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  ~ServerProcess() { Stop(); }
+
+  // SIGTERM; returns the exit status (-1 if not running).
+  int Stop() {
+    if (pid_ <= 0) return -1;
+    kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  int port() const { return port_; }
+  std::string log() const { return ReadAll(log_); }
+
+ private:
+  fs::path dir_, log_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+class HttpApiTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = new ServerProcess(); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_GT(server_->port(), 0) << server_->log();
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+    client_->set_read_timeout(10);
+  }
+  httplib::Result Post(const std::string& path, const std::string& body) {
+    return client_->Post(path.c_str(), body, "application/json");
+  }
+  // Checks a JSON error answer: status, and a message containing `text`.
+  static void ExpectError(const httplib::Result& r, int status, const std::string& text) {
+    ASSERT_TRUE(r) << "no response";
+    EXPECT_EQ(r->status, status) << r->body;
+    json j;
+    ASSERT_NO_THROW(j = json::parse(r->body)) << r->body;
+    ASSERT_TRUE(j.contains("error")) << r->body;
+    EXPECT_EQ(j["error"]["status"], status);
+    EXPECT_NE(j["error"]["message"].get<std::string>().find(text), std::string::npos) << r->body;
+  }
+
+  static ServerProcess* server_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+ServerProcess* HttpApiTest::server_ = nullptr;
+
+TEST_F(HttpApiTest, HealthReadyAndListing) {
+  auto h = client_->Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  auto r = client_->Get("/readyz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  auto l = client_->Get("/v1/pipelines");
+  ASSERT_TRUE(l);
+  ASSERT_EQ(l->status, 200);
+  const json j = json::parse(l->body);
+  ASSERT_EQ(j["pipelines"].size(), 1u);
+  EXPECT_EQ(j["pipelines"][0]["name"], "flight-small");
+  EXPECT_EQ(j["pipelines"][0]["delta"], 2.0);
+  EXPECT_EQ(j["pipelines"][0]["request_fields"]["origin"], "string");
+  EXPECT_FALSE(j["pipelines"][0]["features"].empty());
+}
+
+TEST_F(HttpApiTest, PredictAnswersWithItsGuarantee) {
+  auto r = Post("/v1/pipelines/flight-small/predict", kGood);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json j = json::parse(r->body);
+  EXPECT_TRUE(j["prediction"].is_number());
+  EXPECT_EQ(j["delta"], 2.0);
+  EXPECT_TRUE(j["confidence"].is_number());
+  EXPECT_TRUE(j["degraded"].is_boolean());
+  EXPECT_TRUE(j.contains("level"));
+  EXPECT_TRUE(j["sample_ratios"].is_object());
+  EXPECT_TRUE(j["latency_ms"].contains("queue"));
+  if (!j["degraded"].get<bool>()) {
+    EXPECT_GE(j["confidence"].get<double>(), j["tau"].get<double>());
+  }
+
+  // Own delta/tau, and the exact answer on request.
+  json body = json::parse(kGood);
+  body["delta"] = 5.0;
+  body["tau"] = 0.9;
+  auto own = Post("/v1/pipelines/flight-small/predict", body.dump());
+  ASSERT_EQ(own->status, 200) << own->body;
+  body.erase("delta");
+  body.erase("tau");
+  body["exact"] = true;
+  auto exact = Post("/v1/pipelines/flight-small/predict", body.dump());
+  ASSERT_EQ(exact->status, 200) << exact->body;
+  EXPECT_EQ(json::parse(exact->body)["exact"], true);
+  EXPECT_EQ(json::parse(exact->body)["level"], "exact");
+}
+
+TEST_F(HttpApiTest, BatchAnswersEveryRequest) {
+  const std::string body = std::string(R"({"requests": [)") + kGood + "," + kGood + "," + kGood + "]}";
+  auto r = Post("/v1/pipelines/flight-small/predict_batch", body);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["results"].size(), 3u);
+  std::string big = R"({"requests": [)";
+  for (int i = 0; i < 6; ++i) big += std::string(i ? "," : "") + kGood;
+  ExpectError(Post("/v1/pipelines/flight-small/predict_batch", big + "]}"), 413, "exceeds the limit of 5");
+  ExpectError(Post("/v1/pipelines/flight-small/predict_batch", "[1, 2]"), 400, "body must be");
+  ExpectError(Post("/v1/pipelines/flight-small/predict_batch",
+                   std::string(R"({"requests": [)") + kGood + R"(, {"origin": "ORD"}]})"),
+              400, "requests[1]");
+}
+
+TEST_F(HttpApiTest, BadInputGetsTheRightStatusAndNamesTheProblem) {
+  const std::string path = "/v1/pipelines/flight-small/predict";
+  ExpectError(Post(path, "{not json"), 400, "not valid JSON");
+  ExpectError(Post(path, R"({"dep_time": "2001-02-10 08:30", "origin": "ORD", "dest": "ATL", "distance": NaN})"),
+              400, "not valid JSON");
+  ExpectError(Post(path, R"({"dep_time": "2001-02-10 08:30", "origin": "ORD", "dest": "ATL", "distance": 1e999})"),
+              400, "not valid JSON");
+  ExpectError(Post(path, R"({"dep_time": "2001-02-10 08:30", "origin": "ORD", "dest": "ATL", "distance": "far"})"),
+              400, "'distance' must be a number");
+  ExpectError(Post(path, R"({"dep_time": "2001-02-10 08:30", "dest": "ATL", "distance": 606})"), 400,
+              "missing request field 'origin'");
+  ExpectError(Post(path, R"({"dep_time": "2001-02-10 08:30", "origin": "ORD", "dest": "ATL", "distance": 606, "seat": 3})"),
+              400, "unknown request field 'seat'");
+  ExpectError(Post(path, R"({"dep_time": "yesterday", "origin": "ORD", "dest": "ATL", "distance": 606})"), 400,
+              "dep_time");
+  ExpectError(Post(path, "[1, 2, 3]"), 400, "must be a JSON object");
+  json bad_tau = json::parse(kGood);
+  bad_tau["tau"] = 1.5;
+  ExpectError(Post(path, bad_tau.dump()), 400, "'tau' must be in (0, 1)");
+  json bad_deadline = json::parse(kGood);
+  bad_deadline["deadline_ms"] = "soon";
+  ExpectError(Post(path, bad_deadline.dump()), 400, "'deadline_ms' must be a number");
+  ExpectError(Post("/v1/pipelines/nope/predict", kGood), 404, "unknown pipeline 'nope'");
+  ExpectError(Post(path, std::string(8000, ' ') + kGood), 413, "exceeds 4096 bytes");
+  ExpectError(client_->Get(path.c_str()), 405, "GET is not allowed");
+  ExpectError(client_->Get("/v2/whatever"), 404, "no route");
+}
+
+TEST_F(HttpApiTest, SlowClientIsDisconnectedAndServerStaysUp) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string partial = "POST /v1/pipelines/flight-small/predict HTTP/1.1\r\nHost: x\r\n";
+  ASSERT_EQ(write(fd, partial.data(), partial.size()), static_cast<ssize_t>(partial.size()));
+  // The server's read timeout is 1 s: it must close the connection (read returns 0 or an error).
+  timeval tv{.tv_sec = 5, .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  char buf[256];
+  const auto start = std::chrono::steady_clock::now();
+  const ssize_t n = read(fd, buf, sizeof(buf));
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  close(fd);
+  EXPECT_LT(waited, 4.5) << "connection was not closed (read returned " << n << ")";
+  auto h = client_->Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
+TEST_F(HttpApiTest, MetricsCountOutcomes) {
+  ASSERT_EQ(Post("/v1/pipelines/flight-small/predict", kGood)->status, 200);
+  auto m = client_->Get("/metrics");
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, 200);
+  for (const char* name : {"apxserve_requests_total", "apxserve_request_latency_seconds_bucket",
+                           "apxserve_rounds", "apxserve_sample_ratio", "apxserve_confidence",
+                           "apxserve_queue_length", "apxserve_level", "apxserve_desired_replicas"}) {
+    EXPECT_NE(m->body.find(name), std::string::npos) << name;
+  }
+  const std::regex ok_count(R"re(apxserve_requests_total\{[^}]*outcome="(ok|degraded)"[^}]*\} (\d+))re");
+  double answered = 0;
+  for (std::sregex_iterator it(m->body.begin(), m->body.end(), ok_count), end; it != end; ++it) {
+    answered += std::stod((*it)[2]);
+  }
+  EXPECT_GE(answered, 1);
+}
+
+TEST_F(HttpApiTest, StopsCleanlyOnSigterm) {
+  // Last test (gtest runs them in order): the server exits 0 on SIGTERM.
+  EXPECT_EQ(server_->Stop(), 0) << server_->log();
+}
+
+}  // namespace
+}  // namespace apx
