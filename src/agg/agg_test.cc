@@ -621,6 +621,48 @@ TEST(AggregatorDeathTest, MisuseAborts) {
 #endif
 }
 
+TEST(ConstantSampleTest, RareValuesDoNotLookCertain) {
+  // A flight's health-state column (the Turbofan analogue): 6 rows of 0 among 5,000 rows of 1.
+  // A 5 % sample usually contains no 0 at all; its CLT standard error is then 0 and the 95 %
+  // interval misses the true mean ~74 % of the time. With the column's range known ([0, 1]),
+  // a constant sample gets the rule-of-three standard error and the interval covers.
+  std::mt19937_64 rng(401);
+  std::vector<double> pop(5000, 1.0);
+  for (int i = 0; i < 6; ++i) pop[i * 800] = 0.0;
+  const double truth = 1.0 - 6.0 / 5000;
+  std::bernoulli_distribution keep(0.05);
+  for (AggOp op : {AggOp::kAvg, AggOp::kSum, AggOp::kStd, AggOp::kVar}) {
+    int covered = 0, covered_without_range = 0, constant = 0;
+    const int trials = 2000;
+    double true_value = truth;
+    if (op == AggOp::kSum) true_value = truth * 5000;
+    if (op == AggOp::kVar || op == AggOp::kStd) {
+      const double var = truth * (1 - truth) * 5000 / 4999;
+      true_value = op == AggOp::kVar ? var : std::sqrt(var);
+    }
+    for (int t = 0; t < trials; ++t) {
+      std::vector<double> sample;
+      for (double v : pop) {
+        if (keep(rng)) sample.push_back(v);
+      }
+      const double p = static_cast<double>(sample.size()) / pop.size();
+      Aggregator with(op), without(op);
+      with.set_value_range(0.0, 1.0);
+      with.Update(sample);
+      without.Update(sample);
+      const Estimate a = with.Finalize(p), b = without.Finalize(p);
+      constant += a.value == (op == AggOp::kSum ? sample.size() / p : (op == AggOp::kAvg ? 1.0 : 0.0));
+      covered += std::abs(a.value - true_value) <= 1.96 * a.std + 1e-12;
+      covered_without_range += std::abs(b.value - true_value) <= 1.96 * b.std + 1e-12;
+    }
+    EXPECT_GT(constant, trials / 2) << AggOpName(op);  // the case this is about is common
+    EXPECT_GE(covered, 0.95 * trials) << AggOpName(op);
+    if (op == AggOp::kAvg) {
+      EXPECT_LT(covered_without_range, 0.5 * trials);  // the failure mode
+    }
+  }
+}
+
 }  // namespace
 }  // namespace apx::agg
 

@@ -57,7 +57,18 @@ Estimate FinalizeCount(const CountState& state, double p) {
   return est;
 }
 
-Estimate FinalizeSum(const MomentState<2>& state, double p) {
+// The standard error a constant sample of n rows (value v) is given when the column's values
+// lie in [lo, hi] (see Aggregator::set_value_range): at most 3/n of the rows differ from v
+// (rule of three, 95 %), each by at most R, so the mean is within 3R/n of v; as a normal
+// standard error, (3R/n)/1.96, with the finite-population correction. 0 when the range is
+// unknown or degenerate.
+double ConstantSampleMeanSe(double v, int64_t n, double p, double lo, double hi) {
+  const double range = std::max(hi - v, v - lo);
+  if (!(range > 0) || n <= 0) return 0.0;
+  return 3.0 * range / (1.96 * static_cast<double>(n)) * std::sqrt(1.0 - p);
+}
+
+Estimate FinalizeSum(const MomentState<2>& state, double p, double lo, double hi) {
   Estimate est = BaseEstimate(state.rows, p);
   const double n = static_cast<double>(state.rows);
   const double sum = n * state.mean;
@@ -65,10 +76,13 @@ Estimate FinalizeSum(const MomentState<2>& state, double p) {
   // Horvitz–Thompson under Bernoulli(p): Ŝ = Σx/p, Var(Ŝ) = (1−p)/p·Σ_pop x², est. (1−p)/p²·Σx².
   est.value = sum / p;
   est.std = est.exact ? 0.0 : std::sqrt((1.0 - p) * sum_sq) / p;
+  if (!est.exact && state.m2 == 0.0) {
+    est.std = std::max(est.std, est.N * ConstantSampleMeanSe(state.mean, state.rows, p, lo, hi));
+  }
   return est;
 }
 
-Estimate FinalizeAvg(const MomentState<2>& state, double p) {
+Estimate FinalizeAvg(const MomentState<2>& state, double p, double lo, double hi) {
   Estimate est = BaseEstimate(state.rows, p);
   const int64_t n = state.rows;
   est.value = n > 0 ? state.mean : kNaN;
@@ -77,6 +91,7 @@ Estimate FinalizeAvg(const MomentState<2>& state, double p) {
   est.std =
       n >= 2 ? std::sqrt(state.m2 / static_cast<double>(n - 1) / static_cast<double>(n) * (1.0 - p))
              : kNaN;
+  if (n >= 2 && state.m2 == 0.0) est.std = ConstantSampleMeanSe(state.mean, n, p, lo, hi);
   return est;
 }
 
@@ -95,7 +110,8 @@ VarianceParts Variance(const MomentState<4>& state, double p) {
   return {s2, std::max(0.0, var_s2)};
 }
 
-Estimate FinalizeVarOrStd(const MomentState<4>& state, double p, bool take_sqrt) {
+Estimate FinalizeVarOrStd(const MomentState<4>& state, double p, bool take_sqrt, double lo,
+                          double hi) {
   Estimate est = BaseEstimate(state.rows, p);
   if (state.rows < 2) {  // ddof = 1 needs two rows
     est.value = kNaN;
@@ -103,14 +119,22 @@ Estimate FinalizeVarOrStd(const MomentState<4>& state, double p, bool take_sqrt)
     return est;
   }
   const VarianceParts parts = Variance(state, p);
+  // A constant sample: at most f = 3/n of the rows differ (by at most R), so the variance is
+  // at most f·R² and the std at most √f·R; those bounds / 1.96 are the standard errors.
+  const bool constant = !est.exact && state.m2 == 0.0;
+  const double range = std::max(hi - state.mean, state.mean - lo);
+  const double f = 3.0 / static_cast<double>(state.rows);
+  const double fpc = std::sqrt(1.0 - p);
   if (!take_sqrt) {
     est.value = parts.s2;
     est.std = est.exact ? 0.0 : std::sqrt(parts.var_s2);
+    if (constant && range > 0) est.std = f * range * range / 1.96 * fpc;
     return est;
   }
   est.value = std::sqrt(parts.s2);
-  // Delta method for s = √s²: Var(s) ≈ Var(s²)/(4s²); constant data (s² = 0) has std 0.
+  // Delta method for s = √s²: Var(s) ≈ Var(s²)/(4s²).
   est.std = (est.exact || parts.s2 <= 0.0) ? 0.0 : std::sqrt(parts.var_s2 / (4.0 * parts.s2));
+  if (constant && range > 0) est.std = std::sqrt(f) * range / 1.96 * fpc;
   return est;
 }
 
@@ -311,8 +335,14 @@ namespace {
 }  // namespace
 
 Aggregator::Aggregator(AggOp op, double q)
-    : op_(op), q_(op == AggOp::kMedian ? 0.5 : q), state_(MakeState(op)) {
+    : op_(op), q_(op == AggOp::kMedian ? 0.5 : q), range_lo_(kNaN), range_hi_(kNaN),
+      state_(MakeState(op)) {
   APX_CHECK(q_ >= 0.0 && q_ <= 1.0);
+}
+
+void Aggregator::set_value_range(double lo, double hi) {
+  range_lo_ = lo;
+  range_hi_ = hi;
 }
 
 void Aggregator::Reset() {
@@ -350,13 +380,15 @@ Estimate Aggregator::Finalize(double p) const {
     case AggOp::kCount:
       return FinalizeCount(std::get<CountState>(state_), p);
     case AggOp::kSum:
-      return FinalizeSum(std::get<MomentState<2>>(state_), p);
+      return FinalizeSum(std::get<MomentState<2>>(state_), p, range_lo_, range_hi_);
     case AggOp::kAvg:
-      return FinalizeAvg(std::get<MomentState<2>>(state_), p);
+      return FinalizeAvg(std::get<MomentState<2>>(state_), p, range_lo_, range_hi_);
     case AggOp::kVar:
-      return FinalizeVarOrStd(std::get<MomentState<4>>(state_), p, /*take_sqrt=*/false);
+      return FinalizeVarOrStd(std::get<MomentState<4>>(state_), p, /*take_sqrt=*/false, range_lo_,
+                              range_hi_);
     case AggOp::kStd:
-      return FinalizeVarOrStd(std::get<MomentState<4>>(state_), p, /*take_sqrt=*/true);
+      return FinalizeVarOrStd(std::get<MomentState<4>>(state_), p, /*take_sqrt=*/true, range_lo_,
+                              range_hi_);
     case AggOp::kMin:
       return FinalizeExtreme(std::get<ExtremeState<false>>(state_), p);
     case AggOp::kMax:

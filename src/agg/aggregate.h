@@ -154,6 +154,15 @@ class Aggregator {
   // Bernoulli sample with probability p. REQUIRES: 0 < p ≤ 1 (checked). p == 1 ⇒ exact.
   Estimate Finalize(double p) const;
 
+  // The range [lo, hi] every value of the column lies in (e.g. the column's global min and
+  // max), known before sampling. When a sample of sum/avg/var/std shows no variation at all
+  // (every row read so far has the same value v), its CLT standard error would be 0 and read
+  // as certainty although unseen rows may differ: with 95 % confidence at most 3/n of the rows
+  // differ from v (rule of three), by at most R = max(hi − v, v − lo), so the estimate gets the
+  // standard error of that bound (e.g. avg: 3R / (1.96 n) · √(1 − p)). Without a range (the
+  // default) a constant sample keeps standard error 0. Survives Reset().
+  void set_value_range(double lo, double hi);
+
   // Rows seen (sample size).
   int64_t n() const;
 
@@ -168,6 +177,7 @@ class Aggregator {
 
   AggOp op_;
   double q_;
+  double range_lo_, range_hi_;  // NaN: unknown
   State state_;
 };
 

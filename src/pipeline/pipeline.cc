@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <random>
 
 #include <boost/math/distributions/normal.hpp>
@@ -31,8 +32,11 @@ constexpr double kDefaultNsPerRow = 2.0;
 // of the S1 and variance estimates so that one jump usually suffices.
 constexpr double kJumpSafety = 0.8;
 
-double boost_math_normal_quantile(double p) {
-  return boost::math::quantile(boost::math::normal_distribution<double>(), p);
+// Φ⁻¹(p), with p kept inside (0, 1): strict mode's per-round targets approach 1 after many
+// rounds, where the exact quantile overflows.
+double NormalQuantile(double p) {
+  return boost::math::quantile(boost::math::normal_distribution<double>(),
+                               std::clamp(p, 1e-15, 1.0 - 1e-15));
 }
 
 double NsSince(Clock::time_point start) {
@@ -89,6 +93,24 @@ double TransformTime(double seconds, Transform transform) {
   return seconds;
 }
 
+// Min and max of a numeric column over the whole table (cached per table and column).
+std::pair<double, double> ColumnRange(
+    const store::Table& table, const std::string& column,
+    std::map<std::pair<const store::Table*, std::string>, std::pair<double, double>>* cache) {
+  auto [it, inserted] = cache->try_emplace({&table, column}, 0.0, 0.0);
+  if (!inserted) return it->second;
+  auto col = table.column(column);
+  if (!col.ok() || table.num_rows() == 0) return it->second;
+  double lo = INFINITY, hi = -INFINITY;
+  for (int64_t r = 0; r < table.num_rows(); ++r) {
+    const double v = (*col)->AsDouble(static_cast<size_t>(r));
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  if (lo <= hi) it->second = {lo, hi};
+  return it->second;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
@@ -105,6 +127,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
     p->time_field_ = static_cast<int>(spec.FindField(spec.time_field) - spec.request_fields.data());
   }
   std::vector<int> group_of;
+  std::map<std::pair<const store::Table*, std::string>, std::pair<double, double>> ranges;
   for (size_t i = 0; i < spec.features.size(); ++i) {
     const FeatureSpec& f = spec.features[i];
     if (!f.is_query()) {
@@ -128,6 +151,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
       return shape_id.status().WithPrefix(spec.path + ":" + std::to_string(f.line) + ": feature '" + f.name + "'");
     }
     q.shape = *shape_id;
+    std::tie(q.value_min, q.value_max) = ColumnRange(*p->backend_->table(f.table), f.column, &ranges);
     q.window_from = f.window_from;
     q.window_to = f.window_to;
     q.has_window = f.has_window;
@@ -280,7 +304,10 @@ Session::Session(const Pipeline& pipeline) : pipeline_(pipeline) {
   const PipelineSpec& spec = pipeline.spec();
   for (const CompiledQuery& q : pipeline.queries()) {
     QueryRun run;
-    for (const AggSpec& a : spec.features[q.spec_index].aggs) run.aggs.emplace_back(a.op, a.q);
+    for (const AggSpec& a : spec.features[q.spec_index].aggs) {
+      run.aggs.emplace_back(a.op, a.q);
+      run.aggs.back().set_value_range(q.value_min, q.value_max);
+    }
     run.estimates.resize(run.aggs.size());
     runs_.push_back(std::move(run));
   }
@@ -420,11 +447,11 @@ bool Session::PlanJumpRound(double delta, double tau) {
     // its class with probability Φ(|mean − 0.5| / σ) >= τ, so σ <= |mean − 0.5| / Φ⁻¹(τ).
     // Near the boundary the target is ~0 and the plan reads everything (exact is the answer).
     const double target_std =
-        kJumpSafety * std::abs(result_.mean_output - 0.5) / boost_math_normal_quantile(tau);
+        kJumpSafety * std::abs(result_.mean_output - 0.5) / NormalQuantile(tau);
     planner::PlanJump(views_, target_std * target_std, target_);
     return true;
   }
-  const double z = boost_math_normal_quantile((1.0 + tau) / 2.0);
+  const double z = NormalQuantile((1.0 + tau) / 2.0);
   const double target_std = kJumpSafety * delta / z;
   planner::PlanJump(views_, target_std * target_std, target_);
   return true;

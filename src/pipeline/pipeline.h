@@ -45,6 +45,8 @@ struct CompiledQuery {
   std::vector<int> feature_slots;  // model feature index per aggregate
   int64_t window_from = 0, window_to = 0;
   bool has_window = false;
+  // Range of the aggregated column over the whole table (agg::Aggregator::set_value_range).
+  double value_min = 0, value_max = 0;
 };
 
 // A model feature read from the request (exact), resolved once at compile time.
