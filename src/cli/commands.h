@@ -24,6 +24,22 @@ struct ServeArgs {
 // until SIGINT or SIGTERM. Progress and the listening address go to stderr.
 Status RunServe(const std::vector<pipeline::PipelineSpec>& specs, const ServeArgs& args);
 
+struct LoadgenArgs {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::string schedule;      // serve/loadgen.h ParseSchedule; x = exact-level capacity
+  int connections = 64;
+  int requests = 500;        // distinct test requests, sent round-robin
+  uint64_t seed = 1;
+  std::string out_json;      // optional report file
+  std::string out_svg;       // optional timeline chart
+};
+
+// `apxserve loadgen`: open-loop Poisson load against a running server for the pipeline of
+// `spec` (its test requests are the load; their exact answers are fetched first), per-second
+// report on stdout, JSON and SVG timeline on request.
+Status RunLoadgenCommand(const pipeline::PipelineSpec& spec, const LoadgenArgs& args);
+
 }  // namespace apx::cli
 
 #endif  // APX_CLI_COMMANDS_H_

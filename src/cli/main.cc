@@ -635,6 +635,24 @@ int main(int argc, char** argv) {
   int io_timeout_s = 5;
   serve_cmd->add_option("--io-timeout-s", io_timeout_s, "disconnect clients stalled this long")
       ->default_val(5)->check(CLI::Range(1, 3600));
+  std::string loadgen_spec;
+  LoadgenArgs loadgen_args;
+  auto* loadgen_cmd = app.add_subcommand("loadgen", "Open-loop Poisson load against a running server");
+  loadgen_cmd->add_option("--pipeline,-p", loadgen_spec, "pipeline spec (its test requests are the load)")
+      ->required();
+  loadgen_cmd->add_option("--host", loadgen_args.host, "server address")->default_val("127.0.0.1");
+  loadgen_cmd->add_option("--port", loadgen_args.port, "server port")->default_val(8080);
+  loadgen_cmd->add_option("--schedule", loadgen_args.schedule,
+                          "RATE@DURATION[,...]; RATE: R or R1-R2 (ramp), req/s or x = exact-level "
+                          "capacity, e.g. 0.5x@10s,0.5x-3x@30s")
+      ->required();
+  loadgen_cmd->add_option("--connections", loadgen_args.connections, "client connections")
+      ->default_val(64)->check(CLI::Range(1, 4096));
+  loadgen_cmd->add_option("--requests", loadgen_args.requests, "distinct test requests")
+      ->default_val(500)->check(CLI::Range(1, 1'000'000));
+  loadgen_cmd->add_option("--seed", loadgen_args.seed, "arrival process seed")->default_val(1);
+  loadgen_cmd->add_option("--out", loadgen_args.out_json, "write the JSON report here");
+  loadgen_cmd->add_option("--svg", loadgen_args.out_svg, "write the SVG timeline here");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -653,6 +671,12 @@ int main(int argc, char** argv) {
       specs.push_back(std::move(*spec));
     }
     if (apx::Status s = RunServe(specs, serve_args); !s.ok()) return Fail(s);
+    return 0;
+  }
+  if (*loadgen_cmd) {
+    auto spec = LoadCliSpec(loadgen_spec);
+    if (!spec.ok()) return Fail(spec.status());
+    if (apx::Status s = RunLoadgenCommand(*spec, loadgen_args); !s.ok()) return Fail(s);
     return 0;
   }
   if (*ingest) return Ingest(spec_path);

@@ -123,6 +123,7 @@ HttpServer::HttpServer(Service& service, Metrics& metrics, HttpOptions options)
   server_->set_read_timeout(options_.io_timeout);
   server_->set_write_timeout(options_.io_timeout);
   server_->set_keep_alive_max_count(1'000'000);
+  server_->set_tcp_nodelay(true);  // headers and body leave in separate writes: no Nagle delay
   server_->set_keep_alive_timeout(10);
   Routes();
 }
@@ -211,6 +212,7 @@ void HttpServer::Routes() {
                       {"service_ms", service_ms}});
     }
     res.set_content(nlohmann::json{{"pipelines", list}, {"slo_ms", service_.options().slo_ms},
+                                   {"workers", service_.options().workers},
                                    {"load_control", service_.options().load_control}}
                         .dump(),
                     "application/json");

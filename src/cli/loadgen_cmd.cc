@@ -1,0 +1,158 @@
+// `apxserve loadgen` (docs/serving.md).
+#include <httplib.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "common/file.h"
+#include "eval/eval.h"
+#include "eval/svg.h"
+#include "pipeline/request.h"
+#include "serve/loadgen.h"
+
+namespace apx::cli {
+namespace {
+
+// The timeline: four stacked charts sharing the time axis.
+std::string TimelineSvg(const std::string& title, const serve::LoadgenReport& r, double slo_ms) {
+  eval::Series offered{.name = "offered req/s"}, served{.name = "answered req/s"};
+  eval::Series violations{.name = "SLO violations %"}, degraded{.name = "degraded %"};
+  eval::Series agreement{.name = "agreement with exact %"};
+  eval::Series level{.name = "mean level (0 exact .. 4 capped)"};
+  eval::Series p99{.name = "p99 latency ms"};
+  for (const serve::LoadgenSecond& s : r.seconds) {
+    offered.points.push_back({s.t, static_cast<double>(s.offered), ""});
+    served.points.push_back({s.t, static_cast<double>(s.answered), ""});
+    violations.points.push_back({s.t, 100 * s.violation_rate, ""});
+    degraded.points.push_back({s.t, s.offered ? 100.0 * s.degraded / s.offered : 0, ""});
+    agreement.points.push_back({s.t, 100 * s.agreement, ""});
+    level.points.push_back({s.t, s.mean_level, ""});
+    p99.points.push_back({s.t, s.p99_ms, ""});
+  }
+  const std::string panels[] = {
+      eval::ScatterSvg({offered, served}, {.title = title + ": load", .x_label = "time, s", .y_label = "requests/s"}),
+      eval::ScatterSvg({violations, degraded}, {.title = "SLO violations (late > " + std::to_string(static_cast<int>(slo_ms)) +
+                                                         " ms, dropped, rejected) and degraded answers",
+                                                .x_label = "time, s", .y_label = "% of offered"}),
+      eval::ScatterSvg({p99}, {.title = "p99 latency of answers", .x_label = "time, s", .y_label = "ms"}),
+      eval::ScatterSvg({agreement, level}, {.title = "Answers within delta of the exact answer; controller level",
+                                            .x_label = "time, s", .y_label = "% / level"}),
+  };
+  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"900\" height=\"2240\">\n";
+  for (int i = 0; i < 4; ++i) {
+    std::string panel = panels[i];
+    // Nest each chart at its offset (an <svg> inside an <svg> keeps its own coordinates).
+    panel.replace(0, 4, "<svg y=\"" + std::to_string(560 * i) + "\"");
+    svg += panel;
+  }
+  svg += "</svg>\n";
+  return svg;
+}
+
+}  // namespace
+
+Status RunLoadgenCommand(const pipeline::PipelineSpec& spec, const LoadgenArgs& args) {
+  // What the server says about the pipeline: its exact-level cost (the unit of x-rates).
+  httplib::Client client(args.host, args.port);
+  client.set_connection_timeout(3);
+  client.set_read_timeout(60);
+  auto listing = client.Get("/v1/pipelines");
+  if (!listing || listing->status != 200) {
+    return Status::Unavailable("no apxserve server at " + args.host + ":" + std::to_string(args.port));
+  }
+  const nlohmann::json server = nlohmann::json::parse(listing->body);
+  const nlohmann::json* entry = nullptr;
+  for (const nlohmann::json& p : server["pipelines"]) {
+    if (p["name"] == spec.name) entry = &p;
+  }
+  if (entry == nullptr) return Status::NotFound("the server does not serve pipeline '" + spec.name + "'");
+  const double exact_ms = (*entry)["service_ms"]["exact"].get<double>();
+  const int workers = server["workers"].get<int>();
+  const double capacity = workers * 1000.0 / exact_ms;
+  const double slo_ms = server["slo_ms"].get<double>();
+  APX_ASSIGN_OR_RETURN(std::vector<serve::RateSegment> schedule, serve::ParseSchedule(args.schedule, capacity));
+
+  // The load: the pipeline's test requests (data prepared and loaded locally, no model).
+  APX_RETURN_IF_ERROR(eval::PrepareData(spec, true));
+  APX_ASSIGN_OR_RETURN(auto p, pipeline::Pipeline::Open(spec, {.load_model = false}));
+  std::vector<pipeline::Request> requests;
+  std::vector<double> labels;
+  pipeline::RequestSetSpec set = spec.test;
+  set.n = args.requests;
+  APX_RETURN_IF_ERROR(p->MakeRequests(set, &requests, &labels));
+  serve::LoadgenOptions options{.host = args.host,
+                                .port = args.port,
+                                .pipeline = spec.name,
+                                .delta = spec.guarantee.delta,
+                                .binary = spec.task == model::Task::kBinary,
+                                .slo_ms = slo_ms,
+                                .connections = args.connections,
+                                .schedule = schedule,
+                                .seed = args.seed};
+  for (const pipeline::Request& r : requests) options.bodies.push_back(pipeline::RequestToJson(spec, r));
+
+  // Reference answers: every body once with "exact": true, before the measured run.
+  options.exact.assign(options.bodies.size(), NAN);
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> fetchers;
+  for (int t = 0; t < 4; ++t) {
+    fetchers.emplace_back([&] {
+      httplib::Client c(args.host, args.port);
+      c.set_read_timeout(60);
+      for (size_t i = next++; i < options.bodies.size(); i = next++) {
+        nlohmann::json body = nlohmann::json::parse(options.bodies[i]);
+        body["exact"] = true;
+        body["deadline_ms"] = 600000;
+        auto res = c.Post(("/v1/pipelines/" + spec.name + "/predict").c_str(), body.dump(), "application/json");
+        if (res && res->status == 200) options.exact[i] = nlohmann::json::parse(res->body)["prediction"].get<double>();
+      }
+    });
+  }
+  for (std::thread& t : fetchers) t.join();
+  int missing = 0;
+  for (double e : options.exact) missing += !std::isfinite(e);
+  std::fprintf(stderr,
+               "loadgen %s: %zu requests, exact-level capacity %.0f req/s (%d workers x %.3f ms), "
+               "SLO %g ms, %d connections%s\n",
+               spec.name.c_str(), options.bodies.size(), capacity, workers, exact_ms, slo_ms,
+               args.connections, missing ? " (some exact answers missing)" : "");
+
+  APX_ASSIGN_OR_RETURN(serve::LoadgenReport report, serve::RunLoadgen(options));
+
+  std::printf("  t  offered answered degraded dropped rejected late  viol%%   p50ms   p99ms  agree%%  level\n");
+  for (const serve::LoadgenSecond& s : report.seconds) {
+    std::printf("%3.0f %8d %8d %8d %7d %8d %4d %6.2f %7.2f %7.2f %7.2f %6.2f\n", s.t, s.offered, s.answered,
+                s.degraded, s.dropped, s.rejected, s.late, 100 * s.violation_rate, s.p50_ms, s.p99_ms,
+                100 * s.agreement, s.mean_level);
+  }
+  std::printf("total: offered %d, answered %d (%d degraded), dropped %d, rejected %d, errors %d, late %d; "
+              "violations %.2f %%; agreement with exact %.2f %%; p50 %.2f ms, p99 %.2f ms\n",
+              report.offered, report.answered, report.degraded, report.dropped, report.rejected,
+              report.errors, report.late, 100 * report.violation_rate, 100 * report.agreement,
+              report.p50_ms, report.p99_ms);
+  if (!args.out_json.empty()) {
+    nlohmann::json j = report.ToJson();
+    j["config"] = {{"pipeline", spec.name}, {"schedule", args.schedule}, {"unit_rate", capacity},
+                   {"workers", workers},    {"exact_ms", exact_ms},       {"slo_ms", slo_ms},
+                   {"connections", args.connections}, {"requests", options.bodies.size()},
+                   {"load_control", server["load_control"]}};
+    if (auto dir = std::filesystem::path(args.out_json).parent_path(); !dir.empty()) {
+      std::filesystem::create_directories(dir);
+    }
+    APX_RETURN_IF_ERROR(WriteFileAtomically(args.out_json, j.dump(2) + "\n"));
+  }
+  if (!args.out_svg.empty()) {
+    const std::string title = spec.name + (server["load_control"].get<bool>() ? " (load control on)"
+                                                                              : " (load control off)");
+    APX_RETURN_IF_ERROR(WriteFileAtomically(args.out_svg, TimelineSvg(title, report, slo_ms)));
+  }
+  return Status::Ok();
+}
+
+}  // namespace apx::cli
