@@ -96,6 +96,7 @@ Status RunLoadgenCommand(const pipeline::PipelineSpec& spec, const LoadgenArgs& 
                                 .schedule = schedule,
                                 .seed = args.seed};
   for (const pipeline::Request& r : requests) options.bodies.push_back(pipeline::RequestToJson(spec, r));
+  options.labels = labels;
 
   // Reference answers: every body once with "exact": true, before the measured run.
   options.exact.assign(options.bodies.size(), NAN);
@@ -132,10 +133,12 @@ Status RunLoadgenCommand(const pipeline::PipelineSpec& spec, const LoadgenArgs& 
                 100 * s.agreement, s.mean_level);
   }
   std::printf("total: offered %d, answered %d (%d degraded), dropped %d, rejected %d, errors %d, late %d; "
-              "violations %.2f %%; agreement with exact %.2f %%; p50 %.2f ms, p99 %.2f ms\n",
+              "violations %.2f %%; agreement with exact %.2f %%; %s served %.3f vs exact %.3f; "
+              "p50 %.2f ms, p99 %.2f ms\n",
               report.offered, report.answered, report.degraded, report.dropped, report.rejected,
               report.errors, report.late, 100 * report.violation_rate, 100 * report.agreement,
-              report.p50_ms, report.p99_ms);
+              options.binary ? "label accuracy %" : "label MAE", report.label_metric_served,
+              report.label_metric_exact, report.p50_ms, report.p99_ms);
   if (!args.out_json.empty()) {
     nlohmann::json j = report.ToJson();
     j["config"] = {{"pipeline", spec.name}, {"schedule", args.schedule}, {"unit_rate", capacity},

@@ -145,6 +145,8 @@ nlohmann::json LoadgenReport::ToJson() const {
             {"late", late},
             {"violation_rate", violation_rate},
             {"agreement", agreement},
+            {"label_metric_served", label_metric_served},
+            {"label_metric_exact", label_metric_exact},
             {"p50_ms", p50_ms},
             {"p99_ms", p99_ms}}},
           {"per_second", per_second}};
@@ -223,7 +225,8 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
   std::vector<std::vector<double>> lat(n_seconds);
   std::vector<int> known(n_seconds, 0), meets(n_seconds, 0), levels(n_seconds, 0);
   std::vector<double> level_sum(n_seconds, 0), all_lat;
-  int known_total = 0, meets_total = 0;
+  int known_total = 0, meets_total = 0, labelled = 0;
+  double served_metric = 0, exact_metric = 0;
   for (size_t i = 0; i < arrivals.size(); ++i) {
     const size_t sec = std::min(n_seconds - 1, static_cast<size_t>(arrivals[i]));
     LoadgenSecond& s = report.seconds[sec];
@@ -245,6 +248,17 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
                                          : std::abs(r.prediction - exact) <= options.delta;
         ++known[sec];
         meets[sec] += meet;
+        if (!options.labels.empty()) {
+          const double label = options.labels[i % options.labels.size()];
+          if (options.binary) {
+            served_metric += ((r.prediction >= 0.5) == (label >= 0.5)) ? 100.0 : 0.0;
+            exact_metric += ((exact >= 0.5) == (label >= 0.5)) ? 100.0 : 0.0;
+          } else {
+            served_metric += std::abs(r.prediction - label);
+            exact_metric += std::abs(exact - label);
+          }
+          ++labelled;
+        }
       }
     } else if (r.status == 503) {
       (r.dropped ? s.dropped : s.rejected) += 1;
@@ -275,6 +289,10 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
   const int violations = report.late + report.dropped + report.rejected + report.errors;
   report.violation_rate = report.offered > 0 ? static_cast<double>(violations) / report.offered : 0;
   report.agreement = known_total > 0 ? static_cast<double>(meets_total) / known_total : 1;
+  if (labelled > 0) {
+    report.label_metric_served = served_metric / labelled;
+    report.label_metric_exact = exact_metric / labelled;
+  }
   report.p50_ms = Percentile(all_lat, 0.50);
   report.p99_ms = Percentile(all_lat, 0.99);
   return report;

@@ -43,6 +43,7 @@ struct LoadgenOptions {
   std::string pipeline;            // name on the server
   std::vector<std::string> bodies; // request bodies (JSON objects), sent round-robin
   std::vector<double> exact;       // exact prediction per body (NaN: unknown)
+  std::vector<double> labels;      // true label per body (optional; binary: 0/1)
   double delta = 0;                // the pipeline's δ: a served answer "meets" when within δ
   bool binary = false;             //   (binary: equal class) of the exact one
   double slo_ms = 50;              // late answers count as violations
@@ -69,6 +70,10 @@ struct LoadgenReport {
   int offered = 0, answered = 0, degraded = 0, dropped = 0, rejected = 0, errors = 0, late = 0;
   double violation_rate = 0;
   double agreement = 1;             // over all answers with a known exact answer
+  // Against the labels, over answers with a known exact answer and label: binary, the share
+  // of correct classes (percent) of the served answers and of the exact answers on the same
+  // requests; regression, the mean absolute error of each.
+  double label_metric_served = 0, label_metric_exact = 0;
   double p50_ms = 0, p99_ms = 0;
   double duration_s = 0;
   nlohmann::json ToJson() const;

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Serving under load (docs/serving.md, docs/BENCHMARKS.md): the same server with load control
+# on and off under the same open-loop ramp, a 2x step, and a rate sweep for effective
+# capacity. Usage: bash bench/serve/ramp.sh [pipeline] (default flight-late). Needs
+# build/apxserve and the pipeline's data and model (run `apxserve eval` on it once).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+P=${1:-flight-late}
+SPEC=pipelines/$P.yaml
+PORT=18090
+SLO=20
+OUT=results/serve
+mkdir -p "$OUT" docs/plots
+
+start_server() {  # $1 = extra serve options
+  build/apxserve serve -p "$SPEC" --port $PORT --slo-ms $SLO --workers 1 $1 > "$OUT/server.log" 2>&1 &
+  SERVER=$!
+  for _ in $(seq 1 120); do
+    grep -q "serving" "$OUT/server.log" && return 0
+    sleep 0.5
+  done
+  echo "server did not start" >&2; cat "$OUT/server.log" >&2; exit 1
+}
+stop_server() { kill "$SERVER"; wait "$SERVER" || true; }
+loadgen() {  # $1 = name, $2 = schedule
+  build/apxserve loadgen -p "$SPEC" --port $PORT --schedule "$2" --connections 64 \
+      --out "$OUT/$1.json" --svg "docs/plots/serve-$1.svg" 2>/dev/null | tail -1
+}
+
+RAMP="0.5x@10s,0.5x-3x@30s,3x@10s,3x-0.5x@30s"
+for mode in on off; do
+  if [ $mode = on ]; then start_server "--control on"; else start_server "--control off --level exact"; fi
+  echo "== $P, load control $mode, ramp $RAMP"
+  loadgen "$P-ramp-control-$mode" "$RAMP"
+  echo "== $P, load control $mode, 2x step"
+  loadgen "$P-step-control-$mode" "1x@10s,2x@20s"
+  echo "== $P, load control $mode, effective capacity (rate steps of 10 s)"
+  for r in 0.5 0.75 1 1.25 1.5 2 2.5 3 3.5 4 5; do
+    printf "rate %sx: " $r
+    loadgen "$P-cap-control-$mode-$r" "${r}x@10s"
+  done
+  stop_server
+done
