@@ -28,16 +28,22 @@ loadgen() {  # $1 = name, $2 = schedule
 }
 
 RAMP="0.5x@10s,0.5x-3x@30s,3x@10s,3x-0.5x@30s"
+UNIT=""  # exact-level capacity (req/s) as the first run measured it: the unit of x below
 for mode in on off; do
   if [ $mode = on ]; then start_server "--control on"; else start_server "--control off --level exact"; fi
   echo "== $P, load control $mode, ramp $RAMP"
   loadgen "$P-ramp-control-$mode" "$RAMP"
+  [ -z "$UNIT" ] && UNIT=$(grep -o '"unit_rate": [0-9.]*' "$OUT/$P-ramp-control-$mode.json" | awk '{print $2}')
   echo "== $P, load control $mode, 2x step"
   loadgen "$P-step-control-$mode" "1x@10s,2x@20s"
-  echo "== $P, load control $mode, effective capacity (rate steps of 10 s)"
-  for r in 0.5 0.75 1 1.25 1.5 2 2.5 3 3.5 4 5; do
-    printf "rate %sx: " $r
-    loadgen "$P-cap-control-$mode-$r" "${r}x@10s"
+  echo "== $P, load control $mode, effective capacity (steady state: 15 s per rate, first 5 s left out)"
+  for r in 0.25 0.5 0.75 1 1.5 2 2.5 3 3.5 4 5; do
+    # Absolute rates from the unit measured by the first run (the server's estimate of its
+    # exact service time drifts under load, which would move an x-rate between runs).
+    rate=$(awk -v r=$r -v u=$UNIT 'BEGIN { printf "%.0f", r * u }')
+    printf "rate %sx (%s req/s): " $r $rate
+    build/apxserve loadgen -p "$SPEC" --port $PORT --schedule "${rate}@15s" --connections 64 \
+        --warmup-s 5 --out "$OUT/$P-cap-control-$mode-$r.json" 2>/dev/null | tail -1
   done
   stop_server
 done

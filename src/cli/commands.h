@@ -31,6 +31,7 @@ struct LoadgenArgs {
   int connections = 64;
   int requests = 500;        // distinct test requests, sent round-robin
   uint64_t seed = 1;
+  int warmup_s = 0;          // seconds left out of the totals (still in the per-second rows)
   std::string out_json;      // optional report file
   std::string out_svg;       // optional timeline chart
 };

@@ -19,7 +19,7 @@
 namespace apx::cli {
 namespace {
 
-// The timeline: four stacked charts sharing the time axis.
+// The timeline: stacked charts sharing the time axis.
 std::string TimelineSvg(const std::string& title, const serve::LoadgenReport& r, double slo_ms) {
   eval::Series offered{.name = "offered req/s"}, served{.name = "answered req/s"};
   eval::Series violations{.name = "SLO violations %"}, degraded{.name = "degraded %"};
@@ -41,11 +41,15 @@ std::string TimelineSvg(const std::string& title, const serve::LoadgenReport& r,
                                                          " ms, dropped, rejected) and degraded answers",
                                                 .x_label = "time, s", .y_label = "% of offered"}),
       eval::ScatterSvg({p99}, {.title = "p99 latency of answers", .x_label = "time, s", .y_label = "ms"}),
-      eval::ScatterSvg({agreement, level}, {.title = "Answers within delta of the exact answer; controller level",
-                                            .x_label = "time, s", .y_label = "% / level"}),
+      eval::ScatterSvg({agreement}, {.title = "Answers within delta of (binary: equal to) the exact answer",
+                                     .x_label = "time, s", .y_label = "% of answers"}),
+      eval::ScatterSvg({level}, {.title = "Accuracy level of the answers", .x_label = "time, s",
+                                 .y_label = "level (0 exact, 1 spec, 2-3 relaxed, 4 capped)"}),
   };
-  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"900\" height=\"2240\">\n";
-  for (int i = 0; i < 4; ++i) {
+  constexpr int kPanels = static_cast<int>(std::size(panels));
+  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"900\" height=\"" +
+                    std::to_string(560 * kPanels) + "\">\n";
+  for (int i = 0; i < kPanels; ++i) {
     std::string panel = panels[i];
     // Nest each chart at its offset (an <svg> inside an <svg> keeps its own coordinates).
     panel.replace(0, 4, "<svg y=\"" + std::to_string(560 * i) + "\"");
@@ -94,7 +98,8 @@ Status RunLoadgenCommand(const pipeline::PipelineSpec& spec, const LoadgenArgs& 
                                 .slo_ms = slo_ms,
                                 .connections = args.connections,
                                 .schedule = schedule,
-                                .seed = args.seed};
+                                .seed = args.seed,
+                                .warmup_s = static_cast<double>(args.warmup_s)};
   for (const pipeline::Request& r : requests) options.bodies.push_back(pipeline::RequestToJson(spec, r));
   options.labels = labels;
 
@@ -144,6 +149,7 @@ Status RunLoadgenCommand(const pipeline::PipelineSpec& spec, const LoadgenArgs& 
     j["config"] = {{"pipeline", spec.name}, {"schedule", args.schedule}, {"unit_rate", capacity},
                    {"workers", workers},    {"exact_ms", exact_ms},       {"slo_ms", slo_ms},
                    {"connections", args.connections}, {"requests", options.bodies.size()},
+                   {"warmup_s", args.warmup_s},
                    {"load_control", server["load_control"]}};
     if (auto dir = std::filesystem::path(args.out_json).parent_path(); !dir.empty()) {
       std::filesystem::create_directories(dir);

@@ -651,6 +651,9 @@ int main(int argc, char** argv) {
   loadgen_cmd->add_option("--requests", loadgen_args.requests, "distinct test requests")
       ->default_val(500)->check(CLI::Range(1, 1'000'000));
   loadgen_cmd->add_option("--seed", loadgen_args.seed, "arrival process seed")->default_val(1);
+  loadgen_cmd->add_option("--warmup-s", loadgen_args.warmup_s,
+                          "seconds left out of the totals (steady-state figures)")
+      ->default_val(0)->check(CLI::Range(0, 3600));
   loadgen_cmd->add_option("--out", loadgen_args.out_json, "write the JSON report here");
   loadgen_cmd->add_option("--svg", loadgen_args.out_svg, "write the SVG timeline here");
   try {

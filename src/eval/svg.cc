@@ -41,7 +41,9 @@ std::vector<double> Ticks(double lo, double hi, bool log) {
       break;
     }
   }
-  for (double t = std::ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push_back(t);
+  for (double t = std::ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) {
+    ticks.push_back(std::abs(t) < step * 1e-9 ? 0.0 : t);  // no "-0" label
+  }
   return ticks;
 }
 

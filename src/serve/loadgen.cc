@@ -229,6 +229,7 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
   double served_metric = 0, exact_metric = 0;
   for (size_t i = 0; i < arrivals.size(); ++i) {
     const size_t sec = std::min(n_seconds - 1, static_cast<size_t>(arrivals[i]));
+    const bool counted = arrivals[i] >= options.warmup_s;
     LoadgenSecond& s = report.seconds[sec];
     const Record& r = records[i];
     ++s.offered;
@@ -236,7 +237,7 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
       ++s.answered;
       s.degraded += r.degraded;
       lat[sec].push_back(r.latency_ms);
-      all_lat.push_back(r.latency_ms);
+      if (counted) all_lat.push_back(r.latency_ms);
       if (r.latency_ms > options.slo_ms) ++s.late;
       if (r.level >= 0) {
         level_sum[sec] += r.level;
@@ -248,7 +249,11 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
                                          : std::abs(r.prediction - exact) <= options.delta;
         ++known[sec];
         meets[sec] += meet;
-        if (!options.labels.empty()) {
+        if (counted) {
+          ++known_total;
+          meets_total += meet;
+        }
+        if (counted && !options.labels.empty()) {
           const double label = options.labels[i % options.labels.size()];
           if (options.binary) {
             served_metric += ((r.prediction >= 0.5) == (label >= 0.5)) ? 100.0 : 0.0;
@@ -276,6 +281,7 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
     s.violation_rate = s.offered > 0 ? static_cast<double>(violations) / s.offered : 0;
     s.agreement = known[sec] > 0 ? static_cast<double>(meets[sec]) / known[sec] : 1;
     s.mean_level = levels[sec] > 0 ? level_sum[sec] / levels[sec] : 0;
+    if (static_cast<double>(sec) + 1 <= options.warmup_s) continue;  // warm-up: per second only
     report.offered += s.offered;
     report.answered += s.answered;
     report.degraded += s.degraded;
@@ -283,8 +289,6 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
     report.rejected += s.rejected;
     report.errors += s.errors;
     report.late += s.late;
-    known_total += known[sec];
-    meets_total += meets[sec];
   }
   const int violations = report.late + report.dropped + report.rejected + report.errors;
   report.violation_rate = report.offered > 0 ? static_cast<double>(violations) / report.offered : 0;

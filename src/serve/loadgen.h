@@ -51,6 +51,7 @@ struct LoadgenOptions {
   std::vector<RateSegment> schedule;
   uint64_t seed = 1;
   bool progress = true;
+  double warmup_s = 0;             // seconds excluded from the report's totals (not per second)
 };
 
 // Per second of the run.
@@ -67,6 +68,7 @@ struct LoadgenSecond {
 
 struct LoadgenReport {
   std::vector<LoadgenSecond> seconds;
+  // Totals over the seconds after the warm-up (LoadgenOptions::warmup_s).
   int offered = 0, answered = 0, degraded = 0, dropped = 0, rejected = 0, errors = 0, late = 0;
   double violation_rate = 0;
   double agreement = 1;             // over all answers with a known exact answer
