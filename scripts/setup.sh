@@ -7,7 +7,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config
   libxgboost-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libboost-dev libeigen3-dev libcpp-httplib-dev prometheus-cpp-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev wrk
   ca-certificates
 )
 

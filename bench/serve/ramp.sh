@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Serving under load (docs/serving.md, docs/BENCHMARKS.md): the same server with load control
 # on and off under the same open-loop ramp, a 2x step, and a rate sweep for effective
-# capacity. Usage: bash bench/serve/ramp.sh [pipeline] (default flight-late). Needs
+# capacity. Usage: [UNIT=req/s] [MODES="on off"] bash bench/serve/ramp.sh [pipeline]
+# (default flight-late). Needs
 # build/apxserve and the pipeline's data and model (run `apxserve eval` on it once).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,8 +29,10 @@ loadgen() {  # $1 = name, $2 = schedule
 }
 
 RAMP="0.5x@10s,0.5x-3x@30s,3x@10s,3x-0.5x@30s"
-UNIT=""  # exact-level capacity (req/s) as the first run measured it: the unit of x below
-for mode in on off; do
+# UNIT: exact-level capacity (req/s) that the capacity steps are multiples of; by default what
+# the first ramp run measured. MODES: which servers to measure (default both).
+UNIT=${UNIT:-}
+for mode in ${MODES:-on off}; do
   if [ $mode = on ]; then start_server "--control on"; else start_server "--control off --level exact"; fi
   echo "== $P, load control $mode, ramp $RAMP"
   loadgen "$P-ramp-control-$mode" "$RAMP"

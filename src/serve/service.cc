@@ -46,6 +46,8 @@ struct Service::PipelineState {
   std::atomic<int> level{kSpec};
   std::atomic<double> service_ms[kNumLevels];  // mean service time per level (moving average)
   std::atomic<int64_t> arrivals{0};            // since the last control step
+  std::atomic<int64_t> finished{0};            //   requests finished
+  std::atomic<int64_t> violations{0};          //   of which late (past the deadline) or dropped
   std::atomic<int> in_system{0};               // admitted and not yet finished
   std::atomic<double> arrival_rate{0};
   std::atomic<double> desired_replicas{1};
@@ -183,6 +185,10 @@ ServeResult Service::Handle(int index, ServeRequest request) {
   result.level = result.planned_level;
   auto finish = [&](ServeResult& r) {
     r.total_ms = MsSince(arrival);
+    st.finished.fetch_add(1, std::memory_order_relaxed);
+    if (r.outcome == Outcome::kDropped || r.outcome == Outcome::kRejected || r.total_ms > deadline_ms) {
+      st.violations.fetch_add(1, std::memory_order_relaxed);
+    }
     if (observer_) observer_(index, r);
     return std::move(r);
   };
@@ -315,7 +321,25 @@ void Service::ControlStep(double interval_s) {
     if (worst < 0) break;  // everything at the cheapest level: routing drops what is late
     ++level[static_cast<size_t>(worst)];
   }
-  for (size_t i = 0; i < n; ++i) state_[i]->level.store(level[i]);
+  // Feedback: the model above only sees worker time; HTTP threads and other processes share
+  // the cores too. When more than 0.5 % of last interval's requests were late or dropped, go
+  // one level below the previous one (or lower if the model says so); when there were none,
+  // recover at most one level per interval; in between, hold.
+  for (size_t i = 0; i < n; ++i) {
+    PipelineState& st = *state_[i];
+    const int64_t finished = st.finished.exchange(0);
+    const int64_t violations = st.violations.exchange(0);
+    const int previous = st.level.load();
+    const double rate = finished > 0 ? static_cast<double>(violations) / static_cast<double>(finished) : 0;
+    if (rate > 0.005) {
+      level[i] = std::max(level[i], std::min(previous + 1, static_cast<int>(kCapped)));
+    } else if (violations > 0) {
+      level[i] = std::max(level[i], previous);
+    } else {
+      level[i] = std::max(level[i], previous - 1);
+    }
+    st.level.store(level[i]);
+  }
 }
 
 void Service::ControlLoop() {

@@ -15,7 +15,10 @@
 // Control. Every control interval (1 s) the controller estimates each pipeline's demand
 // (arrivals plus backlog) and picks the most accurate level whose predicted utilisation of
 // the workers stays under the target, degrading the pipeline with the largest load first when
-// several share the workers. It also publishes desired_replicas: how many copies of this
+// several share the workers. Feedback corrects that model, which sees only worker time: if
+// more than 0.5 % of the last interval's requests were late or dropped the level goes one step
+// down from where it was; with none it recovers at most one step per interval. It also
+// publishes desired_replicas: how many copies of this
 // service the demand would need at the exact level. Routing then works per request,
 // most-accurate-first: a request gets the controller's level unless the queue ahead of it
 // predicts a late answer, in which case it gets the most accurate level that is predicted to

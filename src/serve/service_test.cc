@@ -126,8 +126,8 @@ TEST_F(ServiceTest, ControllerDegradesUnderDemandAndRecovers) {
   EXPECT_GT(busy.level, kExact);
   EXPECT_GT(busy.desired_replicas, 1);
   EXPECT_NEAR(busy.arrival_rate, 50'000, 1);
-  // No arrivals for a while: back to exact, one replica.
-  s->ControlStep(10);
+  // No arrivals for a while: back to exact (one level per interval), one replica.
+  for (int step = 0; step < kNumLevels; ++step) s->ControlStep(10);
   EXPECT_EQ(s->Snapshot(0).level, kExact);
   EXPECT_EQ(s->Snapshot(0).desired_replicas, 1);
 }
@@ -140,6 +140,12 @@ TEST_F(ServiceTest, HopelessRequestsAreDroppedEarlyWithAReason) {
   EXPECT_EQ(r.outcome, Outcome::kDropped);
   EXPECT_NE(r.reason.find("overloaded: predicted latency"), std::string::npos) << r.reason;
   EXPECT_EQ(r.status.code(), StatusCode::kUnavailable);
+  // Feedback: an interval whose requests were late or dropped moves the level down one step,
+  // although the demand alone would not.
+  s->ControlStep(1.0);
+  EXPECT_EQ(s->Snapshot(0).level, kSpec);
+  s->ControlStep(1.0);  // no requests at all in this interval: recover one level
+  EXPECT_EQ(s->Snapshot(0).level, kExact);
 }
 
 TEST_F(ServiceTest, BadOptionsAreRejected) {
