@@ -18,6 +18,7 @@
 #include "pipeline/pipeline.h"
 #include "pipeline/request.h"
 #include "pipeline/spec.h"
+#include "serve/api_json.h"
 
 namespace apx::cli {
 namespace {
@@ -140,28 +141,7 @@ int Predict(const std::string& spec_path, const std::string& request_arg, bool e
   pipeline::Prediction pred;
   Status s = session.Predict(*request, {.exact = exact, .delta = delta, .tau = tau}, &pred);
   if (!s.ok()) return Fail(s);
-  nlohmann::json ratios = nlohmann::json::object();
-  const auto& spec = (*p)->spec();
-  for (size_t q = 0; q < (*p)->queries().size(); ++q) {
-    const pipeline::FeatureSpec& f = spec.features[(*p)->queries()[q].spec_index];
-    for (const pipeline::AggSpec& a : f.aggs) ratios[a.feature] = pred.sample_ratio[q];
-  }
-  nlohmann::json j = {{"pipeline", spec.name},
-                      {"prediction", pred.y},
-                      {"delta", pred.delta},
-                      {"tau", pred.tau},
-                      {"confidence", pred.confidence},
-                      {"rounds", pred.rounds},
-                      {"exact", pred.exact},
-                      {"cut_over", pred.cut_over},
-                      {"rows_read", pred.rows_read},
-                      {"rows_matching", pred.rows_matching},
-                      {"sample_ratios", ratios},
-                      {"latency_ms",
-                       {{"total", pred.total_ms},
-                        {"data", pred.data_ms},
-                        {"model", pred.model_ms},
-                        {"planner", pred.planner_ms}}}};
+  const nlohmann::json j = serve::PredictionToJson(**p, pred);
   std::cout << j.dump(2) << "\n";
   return 0;
 }
