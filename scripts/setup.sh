@@ -8,7 +8,7 @@ PKGS=(
   libxgboost-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libboost-dev libeigen3-dev libcpp-httplib-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev wrk
-  ca-certificates
+  ca-certificates curl
 )
 
 missing=()

@@ -28,22 +28,29 @@ loadgen() {  # $1 = name, $2 = schedule
       --out "$OUT/$1.json" --svg "docs/plots/serve-$1.svg" 2>/dev/null | tail -1
 }
 
-RAMP="0.5x@10s,0.5x-3x@30s,3x@10s,3x-0.5x@30s"
-# UNIT: exact-level capacity (req/s) that the capacity steps are multiples of; by default what
-# the first ramp run measured. MODES: which servers to measure (default both).
+# UNIT: the exact-level capacity (req/s) that every rate below is a multiple of; by default
+# workers / exact service time as the first server calibrated it. MODES: which servers.
 UNIT=${UNIT:-}
+x() { awk -v r="$1" -v u="$UNIT" 'BEGIN { printf "%.0f", r * u }'; }  # r x UNIT, in req/s
 for mode in ${MODES:-on off}; do
   if [ $mode = on ]; then start_server "--control on"; else start_server "--control off --level exact"; fi
-  echo "== $P, load control $mode, ramp $RAMP"
+  if [ -z "$UNIT" ]; then  # workers / exact service time, as this server calibrated it
+    listing=$(curl -s "http://127.0.0.1:$PORT/v1/pipelines")
+    exact_ms=$(echo "$listing" | grep -o '"exact":[0-9.e-]*' | head -1 | cut -d: -f2)
+    workers=$(echo "$listing" | grep -o '"workers":[0-9]*' | cut -d: -f2)
+    UNIT=$(awk -v w="$workers" -v e="$exact_ms" 'BEGIN { print w * 1000 / e }')
+  fi
+  # Absolute rates, the same for both servers.
+  RAMP="$(x 0.5)@10s,$(x 0.5)-$(x 3)@30s,$(x 3)@10s,$(x 3)-$(x 0.5)@30s"
+  echo "== $P, load control $mode, unit $UNIT req/s, ramp $RAMP"
   loadgen "$P-ramp-control-$mode" "$RAMP"
-  [ -z "$UNIT" ] && UNIT=$(grep -o '"unit_rate": [0-9.]*' "$OUT/$P-ramp-control-$mode.json" | awk '{print $2}')
   echo "== $P, load control $mode, 2x step"
-  loadgen "$P-step-control-$mode" "1x@10s,2x@20s"
+  loadgen "$P-step-control-$mode" "$(x 1)@10s,$(x 2)@20s"
   echo "== $P, load control $mode, effective capacity (steady state: 15 s per rate, first 5 s left out)"
   for r in 0.25 0.5 0.75 1 1.5 2 2.5 3 3.5 4 5; do
-    # Absolute rates from the unit measured by the first run (the server's estimate of its
+    # Absolute rates (the server's own estimate of its
     # exact service time drifts under load, which would move an x-rate between runs).
-    rate=$(awk -v r=$r -v u=$UNIT 'BEGIN { printf "%.0f", r * u }')
+    rate=$(x $r)
     printf "rate %sx (%s req/s): " $r $rate
     build/apxserve loadgen -p "$SPEC" --port $PORT --schedule "${rate}@15s" --connections 64 \
         --warmup-s 5 --out "$OUT/$P-cap-control-$mode-$r.json" 2>/dev/null | tail -1
