@@ -138,11 +138,12 @@ Status RunLoadgenCommand(const pipeline::PipelineSpec& spec, const LoadgenArgs& 
                 100 * s.agreement, s.mean_level);
   }
   std::printf("total: offered %d, answered %d (%d degraded), dropped %d, rejected %d, errors %d, late %d; "
-              "violations %.2f %%; agreement with exact %.2f %%; %s served %.3f vs exact %.3f; "
+              "violations %.2f %%; agreement with exact %.2f %% (within the reported delta %.2f %%, "
+              "mean reported tau %.3f); %s served %.3f vs exact %.3f; "
               "p50 %.2f ms, p99 %.2f ms\n",
               report.offered, report.answered, report.degraded, report.dropped, report.rejected,
               report.errors, report.late, 100 * report.violation_rate, 100 * report.agreement,
-              options.binary ? "label accuracy %" : "label MAE", report.label_metric_served,
+              100 * report.meet_reported, report.mean_tau_reported, options.binary ? "label accuracy %" : "label MAE", report.label_metric_served,
               report.label_metric_exact, report.p50_ms, report.p99_ms);
   if (!args.out_json.empty()) {
     nlohmann::json j = report.ToJson();

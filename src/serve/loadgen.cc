@@ -51,6 +51,8 @@ struct Record {
   bool dropped = false;
   int level = -1;
   double prediction = NAN;
+  double delta = NAN;  // δ the answer reports
+  double tau = NAN;    // τ the answer reports
 };
 
 }  // namespace
@@ -145,6 +147,8 @@ nlohmann::json LoadgenReport::ToJson() const {
             {"late", late},
             {"violation_rate", violation_rate},
             {"agreement", agreement},
+            {"meet_reported", meet_reported},
+            {"mean_tau_reported", mean_tau_reported},
             {"label_metric_served", label_metric_served},
             {"label_metric_exact", label_metric_exact},
             {"p50_ms", p50_ms},
@@ -191,6 +195,8 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
           if (res->status == 200) {
             rec.degraded = j.value("degraded", false);
             rec.prediction = j.value("prediction", NAN);
+            rec.delta = j.value("delta", NAN);
+            rec.tau = j.value("tau", NAN);
             auto level = ParseLevel(j.value("level", std::string()));
             rec.level = level.ok() ? *level : -1;
           } else if (res->status == 503) {
@@ -225,7 +231,8 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
   std::vector<std::vector<double>> lat(n_seconds);
   std::vector<int> known(n_seconds, 0), meets(n_seconds, 0), levels(n_seconds, 0);
   std::vector<double> level_sum(n_seconds, 0), all_lat;
-  int known_total = 0, meets_total = 0, labelled = 0;
+  int known_total = 0, meets_total = 0, labelled = 0, meets_reported = 0;
+  double tau_reported_sum = 0;
   double served_metric = 0, exact_metric = 0;
   for (size_t i = 0; i < arrivals.size(); ++i) {
     const size_t sec = std::min(n_seconds - 1, static_cast<size_t>(arrivals[i]));
@@ -252,6 +259,10 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
         if (counted) {
           ++known_total;
           meets_total += meet;
+          // Against the guarantee the answer itself reports (its level's δ and τ).
+          const bool meet_reported = options.binary ? meet : std::abs(r.prediction - exact) <= r.delta;
+          meets_reported += meet_reported;
+          tau_reported_sum += std::isfinite(r.tau) ? r.tau : 0;
         }
         if (counted && !options.labels.empty()) {
           const double label = options.labels[i % options.labels.size()];
@@ -293,6 +304,10 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
   const int violations = report.late + report.dropped + report.rejected + report.errors;
   report.violation_rate = report.offered > 0 ? static_cast<double>(violations) / report.offered : 0;
   report.agreement = known_total > 0 ? static_cast<double>(meets_total) / known_total : 1;
+  if (known_total > 0) {
+    report.meet_reported = static_cast<double>(meets_reported) / known_total;
+    report.mean_tau_reported = tau_reported_sum / known_total;
+  }
   if (labelled > 0) {
     report.label_metric_served = served_metric / labelled;
     report.label_metric_exact = exact_metric / labelled;

@@ -72,6 +72,9 @@ struct LoadgenReport {
   int offered = 0, answered = 0, degraded = 0, dropped = 0, rejected = 0, errors = 0, late = 0;
   double violation_rate = 0;
   double agreement = 1;             // over all answers with a known exact answer
+  // Share of those answers within the δ they report (binary: same class), and the mean τ they
+  // report: the guarantee holds when meet_reported >= mean_tau_reported.
+  double meet_reported = 1, mean_tau_reported = 0;
   // Against the labels, over answers with a known exact answer and label: binary, the share
   // of correct classes (percent) of the served answers and of the exact answers on the same
   // requests; regression, the mean absolute error of each.
