@@ -311,10 +311,12 @@ void Service::ControlStep(double interval_s) {
     double load = 0;
     for (size_t i = 0; i < n; ++i) load += load_of(i);
     if (load <= budget) break;
-    // Degrade the pipeline that weighs most and can still go down a level.
+    // Degrade the pipeline that weighs most and can still go down a level (a pipeline without
+    // load gains nothing from degrading).
     int worst = -1;
     for (size_t i = 0; i < n; ++i) {
-      if (level[i] < kCapped && (worst < 0 || load_of(i) > load_of(static_cast<size_t>(worst)))) {
+      if (level[i] < kCapped && load_of(i) > 0 &&
+          (worst < 0 || load_of(i) > load_of(static_cast<size_t>(worst)))) {
         worst = static_cast<int>(i);
       }
     }

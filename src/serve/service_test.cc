@@ -132,6 +132,32 @@ TEST_F(ServiceTest, ControllerDegradesUnderDemandAndRecovers) {
   EXPECT_EQ(s->Snapshot(0).desired_replicas, 1);
 }
 
+TEST_F(ServiceTest, SharedWorkersDegradeTheBusiestPipelineFirst) {
+  // Two copies of the fixture pipeline on one worker; only "busy" gets traffic. The
+  // controller lowers busy's level and leaves the idle one at exact.
+  std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines;
+  for (const char* name : {"busy", "idle"}) {
+    pipeline::PipelineSpec spec = FixtureSpec();
+    spec.name = name;
+    auto p = pipeline::Pipeline::Open(spec);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    pipelines.push_back(std::move(*p));
+  }
+  auto s = Service::Start(std::move(pipelines), {.workers = 1,
+                                                 .load_control = true,
+                                                 .calibration_requests = 10,
+                                                 .control_interval = std::chrono::hours(1)});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  Service& svc = **s;
+  ASSERT_EQ(svc.Find("busy"), 0);
+  ASSERT_EQ(svc.Find("idle"), 1);
+  EXPECT_EQ(svc.Find("nope"), -1);
+  for (const pipeline::Request& r : Requests(svc, 50)) svc.Handle(0, {.request = r});
+  svc.ControlStep(0.001);  // 50 arrivals in 1 ms: far beyond one worker at the exact level
+  EXPECT_GT(svc.Snapshot(0).level, kExact);
+  EXPECT_EQ(svc.Snapshot(1).level, kExact);
+}
+
 TEST_F(ServiceTest, HopelessRequestsAreDroppedEarlyWithAReason) {
   auto s = Start({.workers = 1, .load_control = true, .control_interval = std::chrono::hours(1)});
   const auto requests = Requests(*s, 1);
