@@ -62,8 +62,11 @@ Estimate FinalizeCount(const CountState& state, double p) {
 // (rule of three, 95 %), each by at most R, so the mean is within 3R/n of v; as a normal
 // standard error, (3R/n)/1.96, with the finite-population correction. 0 when the range is
 // unknown or degenerate.
+// How far an unseen row can lie from a constant sample's value v (NaN when unknown).
+double UnseenRange(double v, double lo, double hi) { return std::max(hi - v, v - lo); }
+
 double ConstantSampleMeanSe(double v, int64_t n, double p, double lo, double hi) {
-  const double range = std::max(hi - v, v - lo);
+  const double range = UnseenRange(v, lo, hi);
   if (!(range > 0) || n <= 0) return 0.0;
   return 3.0 * range / (1.96 * static_cast<double>(n)) * std::sqrt(1.0 - p);
 }
@@ -122,7 +125,7 @@ Estimate FinalizeVarOrStd(const MomentState<4>& state, double p, bool take_sqrt,
   // A constant sample: at most f = 3/n of the rows differ (by at most R), so the variance is
   // at most f·R² and the std at most √f·R; those bounds / 1.96 are the standard errors.
   const bool constant = !est.exact && state.m2 == 0.0;
-  const double range = std::max(hi - state.mean, state.mean - lo);
+  const double range = UnseenRange(state.mean, lo, hi);
   const double f = 3.0 / static_cast<double>(state.rows);
   const double fpc = std::sqrt(1.0 - p);
   if (!take_sqrt) {

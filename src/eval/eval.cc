@@ -53,15 +53,6 @@ nlohmann::json LatencyJson(const LatencyStats& s) {
 
 }  // namespace
 
-double Percentile(std::vector<double> values, double pct) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const double pos = pct / 100.0 * static_cast<double>(values.size() - 1);
-  const size_t lo = static_cast<size_t>(std::floor(pos));
-  const size_t hi = std::min(lo + 1, values.size() - 1);
-  return values[lo] + (pos - static_cast<double>(lo)) * (values[hi] - values[lo]);
-}
-
 double R2(const std::vector<double>& y_true, const std::vector<double>& y_pred) {
   const double m = Mean(y_true);
   double ss_res = 0, ss_tot = 0;

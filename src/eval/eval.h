@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/stats.h"
 #include "common/status.h"
 #include "pipeline/pipeline.h"
 
@@ -106,8 +107,7 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
 double R2(const std::vector<double>& y_true, const std::vector<double>& y_pred);
 // F1 of the positive class (1).
 double F1(const std::vector<double>& y_true, const std::vector<double>& y_pred);
-// Percentile (0..100) by linear interpolation; 0 for an empty input.
-double Percentile(std::vector<double> values, double pct);
+using apx::Percentile;  // common/stats.h
 
 }  // namespace apx::eval
 

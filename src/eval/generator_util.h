@@ -83,6 +83,18 @@ inline std::unique_ptr<store::Table> MakeTable(const char* name, const char* tim
                                         static_cast<int64_t>(rows));
 }
 
+// Reserves room for `rows` values in every column (in the vector its type uses).
+inline void ReserveRows(std::vector<store::Column>& columns, size_t rows) {
+  for (store::Column& c : columns) {
+    switch (c.type) {
+      case store::ColumnType::kDouble: c.doubles.reserve(rows); break;
+      case store::ColumnType::kString: c.codes.reserve(rows); break;
+      case store::ColumnType::kInt64:
+      case store::ColumnType::kTimestamp: c.ints.reserve(rows); break;
+    }
+  }
+}
+
 inline store::Column MakeColumn(std::string name, store::ColumnType type) {
   store::Column c;
   c.name = std::move(name);

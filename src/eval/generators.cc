@@ -53,8 +53,7 @@ Result<std::vector<std::unique_ptr<store::Table>>> Bearing(uint64_t seed, double
     sig.push_back(MakeColumn("s" + std::to_string(s + 1), store::ColumnType::kDouble));
   }
   const size_t total = static_cast<size_t>(kBearingSegments) * rows_per_segment;
-  sig[0].codes.reserve(total);
-  for (int s = 1; s <= kBearingSensors; ++s) sig[s].doubles.reserve(total);
+  internal::ReserveRows(sig, total);
   std::vector<store::Column> seg;
   seg.push_back(MakeColumn("bid", store::ColumnType::kString));
   seg.push_back(MakeColumn("t", store::ColumnType::kTimestamp));
@@ -401,11 +400,7 @@ Result<std::vector<std::unique_ptr<store::Table>>> Trips(uint64_t seed, double s
       cols[2].dictionary.emplace_back(zone);
       cols[3].dictionary.emplace_back(zone);
     }
-    for (auto& c : cols) {
-      if (c.type == store::ColumnType::kDouble) c.doubles.reserve(trips.size());
-      if (c.type == store::ColumnType::kString) c.codes.reserve(trips.size());
-      if (c.type == store::ColumnType::kTimestamp) c.ints.reserve(trips.size());
-    }
+    internal::ReserveRows(cols, trips.size());
     for (const Trip& t : trips) {
       cols[0].ints.push_back(t.pickup);
       cols[1].ints.push_back(t.dropoff);

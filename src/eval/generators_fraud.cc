@@ -140,9 +140,7 @@ Result<Tables> Fraud(uint64_t seed, double scale, const store::ProgressFn& progr
   }
   for (int a = 0; a < kFraudApps; ++a) cols[2].dictionary.push_back(std::to_string(a));
   for (int o = 0; o < kFraudOs; ++o) cols[3].dictionary.push_back(std::to_string(o));
-  cols[0].ints.reserve(clicks.size());
-  for (int k = 1; k <= 3; ++k) cols[k].codes.reserve(clicks.size());
-  for (size_t k = 4; k < cols.size(); ++k) cols[k].doubles.reserve(clicks.size());
+  ReserveRows(cols, clicks.size());
   for (const Click& c : clicks) {
     cols[0].ints.push_back(c.time);
     cols[1].codes.push_back(c.ip);

@@ -70,8 +70,12 @@ Status ExtractServeOptions(nlohmann::json& object, ServeRequest* out) {
   return Status::Ok();
 }
 
+nlohmann::json ErrorValue(int http_status, std::string_view code, std::string_view message) {
+  return {{"error", {{"status", http_status}, {"code", code}, {"message", message}}}};
+}
+
 std::string ErrorJson(int http_status, std::string_view code, std::string_view message) {
-  return nlohmann::json{{"error", {{"status", http_status}, {"code", code}, {"message", message}}}}.dump();
+  return ErrorValue(http_status, code, message).dump();
 }
 
 int HttpStatusOf(const Status& status) {

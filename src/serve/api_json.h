@@ -31,7 +31,8 @@ nlohmann::json ServeResultToJson(const pipeline::Pipeline& pipeline, const Serve
 // wrong type or value. The remaining fields are parsed by ParseRequestValue.
 Status ExtractServeOptions(nlohmann::json& object, ServeRequest* out);
 
-// {"error": {"status": http_status, "code": "...", "message": "..."}}.
+// {"error": {"status": http_status, "code": "...", "message": "..."}}, as a value and as text.
+nlohmann::json ErrorValue(int http_status, std::string_view code, std::string_view message);
 std::string ErrorJson(int http_status, std::string_view code, std::string_view message);
 
 // The HTTP status for a Status code (400 InvalidArgument, 404 NotFound, 503 Unavailable, ...).

@@ -105,11 +105,9 @@ int HttpStatusOfResult(const ServeResult& r) {
 
 nlohmann::json ResultJson(const pipeline::Pipeline& p, const ServeResult& r) {
   if (r.outcome == Outcome::kOk || r.outcome == Outcome::kDegraded) return ServeResultToJson(p, r);
-  const int status = HttpStatusOfResult(r);
-  return nlohmann::json::parse(ErrorJson(status,
-                                         r.outcome == Outcome::kError ? StatusCodeName(r.status.code())
-                                                                      : OutcomeName(r.outcome),
-                                         r.status.message()));
+  return ErrorValue(HttpStatusOfResult(r),
+                    r.outcome == Outcome::kError ? StatusCodeName(r.status.code()) : OutcomeName(r.outcome),
+                    r.status.message());
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "common/stats.h"
 #include "serve/service.h"
 
 namespace apx::serve {
@@ -35,13 +36,6 @@ Result<double> ParseRate(std::string_view text, double unit_rate, std::string_vi
     v *= unit_rate;
   }
   return v;
-}
-
-double Percentile(std::vector<double>& v, double q) {
-  if (v.empty()) return 0;
-  const size_t k = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
 }
 
 struct Record {
@@ -285,9 +279,9 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
   for (size_t sec = 0; sec < n_seconds; ++sec) {
     LoadgenSecond& s = report.seconds[sec];
     s.t = static_cast<double>(sec);
-    s.p50_ms = Percentile(lat[sec], 0.50);
-    s.p95_ms = Percentile(lat[sec], 0.95);
-    s.p99_ms = Percentile(lat[sec], 0.99);
+    s.p50_ms = Percentile(lat[sec], 50);
+    s.p95_ms = Percentile(lat[sec], 95);
+    s.p99_ms = Percentile(lat[sec], 99);
     const int violations = s.late + s.dropped + s.rejected + s.errors;
     s.violation_rate = s.offered > 0 ? static_cast<double>(violations) / s.offered : 0;
     s.agreement = known[sec] > 0 ? static_cast<double>(meets[sec]) / known[sec] : 1;
@@ -312,8 +306,8 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
     report.label_metric_served = served_metric / labelled;
     report.label_metric_exact = exact_metric / labelled;
   }
-  report.p50_ms = Percentile(all_lat, 0.50);
-  report.p99_ms = Percentile(all_lat, 0.99);
+  report.p50_ms = Percentile(all_lat, 50);
+  report.p99_ms = Percentile(all_lat, 99);
   return report;
 }
 

@@ -136,20 +136,22 @@ apx::Status Service::Calibrate(const store::ProgressFn& progress) {
   return apx::Status::Ok();
 }
 
-pipeline::PredictOptions Service::LevelOptions(int index, int level) const {
+pipeline::PredictOptions Service::LevelOptions(int index, int level, double delta) const {
   const pipeline::PipelineSpec& spec = pipelines_[index]->spec();
   const bool regression = spec.task == model::Task::kRegression;
+  const double base_delta = delta >= 0 ? delta : spec.guarantee.delta;
   pipeline::PredictOptions o;
+  o.delta = delta;
   switch (level) {
     case kExact: o.exact = true; break;
     case kSpec: break;
     case kRelaxed:
-      if (regression) o.delta = 2 * spec.guarantee.delta;
+      if (regression) o.delta = 2 * base_delta;
       else o.tau = std::max(0.5, spec.guarantee.tau - 0.05);
       break;
     case kRelaxed2:
     case kCapped:
-      if (regression) o.delta = 4 * spec.guarantee.delta;
+      if (regression) o.delta = 4 * base_delta;
       else o.tau = std::max(0.5, spec.guarantee.tau - 0.15);
       if (level == kCapped) o.max_sample_ratio = 0.02;
       break;
@@ -157,18 +159,21 @@ pipeline::PredictOptions Service::LevelOptions(int index, int level) const {
   return o;
 }
 
-double Service::PredictedLatencyMs(int index, int level) const {
-  // Work ahead of this request: every admitted request's expected service time (queued ones
-  // in full, running ones at half), spread over the workers.
-  double ahead_ms = 0;
-  for (size_t i = 0; i < state_.size(); ++i) {
-    const PipelineState& st = *state_[i];
-    ahead_ms += st.in_system.load(std::memory_order_relaxed) *
-                st.service_ms[st.level.load(std::memory_order_relaxed)].load(std::memory_order_relaxed);
+Service::QueueState Service::Queue() const {
+  QueueState q;
+  for (const auto& st : state_) {
+    q.ahead_ms += st->in_system.load(std::memory_order_relaxed) *
+                  st->service_ms[st->level.load(std::memory_order_relaxed)].load(std::memory_order_relaxed);
   }
-  const double running_discount = 0.5 * pool_->busy() * state_[index]->service_ms[level].load();
-  return std::max(0.0, ahead_ms - running_discount) / options_.workers +
-         state_[index]->service_ms[level].load(std::memory_order_relaxed);
+  q.busy = pool_->busy();
+  return q;
+}
+
+double Service::PredictedLatencyMs(const QueueState& queue, int index, int level) const {
+  // The work ahead (queued requests in full, running ones at half) spread over the workers,
+  // then this request's own service time.
+  const double service_ms = state_[index]->service_ms[level].load(std::memory_order_relaxed);
+  return std::max(0.0, queue.ahead_ms - 0.5 * queue.busy * service_ms) / options_.workers + service_ms;
 }
 
 ServeResult Service::Handle(int index, ServeRequest request) {
@@ -195,10 +200,11 @@ ServeResult Service::Handle(int index, ServeRequest request) {
   // Most-accurate-first routing: the controller's level unless the queue predicts a late
   // answer; then the most accurate level predicted to be in time; none: drop now.
   if (options_.load_control && !request.exact) {
-    while (result.level < kCapped && PredictedLatencyMs(index, result.level) > deadline_ms) {
+    const QueueState queue = Queue();
+    while (result.level < kCapped && PredictedLatencyMs(queue, index, result.level) > deadline_ms) {
       ++result.level;
     }
-    const double predicted = PredictedLatencyMs(index, result.level);
+    const double predicted = PredictedLatencyMs(queue, index, result.level);
     if (predicted > deadline_ms) {
       char reason[160];
       std::snprintf(reason, sizeof(reason),
@@ -226,11 +232,7 @@ ServeResult Service::Handle(int index, ServeRequest request) {
       result.reason = "deadline passed while queued";
       result.status = Status::Unavailable(result.reason);
     } else {
-      pipeline::PredictOptions opts = LevelOptions(index, result.level);
-      if (request.delta >= 0) opts.delta = result.level >= kRelaxed && opts.delta > 0
-                                               ? request.delta * opts.delta /
-                                                     pipelines_[index]->spec().guarantee.delta
-                                               : request.delta;
+      pipeline::PredictOptions opts = LevelOptions(index, result.level, request.delta);
       if (request.tau >= 0) opts.tau = request.tau;
       if (!opts.exact) opts.deadline = deadline;
       result.status = sessions_[worker][index]->Predict(request.request, opts, &result.prediction);

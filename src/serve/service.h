@@ -137,9 +137,18 @@ class Service {
 
   Service(std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines, const ServiceOptions& options);
   apx::Status Calibrate(const store::ProgressFn& progress);
-  pipeline::PredictOptions LevelOptions(int index, int level) const;
-  // Predicted latency (ms) of a request admitted now at `level` behind the current queue.
-  double PredictedLatencyMs(int index, int level) const;
+  // Options of `level` for pipeline `index`; relaxed regression levels multiply `delta`
+  // (< 0: the spec's δ).
+  pipeline::PredictOptions LevelOptions(int index, int level, double delta = -1) const;
+  // Work ahead of a request admitted now: every admitted request's expected service time, in
+  // ms, and the number of requests running.
+  struct QueueState {
+    double ahead_ms = 0;
+    int busy = 0;
+  };
+  QueueState Queue() const;
+  // Predicted latency (ms) of a request of `index` at `level` behind `queue`.
+  double PredictedLatencyMs(const QueueState& queue, int index, int level) const;
   void ControlLoop();
 
   ServiceOptions options_;
