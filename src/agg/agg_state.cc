@@ -14,16 +14,29 @@ namespace {
 // three chains already. The summation order depends on the vector width; results agree with a
 // sequential sum to rounding.
 
-double SumBlock(const double* __restrict x, size_t len) {
+// Σx over a block; also folds the block's smallest and largest value into *lo, *hi (same
+// pass: the block is read once).
+double SumBlock(const double* __restrict x, size_t len, double* lo_out, double* hi_out) {
   const size_t half = len / 2;
   const double* __restrict y = x + half;
   double sum_a = 0, sum_b = 0;
-#pragma omp simd reduction(+ : sum_a, sum_b)
+  double lo = *lo_out, hi = *hi_out;
+#pragma omp simd reduction(+ : sum_a, sum_b) reduction(min : lo) reduction(max : hi)
   for (size_t i = 0; i < half; ++i) {
     sum_a += x[i];
     sum_b += y[i];
+    const double small = x[i] < y[i] ? x[i] : y[i];
+    const double large = x[i] < y[i] ? y[i] : x[i];
+    lo = small < lo ? small : lo;
+    hi = large > hi ? large : hi;
   }
-  if (len % 2 != 0) sum_b += x[len - 1];
+  if (len % 2 != 0) {
+    sum_b += x[len - 1];
+    lo = x[len - 1] < lo ? x[len - 1] : lo;
+    hi = x[len - 1] > hi ? x[len - 1] : hi;
+  }
+  *lo_out = lo;
+  *hi_out = hi;
   return sum_a + sum_b;
 }
 
@@ -103,7 +116,7 @@ void MomentState<kOrder>::UpdateBatch(std::span<const double> values) {
   for (size_t begin = 0; begin < size; begin += kChunk) {
     const double* chunk = data + begin;
     const size_t len = std::min(kChunk, size - begin);
-    const double chunk_mean = SumBlock(chunk, len) / static_cast<double>(len);
+    const double chunk_mean = SumBlock(chunk, len, &lo, &hi) / static_cast<double>(len);
     double s2 = 0, s3 = 0, s4 = 0;
     if constexpr (kOrder == 4) {
       CentralSums234(chunk, len, chunk_mean, &s2, &s3, &s4);

@@ -11,9 +11,11 @@
 #ifndef APX_AGG_AGG_STATE_H_
 #define APX_AGG_AGG_STATE_H_
 
+#include <algorithm>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -57,12 +59,16 @@ struct MomentState {
   double m2 = 0;
   double m3 = 0;  // kOrder == 4 only
   double m4 = 0;  // kOrder == 4 only
+  double lo = std::numeric_limits<double>::infinity();   // smallest value seen
+  double hi = -std::numeric_limits<double>::infinity();  // largest value seen
 
   int64_t n() const { return rows; }
   void Reset() { *this = MomentState(); }
   void UpdateBatch(std::span<const double> values);
   void Merge(const MomentState& other) {
     Combine(other.rows, other.mean, other.m2, other.m3, other.m4);
+    lo = std::min(lo, other.lo);
+    hi = std::max(hi, other.hi);
   }
   // Pairwise update with a second set of (rows_b, mean_b, m2_b, m3_b, m4_b).
   void Combine(int64_t rows_b, double mean_b, double m2_b, double m3_b, double m4_b);

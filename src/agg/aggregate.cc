@@ -10,6 +10,9 @@
 #include <type_traits>
 #include <utility>
 
+#include <boost/math/distributions/binomial.hpp>
+#include <boost/math/special_functions/gamma.hpp>
+
 #include "agg/select.h"
 
 namespace apx::agg {
@@ -37,119 +40,214 @@ constexpr std::array<OpName, 10> kOpNames = {{
 
 // One-sided miss probability of the min/max envelope [t₁, U].
 constexpr double kExtremeAlpha = 0.05;
+// Rule of three: with 95 % confidence at most 3/n of the rows lie beyond what n rows show.
+constexpr double kRuleOfThree = 3.0;
+constexpr double kZ999 = 3.2905;
 
-// Fields every estimator shares: n, N, exact, usable.
-Estimate BaseEstimate(int64_t n, double p) {
+// Fields every estimator shares. n_rest rows sampled at ratio p from the rest, n_exact rows of
+// the exact part read whole.
+Estimate BaseEstimate(int64_t n_rest, int64_t n_exact, double p) {
   Estimate est;
-  est.n = n;
+  est.n = n_rest + n_exact;
   est.exact = p == 1.0;
-  est.N = est.exact ? static_cast<double>(n) : static_cast<double>(n) / p;
-  est.usable = est.exact || n >= kMinSupport;
+  const double rest = est.exact ? static_cast<double>(n_rest) : static_cast<double>(n_rest) / p;
+  est.N = static_cast<double>(n_exact) + rest;
+  est.usable = est.exact || n_rest >= kMinSupport;
   return est;
 }
 
-Estimate FinalizeCount(const CountState& state, double p) {
-  Estimate est = BaseEstimate(state.rows, p);
-  const double n = static_cast<double>(state.rows);
+// How far rows the sample has not seen may lie beyond the sample's range [seen_lo, seen_hi]
+// inside the rest's known range [lo, hi] (0 when the range is unknown).
+struct Unseen {
+  double below = 0;  // seen_lo − lo
+  double above = 0;  // hi − seen_hi
+  double Max() const { return std::max(below, above); }
+};
+
+Unseen UnseenBeyond(double seen_lo, double seen_hi, double lo, double hi) {
+  Unseen u;
+  if (std::isfinite(lo) && seen_lo > lo) u.below = seen_lo - lo;
+  if (std::isfinite(hi) && hi > seen_hi) u.above = hi - seen_hi;
+  return u;
+}
+
+// Standard error of the rest's sample mean: CLT with the finite-population correction, plus
+// the rule-of-three bound of what lies beyond the sample's range: at most 3/n of the rows,
+// each at most Unseen::Max() further out, shift the mean by at most 3·R_out/n (as a normal
+// standard error: / 1.96), added in quadrature. A constant sample gets exactly that bound.
+double RestMeanSe(const MomentState<2>& r, double p, double lo, double hi) {
+  const int64_t n = r.rows;
+  if (n < 2) return kNaN;
+  const double nd = static_cast<double>(n);
+  const double clt_var = r.m2 / (nd - 1.0) / nd;
+  const double floor = kRuleOfThree * UnseenBeyond(r.lo, r.hi, lo, hi).Max() / (kZ95 * nd);
+  return std::sqrt((clt_var + floor * floor) * (1.0 - p));
+}
+
+Estimate FinalizeCount(const CountState& rest, const CountState& exact, double p) {
+  Estimate est = BaseEstimate(rest.rows, exact.rows, p);
+  const double n = static_cast<double>(rest.rows);
   // Horvitz–Thompson under Bernoulli(p): N̂ = n/p, Var(N̂) = N(1−p)/p, estimated by n(1−p)/p².
-  est.value = n / p;
+  est.value = static_cast<double>(exact.rows) + n / p;
   est.std = est.exact ? 0.0 : std::sqrt(n * (1.0 - p)) / p;
   return est;
 }
 
-// The standard error a constant sample of n rows (value v) is given when the column's values
-// lie in [lo, hi] (see Aggregator::set_value_range): at most 3/n of the rows differ from v
-// (rule of three, 95 %), each by at most R, so the mean is within 3R/n of v; as a normal
-// standard error, (3R/n)/1.96, with the finite-population correction. 0 when the range is
-// unknown or degenerate.
-// How far an unseen row can lie from a constant sample's value v (NaN when unknown).
-double UnseenRange(double v, double lo, double hi) { return std::max(hi - v, v - lo); }
-
-double ConstantSampleMeanSe(double v, int64_t n, double p, double lo, double hi) {
-  const double range = UnseenRange(v, lo, hi);
-  if (!(range > 0) || n <= 0) return 0.0;
-  return 3.0 * range / (1.96 * static_cast<double>(n)) * std::sqrt(1.0 - p);
-}
-
-Estimate FinalizeSum(const MomentState<2>& state, double p, double lo, double hi) {
-  Estimate est = BaseEstimate(state.rows, p);
-  const double n = static_cast<double>(state.rows);
-  const double sum = n * state.mean;
-  const double sum_sq = state.m2 + n * state.mean * state.mean;
-  // Horvitz–Thompson under Bernoulli(p): Ŝ = Σx/p, Var(Ŝ) = (1−p)/p·Σ_pop x², est. (1−p)/p²·Σx².
-  est.value = sum / p;
-  est.std = est.exact ? 0.0 : std::sqrt((1.0 - p) * sum_sq) / p;
-  if (!est.exact && state.m2 == 0.0) {
-    est.std = std::max(est.std, est.N * ConstantSampleMeanSe(state.mean, state.rows, p, lo, hi));
+// sum and avg: exact part + N_rest · (rest mean), N_rest = n / p (the store knows it, so this
+// is the mean-per-unit estimator with known N: its error is N_rest · se(x̄), not the
+// Horvitz–Thompson (1−p)/p·Σx² that ignores the known N).
+Estimate FinalizeSumOrAvg(const MomentState<2>& rest, const MomentState<2>& exact, double p,
+                          bool avg, double lo, double hi) {
+  Estimate est = BaseEstimate(rest.rows, exact.rows, p);
+  const double n_exact = static_cast<double>(exact.rows);
+  const double exact_sum = n_exact * exact.mean;
+  const double n_rest = est.N - n_exact;
+  const double rest_sum = rest.rows > 0 ? n_rest * rest.mean : 0.0;
+  if (est.N == 0) {
+    est.value = avg ? kNaN : 0.0;
+    return est;
   }
-  return est;
-}
-
-Estimate FinalizeAvg(const MomentState<2>& state, double p, double lo, double hi) {
-  Estimate est = BaseEstimate(state.rows, p);
-  const int64_t n = state.rows;
-  est.value = n > 0 ? state.mean : kNaN;
+  if (rest.rows == 0 && !est.exact) {  // nothing sampled yet (never usable)
+    est.value = kNaN;
+    est.std = kNaN;
+    return est;
+  }
+  const double scale = avg ? 1.0 / est.N : 1.0;
+  est.value = (exact_sum + rest_sum) * scale;
   if (est.exact) return est;
-  // CLT with finite-population correction: se(x̄) = s/√n·√(1 − n/N), n/N ≈ p.
-  est.std =
-      n >= 2 ? std::sqrt(state.m2 / static_cast<double>(n - 1) / static_cast<double>(n) * (1.0 - p))
-             : kNaN;
-  if (n >= 2 && state.m2 == 0.0) est.std = ConstantSampleMeanSe(state.mean, n, p, lo, hi);
+  est.std = n_rest * RestMeanSe(rest, p, lo, hi) * scale;
   return est;
 }
 
-// Sample variance s² (ddof 1) and the delta-method variance of s².
+// Sample variance s² (ddof 1) of the rest and the delta-method variance of s², with the
+// rule-of-three bound of unseen rows: at most f = 3/n of the rows lie beyond the sample's
+// range, each adding at most (end − x̄)² − (seen end − x̄)² to the squared deviations, so s²
+// may be short by f·that (as a standard error: / 1.96). A constant sample gets f·R² / 1.96.
 struct VarianceParts {
   double s2;
-  double var_s2;
+  double var_s2;      // delta method + unseen bound, FPC applied
+  double unseen_s2;   // the unseen bound on s² alone (before / 1.96 and the FPC)
 };
 
-VarianceParts Variance(const MomentState<4>& state, double p) {
+VarianceParts Variance(const MomentState<4>& state, double p, double lo, double hi) {
   const double n = static_cast<double>(state.rows);
   const double s2 = state.m2 / (n - 1.0);
   const double m4 = state.m4 / n;  // plug-in 4th central moment
-  // Delta method: Var(s²) ≈ (m₄ − (n−3)/(n−1)·s⁴)/n, times the FPC (1 − p).
-  const double var_s2 = (m4 - (n - 3.0) / (n - 1.0) * s2 * s2) / n * (1.0 - p);
-  return {s2, std::max(0.0, var_s2)};
+  // Delta method: Var(s²) ≈ (m₄ − (n−3)/(n−1)·s⁴)/n.
+  const double delta_var = std::max(0.0, (m4 - (n - 3.0) / (n - 1.0) * s2 * s2) / n);
+  const Unseen unseen = UnseenBeyond(state.lo, state.hi, lo, hi);
+  const double mean = state.mean;
+  double extra = 0;
+  if (unseen.above > 0) {
+    extra = std::max(extra, (hi - mean) * (hi - mean) - (state.hi - mean) * (state.hi - mean));
+  }
+  if (unseen.below > 0) {
+    extra = std::max(extra, (mean - lo) * (mean - lo) - (mean - state.lo) * (mean - state.lo));
+  }
+  const double unseen_s2 = kRuleOfThree / n * extra;
+  const double floor = unseen_s2 / kZ95;
+  return {s2, (delta_var + floor * floor) * (1.0 - p), unseen_s2};
 }
 
-Estimate FinalizeVarOrStd(const MomentState<4>& state, double p, bool take_sqrt, double lo,
-                          double hi) {
-  Estimate est = BaseEstimate(state.rows, p);
-  if (state.rows < 2) {  // ddof = 1 needs two rows
-    est.value = kNaN;
-    est.std = est.exact ? 0.0 : kNaN;
+Estimate FinalizeVarOrStd(const MomentState<4>& rest, const MomentState<4>& exact, double p,
+                          bool take_sqrt, double lo, double hi) {
+  Estimate est = BaseEstimate(rest.rows, exact.rows, p);
+  if (est.exact) {
+    // Exact: pool the two parts' moments.
+    MomentState<4> all = rest;
+    all.Merge(exact);
+    est.value = all.rows < 2 ? kNaN : all.m2 / static_cast<double>(all.rows - 1);
+    if (take_sqrt) est.value = std::sqrt(est.value);
     return est;
   }
-  const VarianceParts parts = Variance(state, p);
-  // A constant sample: at most f = 3/n of the rows differ (by at most R), so the variance is
-  // at most f·R² and the std at most √f·R; those bounds / 1.96 are the standard errors.
-  const bool constant = !est.exact && state.m2 == 0.0;
-  const double range = UnseenRange(state.mean, lo, hi);
-  const double f = 3.0 / static_cast<double>(state.rows);
+  if (rest.rows < 2) {  // ddof = 1 needs two rows
+    est.value = kNaN;
+    est.std = kNaN;
+    return est;
+  }
+  const VarianceParts parts = Variance(rest, p, lo, hi);
+  double s2 = parts.s2;
+  double var_s2 = parts.var_s2;
+  double unseen_s2 = parts.unseen_s2;
+  if (exact.rows > 0) {
+    // Population of the window = exact part ∪ rest (N_rest = n / p rows with variance s²):
+    //   M2 = M2_exact + (N_rest − 1)·s² + δ²·n_e·N_rest/N,  δ = x̄_rest − x̄_exact,
+    //   s²_all = M2 / (N − 1);
+    // its variance from Var(s²) and, through δ, from the rest mean's se (independent terms).
+    const double n_e = static_cast<double>(exact.rows);
+    const double n_rest = est.N - n_e;
+    const double total = est.N;
+    const double delta = rest.mean - exact.mean;
+    const double m2 = exact.m2 + (n_rest - 1.0) * s2 + delta * delta * n_e * n_rest / total;
+    const double w = (n_rest - 1.0) / (total - 1.0);
+    MomentState<2> rest2;
+    rest2.rows = rest.rows;
+    rest2.m2 = rest.m2;
+    rest2.lo = rest.lo;
+    rest2.hi = rest.hi;
+    const double se_mean = RestMeanSe(rest2, p, lo, hi);
+    const double d_delta = 2.0 * delta * n_e * n_rest / total / (total - 1.0);
+    s2 = m2 / (total - 1.0);
+    var_s2 = w * w * var_s2 + d_delta * d_delta * se_mean * se_mean;
+    unseen_s2 *= w;
+  }
   const double fpc = std::sqrt(1.0 - p);
   if (!take_sqrt) {
-    est.value = parts.s2;
-    est.std = est.exact ? 0.0 : std::sqrt(parts.var_s2);
-    if (constant && range > 0) est.std = f * range * range / 1.96 * fpc;
+    est.value = s2;
+    est.std = std::sqrt(var_s2);
     return est;
   }
-  est.value = std::sqrt(parts.s2);
-  // Delta method for s = √s²: Var(s) ≈ Var(s²)/(4s²).
-  est.std = (est.exact || parts.s2 <= 0.0) ? 0.0 : std::sqrt(parts.var_s2 / (4.0 * parts.s2));
-  if (constant && range > 0) est.std = std::sqrt(f) * range / 1.96 * fpc;
+  est.value = std::sqrt(s2);
+  // Delta method for s = √s²: Var(s) ≈ Var(s²)/(4s²). The unseen bound on s² moves s by at
+  // most √(s² + bound) − s, which for a constant sample (s = 0) is √(3/n)·R.
+  const double unseen_s = (std::sqrt(s2 + unseen_s2) - est.value) / kZ95 * fpc;
+  const double delta_s = s2 > 0.0 ? std::sqrt(var_s2 / (4.0 * s2)) : 0.0;
+  est.std = std::max(delta_s, unseen_s);
   return est;
 }
 
-// value = x_(r) with r = QuantileRank(q, n). Reorders `scratch` (a copy of the sample) with
-// SelectNth (an nth_element without branch mispredictions), never a full sort.
-Estimate FinalizeQuantile(const SampleState& state, double q, double p) {
-  Estimate est = BaseEstimate(state.n(), p);
-  const int64_t n = state.n();
-  if (n == 0) {
-    est.value = kNaN;
-    return est;
+// A quantile interval that collapsed onto one value v even at 99.9 %: the sample says "v" with
+// overwhelming odds but not certainty. Per side, the risk that the true quantile lies beyond
+// v is the binomial probability of a sample this one-sided (the rows beyond v on that side
+// would have to hold a share of the population the sample under-represents this much), and
+// the gap is the distance to the nearest value seen beyond v on that side (the rest's range
+// end when none was seen). The std matches the second moment of that two-point error,
+// gap·√risk: tiny when the risk is tiny, never 0 unless nothing can lie beyond v.
+double CollapsedQuantileStd(const double* data, int64_t n, double q, double v, double lo,
+                            double hi) {
+  int64_t below = 0, at_or_below = 0;
+  double next_below = -INFINITY, next_above = INFINITY;
+  for (int64_t idx = 0; idx < n; ++idx) {
+    const double x = data[idx];
+    if (x < v) {
+      ++below;
+      next_below = std::max(next_below, x);
+    }
+    if (x <= v) ++at_or_below;
+    if (x > v) next_above = std::min(next_above, x);
   }
+  const double nd = static_cast<double>(n);
+  const double gap_below = below > 0 ? v - next_below : (std::isfinite(lo) ? v - lo : 0.0);
+  const double gap_above =
+      at_or_below < n ? next_above - v : (std::isfinite(hi) ? hi - v : 0.0);
+  // The quantile is below v only if the share of rows below v reaches q: risk = P(Bin(n, q)
+  // ≤ below); above v only if the share above reaches 1 − q: P(Bin(n, 1 − q) ≤ n − at_or_below).
+  auto risk = [nd](double share, int64_t seen) {
+    if (share <= 0.0) return 0.0;
+    if (share >= 1.0) return 1.0;
+    return boost::math::cdf(boost::math::binomial_distribution<double>(nd, share),
+                            static_cast<double>(seen));
+  };
+  const double risk_below = gap_below > 0 ? risk(q, below) : 0.0;
+  const double risk_above = gap_above > 0 ? risk(1.0 - q, n - at_or_below) : 0.0;
+  return std::max(gap_below * std::sqrt(risk_below), gap_above * std::sqrt(risk_above));
+}
+
+// Quantile of the rest's sample when there is no exact part: value = x_(r) with
+// r = QuantileRank(q, n), selected in a copy (`scratch`) without a full sort.
+Estimate FinalizeQuantileSample(const SampleState& state, double q, double p, double lo,
+                                double hi, Estimate est) {
+  const int64_t n = state.n();
   std::vector<double>& scratch = state.scratch;
   scratch.assign(state.values.begin(), state.values.end());
   const int64_t rank = QuantileRank(q, n);
@@ -183,9 +281,8 @@ Estimate FinalizeQuantile(const SampleState& state, double q, double p) {
   if (upper == lower && n > 1) {
     // Discrete data can make the 95 % interval collapse to one value (x_(l) == x_(u)), which
     // would read as certainty; it only means "this value with probability >= 95 %". Widen to
-    // the 99.9 % interval (z = 3.2905) so that the spread reflects the remaining risk; for
-    // two-point data near a tie this is the distance between the two values.
-    constexpr double kZ999 = 3.2905;
+    // the 99.9 % interval so that the spread reflects the remaining risk; for two-point data
+    // near a tie this is the distance between the two values.
     z = kZ999;
     const double wide = kZ999 * std::sqrt(nd * q * (1.0 - q));
     const int64_t wide_lower =
@@ -204,69 +301,179 @@ Estimate FinalizeQuantile(const SampleState& state, double q, double p) {
       upper = data[wide_upper - 1];
     }
   }
+  if (upper == lower) {
+    est.std = CollapsedQuantileStd(data, n, q, est.value, lo, hi) * std::sqrt(1.0 - p);
+    return est;
+  }
   const double half_width = 0.5 * (upper - lower) * std::sqrt(1.0 - p);
   est.std = half_width / z;
   return est;
 }
 
-Estimate FinalizeCountDistinct(const SampleState& state, double p) {
-  Estimate est = BaseEstimate(state.n(), p);
-  const int64_t n = state.n();
-  if (n == 0) return est;  // COUNT(DISTINCT) of nothing is 0
-  const std::vector<double>& sorted = state.SortedValues();
-  // d = distinct values seen, f1 = values seen exactly once.
-  int64_t distinct = 0;
-  int64_t singletons = 0;
-  for (size_t begin = 0; begin < sorted.size();) {
-    size_t end = begin + 1;
-    while (end < sorted.size() && sorted[end] == sorted[begin]) ++end;
-    ++distinct;
-    singletons += end - begin == 1;
-    begin = end;
-  }
-  const double d = static_cast<double>(distinct);
-  const double f1 = static_cast<double>(singletons);
-  if (est.exact) {
-    est.value = d;
-    return est;
-  }
-  // GEE (Charikar et al. 2000): D̂ = √(1/p)·f₁ + Σ_{j≥2} f_j = √(1/p)·f₁ + (d − f₁).
-  est.value = f1 / std::sqrt(p) + (d - f1);
-  // Envelope [d, U], U = f₁/p + (d − f₁) + z·√(f₁(1−p))/p; U − D̂ ≥ D̂ − d, so std = (U − D̂)/z.
-  const double upper = f1 / p + (d - f1) + kZ95 * std::sqrt(f1 * (1.0 - p)) / p;
-  est.std = (upper - est.value) / kZ95;
-  return est;
-}
-
-template <bool kMax>
-Estimate FinalizeExtreme(const ExtremeState<kMax>& state, double p) {
-  Estimate est = BaseEstimate(state.rows, p);
-  if (state.count == 0) {
+Estimate FinalizeQuantile(const SampleState& rest, const SampleState& exact, double q, double p,
+                          double lo, double hi) {
+  Estimate est = BaseEstimate(rest.n(), exact.n(), p);
+  if (rest.n() + exact.n() == 0) {
     est.value = kNaN;
     return est;
   }
-  est.value = state.Extreme();
-  if (est.exact || state.count == 1) return est;  // exact, or no spread seen: std 0
+  if (exact.n() == 0) return FinalizeQuantileSample(rest, q, p, lo, hi, est);
+  if (est.exact) {
+    // Exact: select in the union (the exact rows appended to the copy of the sample).
+    std::vector<double>& scratch = rest.scratch;
+    scratch.assign(rest.values.begin(), rest.values.end());
+    scratch.insert(scratch.end(), exact.values.begin(), exact.values.end());
+    const int64_t rank = QuantileRank(q, static_cast<int64_t>(scratch.size()));
+    SelectNth(scratch.data(), scratch.size(), static_cast<size_t>(rank - 1));
+    est.value = scratch[rank - 1];
+    return est;
+  }
+  if (rest.n() == 0) {
+    est.value = kNaN;
+    est.std = kNaN;
+    return est;
+  }
+  // Exact part ∪ rest. The population rank r = ⌈q·N⌉ splits into e exact values ≤ x_(r) and
+  // r − e rows of the rest, so x_(r) is the rest's quantile at level (r − e) / N_rest, which
+  // the sample estimates as usual (one selection, no sort). e depends on x_(r): start from the
+  // exact values below the rest's range (the usual outliers of this very column) and correct
+  // it once with the first estimate (exact values inside the rest's range are the outliers of
+  // another column of the layout: few, so one correction suffices). When r falls among the
+  // exact values below (or above) every possible rest value, x_(r) is that exact value.
+  const std::vector<double>& fixed = exact.values;
+  const int64_t m = exact.n();
+  const double n_rest = est.N - static_cast<double>(m);
+  const int64_t rank = QuantileRank(q, std::max<int64_t>(1, std::llround(est.N)));
+  auto count_if = [&fixed](auto pred) {
+    int64_t count = 0;
+    for (double v : fixed) count += pred(v) ? 1 : 0;
+    return count;
+  };
+  auto exact_kth = [&](int64_t k) {  // k-th smallest exact value, 1-based
+    std::vector<double>& scratch = exact.scratch;
+    scratch.assign(fixed.begin(), fixed.end());
+    SelectNth(scratch.data(), scratch.size(), static_cast<size_t>(k - 1));
+    return scratch[k - 1];
+  };
+  const int64_t below = std::isfinite(lo) ? count_if([lo](double v) { return v < lo; }) : 0;
+  const int64_t above = std::isfinite(hi) ? count_if([hi](double v) { return v > hi; }) : 0;
+  if (rank <= below) {
+    est.value = exact_kth(rank);  // below every rest value: exact
+    return est;
+  }
+  if (static_cast<double>(rank - (m - above)) > std::round(n_rest)) {
+    est.value = exact_kth(std::min<int64_t>(m, rank - std::llround(n_rest)));  // above: exact
+    return est;
+  }
+  int64_t e = below;
+  if (below + above < m) {
+    const double level = std::clamp(static_cast<double>(rank - e) / n_rest, 0.0, 1.0);
+    std::vector<double>& scratch = rest.scratch;
+    scratch.assign(rest.values.begin(), rest.values.end());
+    const int64_t k = QuantileRank(level, rest.n());
+    SelectNth(scratch.data(), scratch.size(), static_cast<size_t>(k - 1));
+    const double first = scratch[k - 1];
+    e = count_if([first](double v) { return v <= first; });
+  }
+  const double level = std::clamp(static_cast<double>(rank - e) / n_rest, 0.0, 1.0);
+  return FinalizeQuantileSample(rest, level, p, lo, hi, est);
+}
+
+// Distinct values of a sorted list that do not occur in the sorted list `other` (d), and how
+// many of them occur exactly once (f₁).
+void CountDistinct(const std::vector<double>& sorted, const std::vector<double>& other,
+                   int64_t* distinct, int64_t* singletons) {
+  *distinct = 0;
+  *singletons = 0;
+  size_t j = 0;
+  for (size_t begin = 0; begin < sorted.size();) {
+    size_t end = begin + 1;
+    while (end < sorted.size() && sorted[end] == sorted[begin]) ++end;
+    while (j < other.size() && other[j] < sorted[begin]) ++j;
+    const bool in_other = j < other.size() && other[j] == sorted[begin];
+    if (!in_other) {
+      ++*distinct;
+      *singletons += end - begin == 1;
+    }
+    begin = end;
+  }
+}
+
+Estimate FinalizeCountDistinct(const SampleState& rest, const SampleState& exact, double p) {
+  Estimate est = BaseEstimate(rest.n(), exact.n(), p);
+  if (rest.n() + exact.n() == 0) return est;  // COUNT(DISTINCT) of nothing is 0
+  const std::vector<double>& fixed = exact.SortedValues();
+  int64_t exact_distinct = 0, unused = 0;
+  CountDistinct(fixed, {}, &exact_distinct, &unused);
+  // d = distinct values seen in the sample and not in the exact part, f1 = of them, seen once.
+  int64_t distinct = 0, singletons = 0;
+  CountDistinct(rest.SortedValues(), fixed, &distinct, &singletons);
+  const double d = static_cast<double>(distinct);
+  const double f1 = static_cast<double>(singletons);
+  const double known = static_cast<double>(exact_distinct);
+  if (est.exact) {
+    est.value = known + d;
+    return est;
+  }
+  // GEE (Charikar et al. 2000): D̂ = √(1/p)·f₁ + Σ_{j≥2} f_j = √(1/p)·f₁ + (d − f₁).
+  est.value = known + f1 / std::sqrt(p) + (d - f1);
+  // Envelope [d, U], U = f₁⁺/p + (d − f₁), each singleton standing for up to 1/p values, with
+  // f₁⁺ the one-sided 95 % Poisson upper bound of the singleton count's mean (3.0 for f₁ = 0:
+  // a sample without singletons does not prove that no rare value exists). std = (U − D̂)/z.
+  const double f1_upper = boost::math::gamma_p_inv(f1 + 1.0, 0.95);
+  const double upper = known + f1_upper / p + (d - f1);
+  est.std = std::max(0.0, upper - est.value) / kZ95;
+  return est;
+}
+
+// Reach U − t₁ of the rest's envelope (oriented: larger is more extreme).
+template <bool kMax>
+double ExtremeReach(const ExtremeState<kMax>& state, double p) {
   const int k = state.count - 1;
   const double top = state.top[0];
   const double threshold = state.top[k];
   // Pivotal bound: unseen rows above t₁ ~ Geometric(p) and k·(scale estimate)/scale ~
   // Gamma(k,1) give P(max > U) ≤ (1−p)/p·(1 + c/k)^{−k} = α ⇔ c = k·((α·p/(1−p))^{−1/k} − 1).
   const double c = std::max(0.0, k * (std::pow(kExtremeAlpha * p / (1.0 - p), -1.0 / k) - 1.0));
-  double reach = 0;  // U − t₁
   if (threshold > 0.0) {
     // Pareto tail, Hill (1975): γ̂ = (1/k)Σ_{i≤k} ln(t_i/t_{k+1}); U = t₁·e^{c·γ̂}.
     double log_excess = 0;
     for (int slot = 0; slot < k; ++slot) log_excess += std::log(state.top[slot] / threshold);
-    reach = top * std::expm1(c * log_excess / k);
-  } else {
-    // Exponential excesses: â = (1/k)Σ_{i≤k}(t_i − t_{k+1}); U = t₁ + c·â.
-    double excess = 0;
-    for (int slot = 0; slot < k; ++slot) excess += state.top[slot] - threshold;
-    reach = c * excess / k;
+    return top * std::expm1(c * log_excess / k);
   }
-  reach = std::min(reach, kMaxReach);
-  est.std = reach / kZ95;
+  // Exponential excesses: â = (1/k)Σ_{i≤k}(t_i − t_{k+1}); U = t₁ + c·â.
+  double excess = 0;
+  for (int slot = 0; slot < k; ++slot) excess += state.top[slot] - threshold;
+  return c * excess / k;
+}
+
+template <bool kMax>
+Estimate FinalizeExtreme(const ExtremeState<kMax>& rest, const ExtremeState<kMax>& exact,
+                         double p, double lo, double hi) {
+  Estimate est = BaseEstimate(rest.rows, exact.rows, p);
+  if (rest.count == 0 && exact.count == 0) {
+    est.value = kNaN;
+    return est;
+  }
+  // Oriented: the most extreme value of each part, and the rest's bound (hi for max, −lo for
+  // min; +inf when unknown).
+  const double bound = kMax ? (std::isfinite(hi) ? hi : INFINITY)
+                            : (std::isfinite(lo) ? -lo : INFINITY);
+  double value = -INFINITY;
+  if (rest.count > 0) value = rest.top[0];
+  if (exact.count > 0) value = std::max(value, exact.top[0]);
+  est.value = kMax ? value : -value;
+  if (est.exact) return est;
+  if (value >= bound) return est;  // nothing in the rest can beat it: exact
+  if (rest.count == 0) {
+    est.std = kNaN;
+    return est;
+  }
+  // A sample holding one value shows no tail: the unseen rest may reach the bound.
+  double reach = rest.count == 1 ? (std::isfinite(bound) ? bound - rest.top[0] : 0.0)
+                                 : ExtremeReach(rest, p);
+  const double envelope = std::min(rest.top[0] + std::min(reach, kMaxReach), bound);
+  est.std = std::max(0.0, envelope - value) / kZ95;
   return est;
 }
 
@@ -339,7 +546,7 @@ namespace {
 
 Aggregator::Aggregator(AggOp op, double q)
     : op_(op), q_(op == AggOp::kMedian ? 0.5 : q), range_lo_(kNaN), range_hi_(kNaN),
-      state_(MakeState(op)) {
+      state_(MakeState(op)), exact_(MakeState(op)) {
   APX_CHECK(q_ >= 0.0 && q_ <= 1.0);
 }
 
@@ -350,11 +557,17 @@ void Aggregator::set_value_range(double lo, double hi) {
 
 void Aggregator::Reset() {
   std::visit([](auto& state) { state.Reset(); }, state_);
+  std::visit([](auto& state) { state.Reset(); }, exact_);
 }
 
 void Aggregator::Update(std::span<const double> values) {
   APX_DCHECK(AllFinite(values));
   std::visit([values](auto& state) { state.UpdateBatch(values); }, state_);
+}
+
+void Aggregator::UpdateExact(std::span<const double> values) {
+  APX_DCHECK(AllFinite(values));
+  std::visit([values](auto& state) { state.UpdateBatch(values); }, exact_);
 }
 
 void Aggregator::Merge(const Aggregator& other) {
@@ -366,10 +579,20 @@ void Aggregator::Merge(const Aggregator& other) {
         state.Merge(std::get<S>(other.state_));
       },
       state_);
+  std::visit(
+      [&other](auto& state) {
+        using S = std::decay_t<decltype(state)>;
+        state.Merge(std::get<S>(other.exact_));
+      },
+      exact_);
 }
 
 int64_t Aggregator::n() const {
   return std::visit([](const auto& state) -> int64_t { return state.n(); }, state_);
+}
+
+int64_t Aggregator::exact_n() const {
+  return std::visit([](const auto& state) -> int64_t { return state.n(); }, exact_);
 }
 
 size_t Aggregator::ValuesCapacityForTesting() const {
@@ -379,28 +602,30 @@ size_t Aggregator::ValuesCapacityForTesting() const {
 
 Estimate Aggregator::Finalize(double p) const {
   APX_CHECK(p > 0.0 && p <= 1.0);
+  const double lo = range_lo_, hi = range_hi_;
   switch (op_) {
     case AggOp::kCount:
-      return FinalizeCount(std::get<CountState>(state_), p);
+      return FinalizeCount(std::get<CountState>(state_), std::get<CountState>(exact_), p);
     case AggOp::kSum:
-      return FinalizeSum(std::get<MomentState<2>>(state_), p, range_lo_, range_hi_);
     case AggOp::kAvg:
-      return FinalizeAvg(std::get<MomentState<2>>(state_), p, range_lo_, range_hi_);
+      return FinalizeSumOrAvg(std::get<MomentState<2>>(state_), std::get<MomentState<2>>(exact_),
+                              p, /*avg=*/op_ == AggOp::kAvg, lo, hi);
     case AggOp::kVar:
-      return FinalizeVarOrStd(std::get<MomentState<4>>(state_), p, /*take_sqrt=*/false, range_lo_,
-                              range_hi_);
     case AggOp::kStd:
-      return FinalizeVarOrStd(std::get<MomentState<4>>(state_), p, /*take_sqrt=*/true, range_lo_,
-                              range_hi_);
+      return FinalizeVarOrStd(std::get<MomentState<4>>(state_), std::get<MomentState<4>>(exact_),
+                              p, /*take_sqrt=*/op_ == AggOp::kStd, lo, hi);
     case AggOp::kMin:
-      return FinalizeExtreme(std::get<ExtremeState<false>>(state_), p);
+      return FinalizeExtreme(std::get<ExtremeState<false>>(state_),
+                             std::get<ExtremeState<false>>(exact_), p, lo, hi);
     case AggOp::kMax:
-      return FinalizeExtreme(std::get<ExtremeState<true>>(state_), p);
+      return FinalizeExtreme(std::get<ExtremeState<true>>(state_),
+                             std::get<ExtremeState<true>>(exact_), p, lo, hi);
     case AggOp::kMedian:
     case AggOp::kQuantile:
-      return FinalizeQuantile(std::get<SampleState>(state_), q_, p);
+      return FinalizeQuantile(std::get<SampleState>(state_), std::get<SampleState>(exact_), q_, p,
+                              lo, hi);
     case AggOp::kCountDistinct:
-      return FinalizeCountDistinct(std::get<SampleState>(state_), p);
+      return FinalizeCountDistinct(std::get<SampleState>(state_), std::get<SampleState>(exact_), p);
   }
   APX_CHECK(false);
   return Estimate();

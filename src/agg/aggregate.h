@@ -118,8 +118,8 @@ int64_t QuantileRank(double q, int64_t n);
 struct Estimate {
   double value = 0;    // point estimate of the exact aggregate over ALL matching rows
   double std = 0;      // standard error of `value` (0 when exact)
-  int64_t n = 0;       // rows read (sample size)
-  double N = 0;        // matching rows: exact when p == 1, else estimated as n / p
+  int64_t n = 0;       // rows read (sample size, exact part included)
+  double N = 0;        // matching rows: exact part + n_rest / p
   bool exact = false;  // p == 1: value is exact, std == 0
   bool usable = true;  // false when !exact and n < kMinSupport: the caller must grow the sample
 };
@@ -145,26 +145,39 @@ class Aggregator {
   // `values` is only read during the call.
   void Update(std::span<const double> values);
 
+  // Adds rows of the EXACT part: rows that are not sampled but read whole (the store's outlier
+  // index). The aggregate is over the exact part plus the sampled rest; Finalize's p is the
+  // sampling ratio of the rest only. Same hot-loop contract as Update.
+  void UpdateExact(std::span<const double> values);
+
   // Adds the rows of `other` (Chan et al. 1979 / Pébay 2008 pairwise merge of the moments;
-  // values appended; extremes merged). The result equals one Update over both row sets up to
-  // floating-point rounding. REQUIRES: same op and q; &other != this.
+  // values appended; extremes merged), sampled part to sampled part and exact part to exact
+  // part. The result equals one Update over both row sets up to floating-point rounding.
+  // REQUIRES: same op and q; &other != this.
   void Merge(const Aggregator& other);
 
-  // Estimate of the aggregate over all matching rows, given that the rows seen so far are a
-  // Bernoulli sample with probability p. REQUIRES: 0 < p ≤ 1 (checked). p == 1 ⇒ exact.
+  // Estimate of the aggregate over all matching rows: the exact part (UpdateExact) plus the
+  // rest, of which the rows seen by Update are a uniform sample of ratio p = n / N_rest (the
+  // realised ratio: N_rest is estimated as n / p, exactly right when the caller knows N_rest).
+  // REQUIRES: 0 < p ≤ 1 (checked). p == 1 ⇒ exact.
   Estimate Finalize(double p) const;
 
-  // The range [lo, hi] every value of the column lies in (e.g. the column's global min and
-  // max), known before sampling. When a sample of sum/avg/var/std shows no variation at all
-  // (every row read so far has the same value v), its CLT standard error would be 0 and read
-  // as certainty although unseen rows may differ: with 95 % confidence at most 3/n of the rows
-  // differ from v (rule of three), by at most R = max(hi − v, v − lo), so the estimate gets the
-  // standard error of that bound (e.g. avg: 3R / (1.96 n) · √(1 − p)). Without a range (the
-  // default) a constant sample keeps standard error 0. Survives Reset().
+  // The range [lo, hi] every value of the sampled rest lies in (the store knows it per group:
+  // the column's range without the outlier index's rows), known before sampling. Rows the
+  // sample has not seen can lie outside the range the sample shows: with 95 % confidence at
+  // most 3/n of the rest lies above the sample's largest value (rule of three), and 3/n below
+  // its smallest, by at most the distance to the range's ends. sum/avg/var/std add that bound
+  // to their standard error (a sample that shows no variation at all therefore gets the
+  // standard error of the bound, e.g. avg: 3R / (1.96 n) · √(1 − p), instead of certainty);
+  // min/max cap their envelope at the range and use it when the sample holds one value;
+  // quantiles use it when the sample holds one value. Without a range (NaN, the default) these
+  // bounds are 0. Survives Reset().
   void set_value_range(double lo, double hi);
 
-  // Rows seen (sample size).
+  // Rows seen in the sampled part (sample size).
   int64_t n() const;
+  // Rows seen in the exact part.
+  int64_t exact_n() const;
 
   // Capacity of the value buffer (0 for ops that do not keep values). Test hook.
   size_t ValuesCapacityForTesting() const;
@@ -178,7 +191,8 @@ class Aggregator {
   AggOp op_;
   double q_;
   double range_lo_, range_hi_;  // NaN: unknown
-  State state_;
+  State state_;                 // the sampled rest
+  State exact_;                 // the exact part (UpdateExact)
 };
 
 }  // namespace apx::agg

@@ -5,15 +5,18 @@
 // default implementation (backend/embedded_backend.h); a database backend implements the same
 // interface.
 //
-// Samples are measured in strata: a query's rows are split into kNumStrata random strata and
-// reading strata [0, k) reads a uniform random sample of ratio k / kNumStrata. Growing a sample
-// from k to k' strata reads strata [k, k') only.
+// Samples are measured in strata: a query's rows are split into an exact part (the outlier
+// index: rows that would dominate the group's variance, read whole by every request) and the
+// rest, split into kNumStrata random strata; reading strata [0, k) reads a uniform random
+// sample of ratio k / kNumStrata of the rest. Growing a sample from k to k' strata reads strata
+// [k, k') only.
 //
 // Thread safety: after Build(), Bind() and Read() are const and may be called concurrently.
 #ifndef APX_BACKEND_BACKEND_H_
 #define APX_BACKEND_BACKEND_H_
 
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <string_view>
@@ -40,7 +43,14 @@ struct BoundQuery {
   int shape = -1;
   int group = -1;             // -1: no row has this key, so the query matches no row
   int64_t matching_rows = 0;  // rows matching the query (exact; the store knows it)
+  int64_t exact_rows = 0;     // of which in the exact part (ReadExact)
+  // Range every sampled (non-exact) row's value lies in; NaN when unknown.
+  double rest_min = std::numeric_limits<double>::quiet_NaN();
+  double rest_max = std::numeric_limits<double>::quiet_NaN();
   store::StrataWindow window;
+
+  // Rows in the sampled part (strata 0..kNumStrata-1).
+  int64_t sampled_rows() const { return matching_rows - exact_rows; }
 };
 
 class Backend {
@@ -59,10 +69,16 @@ class Backend {
   virtual Status Bind(int shape, std::span<const std::string_view> key_values, int64_t t0,
                       int64_t t1, BoundQuery* out) const = 0;
 
-  // Reads strata [s_begin, s_end) of `query` and feeds every aggregator in `aggs` with the
-  // values. Returns the number of rows read. REQUIRES: 0 <= s_begin <= s_end <= kNumStrata.
+  // Reads strata [s_begin, s_end) of `query`'s sampled part and feeds every aggregator in
+  // `aggs` with the values (Aggregator::Update). Returns the number of rows read.
+  // REQUIRES: 0 <= s_begin <= s_end <= kNumStrata.
   virtual Result<int64_t> Read(const BoundQuery& query, int s_begin, int s_end,
                                std::span<agg::Aggregator* const> aggs) const = 0;
+
+  // Reads the exact part of `query` whole and feeds it to every aggregator in `aggs`
+  // (Aggregator::UpdateExact). Returns the number of rows read (query.exact_rows).
+  virtual Result<int64_t> ReadExact(const BoundQuery& query,
+                                    std::span<agg::Aggregator* const> aggs) const = 0;
 };
 
 }  // namespace apx::backend

@@ -77,13 +77,34 @@ TEST_F(EmbeddedBackendTest, ExactReadEqualsBruteForce) {
   EXPECT_EQ(q.matching_rows, 20000);
   agg::Aggregator avg(agg::AggOp::kAvg);
   agg::Aggregator* a[] = {&avg};
-  ASSERT_TRUE(backend_.Read(q, 0, kNumStrata, a).ok());
+  auto sampled = backend_.Read(q, 0, kNumStrata, a);
+  auto exact = backend_.ReadExact(q, a);
+  ASSERT_TRUE(sampled.ok() && exact.ok());
+  EXPECT_EQ(*exact, q.exact_rows);
+  EXPECT_EQ(*sampled + *exact, 20000);
+  EXPECT_EQ(avg.exact_n(), q.exact_rows);
   const store::Column& v = **backend_.table("events")->column("v");
   double sum = 0;
   for (int i = 100; i < 20100; ++i) sum += v.doubles[i];
   const agg::Estimate e = avg.Finalize(1.0);
   EXPECT_TRUE(e.exact);
   EXPECT_NEAR(e.value, sum / 20000, 1e-9);
+}
+
+TEST_F(EmbeddedBackendTest, SampledPartExcludesTheExactPart) {
+  // The sampled strata and the exact cell partition the window; the rest range bounds every
+  // sampled value.
+  std::string_view key[] = {"K1"};
+  BoundQuery q;
+  ASSERT_TRUE(backend_.Bind(keyed_, key, 0, 60 * 50000, &q).ok());
+  EXPECT_EQ(q.matching_rows, 10000);
+  EXPECT_EQ(q.sampled_rows(), q.window.RowsIn(0, kNumStrata));
+  agg::Aggregator lo(agg::AggOp::kMin), hi(agg::AggOp::kMax);
+  agg::Aggregator* a[] = {&lo, &hi};
+  ASSERT_TRUE(backend_.Read(q, 0, kNumStrata, a).ok());
+  EXPECT_GE(lo.Finalize(1.0).value, q.rest_min);
+  EXPECT_LE(hi.Finalize(1.0).value, q.rest_max);
+  EXPECT_EQ(lo.Finalize(1.0).value, q.rest_min);
 }
 
 TEST_F(EmbeddedBackendTest, UnknownKeyIsAnEmptyQueryAndBadShapesAreErrors) {

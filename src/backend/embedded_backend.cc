@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 
 namespace apx::backend {
 
@@ -58,6 +59,7 @@ Status EmbeddedBackend::Build(const store::ProgressFn& progress) {
   for (const Layout& l : layouts_) total += l.table->num_rows();
   for (Layout& l : layouts_) {
     if (l.index == nullptr) {
+      l.options.outlier_fraction = outlier_fraction_;
       APX_ASSIGN_OR_RETURN(l.index, store::SampledIndex::Build(*l.table, l.options));
     }
     done += l.table->num_rows();
@@ -80,10 +82,15 @@ Status EmbeddedBackend::Bind(int shape, std::span<const std::string_view> key_va
   if (out->group < 0 || t1 <= t0) {
     out->group = -1;
     out->matching_rows = 0;
+    out->exact_rows = 0;
+    out->rest_min = out->rest_max = std::numeric_limits<double>::quiet_NaN();
     return Status::Ok();
   }
   index->Window(out->group, t0, t1, &out->window);
-  out->matching_rows = out->window.RowsIn(0, kNumStrata);
+  out->exact_rows = out->window.ExactRows();
+  out->matching_rows = out->window.RowsIn(0, kNumStrata) + out->exact_rows;
+  out->rest_min = index->RestMin(out->group, s.value_idx);
+  out->rest_max = index->RestMax(out->group, s.value_idx);
   return Status::Ok();
 }
 
@@ -102,6 +109,18 @@ Result<int64_t> EmbeddedBackend::Read(const BoundQuery& query, int s_begin, int 
     rows += hi - lo;
   }
   return rows;
+}
+
+Result<int64_t> EmbeddedBackend::ReadExact(const BoundQuery& query,
+                                           std::span<agg::Aggregator* const> aggs) const {
+  if (query.group < 0 || query.exact_rows == 0) return int64_t{0};
+  const Shape& s = shapes_[query.shape];
+  const double* values = layouts_[s.layout].index->values(s.value_idx);
+  const uint32_t lo = query.window.lo[store::kExactCell];
+  const uint32_t hi = query.window.hi[store::kExactCell];
+  const std::span<const double> span(values + lo, hi - lo);
+  for (agg::Aggregator* a : aggs) a->UpdateExact(span);
+  return static_cast<int64_t>(hi - lo);
 }
 
 }  // namespace apx::backend

@@ -31,6 +31,12 @@ class EmbeddedBackend : public Backend {
               BoundQuery* out) const override;
   Result<int64_t> Read(const BoundQuery& query, int s_begin, int s_end,
                        std::span<agg::Aggregator* const> aggs) const override;
+  Result<int64_t> ReadExact(const BoundQuery& query,
+                            std::span<agg::Aggregator* const> aggs) const override;
+
+  // Fraction of each group's rows per column the outlier index may hold (0: no outlier
+  // index; store::kOutlierFraction by default). Call before Build(). A test and study hook.
+  void set_outlier_fraction(double fraction) { outlier_fraction_ = fraction; }
 
  private:
   struct Layout {
@@ -45,6 +51,7 @@ class EmbeddedBackend : public Backend {
   };
 
   uint64_t seed_;
+  double outlier_fraction_ = store::kOutlierFraction;
   std::map<std::string, std::unique_ptr<store::Table>, std::less<>> tables_;
   std::vector<Layout> layouts_;
   std::vector<Shape> shapes_;

@@ -108,6 +108,7 @@ using Tables = std::vector<std::unique_ptr<store::Table>>;
 Result<Tables> Battery(uint64_t seed, double scale, const store::ProgressFn& progress);
 Result<Tables> Fraud(uint64_t seed, double scale, const store::ProgressFn& progress);
 Result<Tables> Student(uint64_t seed, double scale, const store::ProgressFn& progress);
+Result<Tables> Stress(uint64_t seed, double scale, const store::ProgressFn& progress);
 
 }  // namespace apx::eval::internal
 

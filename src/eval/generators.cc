@@ -480,7 +480,8 @@ Result<std::vector<std::unique_ptr<store::Table>>> Imbalance(uint64_t seed, doub
 }  // namespace
 
 std::vector<std::string> GeneratorNames() {
-  return {"battery", "bearing", "fraud", "imbalance", "student", "tick", "trips", "turbofan"};
+  return {"battery", "bearing", "fraud", "imbalance", "stress", "student", "tick", "trips",
+          "turbofan"};
 }
 
 Result<std::vector<std::unique_ptr<store::Table>>> GenerateDataset(std::string_view name,
@@ -497,6 +498,7 @@ Result<std::vector<std::unique_ptr<store::Table>>> GenerateDataset(std::string_v
   if (name == "battery") return internal::Battery(seed, scale, progress);
   if (name == "fraud") return internal::Fraud(seed, scale, progress);
   if (name == "student") return internal::Student(seed, scale, progress);
+  if (name == "stress") return internal::Stress(seed, scale, progress);
   std::string names;
   for (const std::string& n : GeneratorNames()) names += (names.empty() ? "" : ", ") + n;
   return Status::NotFound("unknown data generator '" + std::string(name) + "' (known: " + names + ")");

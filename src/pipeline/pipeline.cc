@@ -28,6 +28,9 @@ using Clock = std::chrono::steady_clock;
 // what a moments aggregate over contiguous doubles costs on one core.
 constexpr double kDefaultNsPerRow = 2.0;
 
+// A round whose planned rows reach this share of what is left to read cuts over to exact.
+constexpr double kCutOverShare = 0.5;
+
 // The jump planner aims the output std at this fraction of δ / z, leaving room for the noise
 // of the S1 and variance estimates so that one jump usually suffices.
 constexpr double kJumpSafety = 0.8;
@@ -212,8 +215,13 @@ Status Pipeline::SetModel(std::unique_ptr<model::Model> model) {
 
 void Pipeline::RecordRoundOverhead(double ns) const { UpdateAverage(round_overhead_ns_, ns); }
 
-void Pipeline::RecordRounds(int rounds) const {
+void Pipeline::RecordApproximate(int rounds, double fraction) const {
   UpdateAverage(average_rounds_, static_cast<double>(std::max(rounds, 1)));
+  UpdateAverage(average_fraction_, std::clamp(fraction, 0.0, 1.0));
+}
+
+bool Pipeline::TakeProbe() const {
+  return upfront_cuts_.fetch_add(1, std::memory_order_relaxed) % kProbeEvery == kProbeEvery - 1;
 }
 
 void Pipeline::RecordQueryCost(size_t q, double ns_per_row) const {
@@ -349,11 +357,26 @@ Status Session::Bind(const Request& request) {
     QueryRun& run = runs_[q];
     APX_RETURN_IF_ERROR(pipeline_.backend().Bind(
         cq.shape, std::span<const std::string_view>(keys, cq.key_fields.size()), t0, t1, &run.bound));
-    for (agg::Aggregator& a : run.aggs) a.Reset();
+    // The rest's range in this group (tighter than the column's: no outliers), else the
+    // column's range over the whole table.
+    const bool known = std::isfinite(run.bound.rest_min) && std::isfinite(run.bound.rest_max);
+    for (agg::Aggregator& a : run.aggs) {
+      a.Reset();
+      a.set_value_range(known ? run.bound.rest_min : cq.value_min,
+                        known ? run.bound.rest_max : cq.value_max);
+    }
     run.strata = 0;
     run.rows_read = 0;
+    run.rest_read = 0;
     run.cost_ns = 0;
     run.dirty = true;
+    // The exact part (the store's outlier index) is read whole, once per request.
+    if (run.bound.exact_rows > 0) {
+      const auto start = Clock::now();
+      APX_ASSIGN_OR_RETURN(int64_t rows, pipeline_.backend().ReadExact(run.bound, run.agg_ptrs));
+      run.cost_ns += NsSince(start);
+      run.rows_read += rows;
+    }
   }
   return Status::Ok();
 }
@@ -366,6 +389,7 @@ Status Session::ReadTo(size_t q, int target) {
                        pipeline_.backend().Read(run.bound, run.strata, target, run.agg_ptrs));
   run.cost_ns += NsSince(start);
   run.rows_read += rows;
+  run.rest_read += rows;
   run.strata = target;
   run.dirty = true;
   return Status::Ok();
@@ -378,10 +402,11 @@ bool Session::Estimate(bool* all_exact) {
     QueryRun& run = runs_[q];
     const CompiledQuery& cq = pipeline_.queries()[q];
     const int64_t matching = run.bound.matching_rows;
-    const bool exact = run.strata >= planner::kNumStrata || run.rows_read >= matching;
-    // The store knows the matching rows exactly, so the realised fraction n / N is the
-    // sampling ratio (finite-population correction with the true N).
-    const double p = exact || matching == 0 ? 1.0 : static_cast<double>(run.rows_read) / matching;
+    const int64_t sampled = run.bound.sampled_rows();
+    const bool exact = run.strata >= planner::kNumStrata || run.rest_read >= sampled;
+    // The store knows the matching rows of the sampled rest exactly, so the realised fraction
+    // n / N_rest is the sampling ratio (finite-population correction with the true N).
+    const double p = exact || sampled == 0 ? 1.0 : static_cast<double>(run.rest_read) / sampled;
     const auto start = Clock::now();
     for (size_t a = 0; a < run.aggs.size(); ++a) {
       if (run.dirty) {
@@ -526,17 +551,27 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
   if (!go_exact) {
     double exact_cost = 0, round0_cost = 0;
     for (size_t q = 0; q < runs_.size(); ++q) {
-      target_[q] = planner::InitialStrata(runs_[q].bound.matching_rows, popts);
-      const double rows = static_cast<double>(runs_[q].bound.matching_rows);
+      // The exact part is already read; what is left to choose is how much of the rest.
+      target_[q] = planner::InitialStrata(runs_[q].bound.sampled_rows(), popts);
+      const double rows = static_cast<double>(runs_[q].bound.sampled_rows());
       exact_cost += rows * pipeline_.query_ns_per_row(q);
       round0_cost += rows * std::min(1.0, static_cast<double>(target_[q]) / planner::kNumStrata) *
                      pipeline_.query_ns_per_row(q);
     }
+    // What approximating is expected to cost: the rows this pipeline's approximate answers
+    // have read on average (at least round 0's) and its average number of propagation rounds.
     const double expected_approx =
-        round0_cost + std::max(1.0, pipeline_.average_rounds()) * pipeline_.round_overhead_ns();
+        std::max(round0_cost, exact_cost * pipeline_.average_fraction()) +
+        std::max(1.0, pipeline_.average_rounds()) * pipeline_.round_overhead_ns();
     if (spec.guarantee.cut_over && exact_cost <= expected_approx && exact_cost <= ns_left()) {
-      go_exact = true;
-      out->cut_over = true;
+      // Every kProbeEvery-th request that would cut over up front approximates anyway (when
+      // its deadline leaves room for twice the exact cost), so that the averages keep
+      // learning: a pipeline whose data became cheap to approximate does not stay exact.
+      const bool probe = pipeline_.TakeProbe() && 2.0 * exact_cost <= ns_left();
+      if (!probe) {
+        go_exact = true;
+        out->cut_over = true;
+      }
     }
   }
   if (go_exact) {
@@ -560,7 +595,7 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     for (size_t q = 0; q < runs_.size(); ++q) {
       const QueryRun& run = runs_[q];
       views_[q] = {.strata = run.strata,
-                   .matching_rows = run.bound.matching_rows,
+                   .matching_rows = run.bound.sampled_rows(),
                    .s1 = 0,
                    .usable = true,
                    .ns_per_row = run.rows_read > 0 ? std::max(run.cost_ns / run.rows_read, 0.05)
@@ -576,15 +611,18 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
                                 : out->tau;
       // Two-stage: if the A/B rows alone already give the required confidence, the answer is
       // ready and the AB blocks (only needed for S1, i.e. for planning) are skipped.
-      APX_RETURN_IF_ERROR(propagator_->Run(features_, out->delta, &result_,
-                                           {.stop_confidence = required}));
+      APX_RETURN_IF_ERROR(propagator_->Run(
+          features_, out->delta, &result_,
+          {.stop_confidence = required, .margin_z = spec.guarantee.confidence_margin}));
       const double round_ns = NsSince(model_start);
       model_ns += round_ns;
       pipeline_.RecordRoundOverhead(round_ns);
       ++out->rounds;
       out->y = result_.y_hat;
-      out->confidence = result_.confidence;
-      if (result_.confidence >= required) break;
+      // The confidence reported and compared with τ is the lower bound for the Monte Carlo
+      // error of the propagation: never a confidence the design did not establish.
+      out->confidence = result_.confidence_lower;
+      if (result_.confidence_lower >= required) break;
       for (size_t q = 0; q < runs_.size(); ++q) views_[q].s1 = result_.s1[q];
     }
     const double next_required =
@@ -623,14 +661,28 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     // already cost as much as finishing exactly would: a request then never costs much more
     // than twice the exact path, however long its confidence hovers below τ. Never past the
     // deadline when an answer is already at hand.
+    // Also when the next round alone would read at least kCutOverShare of what is left: the
+    // plan aims at the target with little slack, so the round after it would read the rest
+    // anyway, and reading most rows in rounds (strata by strata, with a propagation each) is
+    // slower than one exact pass.
     const bool fits = exact_rest <= left || out->rounds == 0;
-    if (spec.guarantee.cut_over && fits && (exact_rest <= next_round || NsSince(start) >= exact_rest)) {
+    const bool cheaper = exact_rest <= next_round ||
+                         planner::PlanCost(views_, target_) >= kCutOverShare * exact_rest ||
+                         NsSince(start) >= exact_rest;
+    if (spec.guarantee.cut_over && fits && cheaper) {
       std::fill(target_.begin(), target_.end(), planner::kNumStrata);
       out->cut_over = true;
     }
   }
 
-  if (out->rounds > 0) pipeline_.RecordRounds(out->rounds);
+  if (out->rounds > 0) {
+    int64_t rest_read = 0, rest_rows = 0;
+    for (const QueryRun& run : runs_) {
+      rest_read += run.rest_read;
+      rest_rows += run.bound.sampled_rows();
+    }
+    pipeline_.RecordApproximate(out->rounds, rest_rows > 0 ? static_cast<double>(rest_read) / rest_rows : 0.0);
+  }
   out->sample_ratio.resize(runs_.size());
   out->query_rows.resize(runs_.size());
   for (size_t q = 0; q < runs_.size(); ++q) {

@@ -92,9 +92,18 @@ class Pipeline {
   double round_overhead_ns() const { return round_overhead_ns_.load(std::memory_order_relaxed); }
   void RecordRoundOverhead(double ns) const;
   double query_ns_per_row(size_t q) const { return query_ns_per_row_[q].load(std::memory_order_relaxed); }
-  // Propagation rounds an approximate request has needed, on average (starts at 2).
+  // Propagation rounds an approximate request has needed, on average (starts at 2), and the
+  // fraction of its queries' sampled rows it read (starts at 2α).
   double average_rounds() const { return average_rounds_.load(std::memory_order_relaxed); }
-  void RecordRounds(int rounds) const;
+  double average_fraction() const { return average_fraction_.load(std::memory_order_relaxed); }
+  // Records an answered request that ran `rounds` propagation rounds and read `fraction` of
+  // its queries' sampled rows (a mid-request cut-over counts as reading everything).
+  void RecordApproximate(int rounds, double fraction) const;
+  // Called for a request about to cut over to exact before round 0: true for every
+  // kProbeEvery-th such call, meaning "approximate this one anyway" (keeps the averages above
+  // learning when every request cuts over).
+  bool TakeProbe() const;
+  static constexpr uint32_t kProbeEvery = 32;
   void RecordQueryCost(size_t q, double ns_per_row) const;
 
  private:
@@ -110,6 +119,8 @@ class Pipeline {
   std::unique_ptr<model::Model> model_;
   mutable std::atomic<double> round_overhead_ns_{200'000.0};
   mutable std::atomic<double> average_rounds_{2.0};
+  mutable std::atomic<double> average_fraction_{0.1};
+  mutable std::atomic<uint32_t> upfront_cuts_{0};
   std::unique_ptr<std::atomic<double>[]> query_ns_per_row_;
 
   Status Calibrate();
@@ -176,7 +187,8 @@ class Session {
     std::vector<agg::Aggregator*> agg_ptrs;
     std::vector<agg::Estimate> estimates;
     int strata = 0;
-    int64_t rows_read = 0;
+    int64_t rows_read = 0;  // exact part + sampled rest
+    int64_t rest_read = 0;  // sampled rest only
     double cost_ns = 0;  // reading rows and finalizing estimates, this request
     bool dirty = true;   // rows were read since the estimates were last finalized
   };

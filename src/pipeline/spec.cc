@@ -455,7 +455,7 @@ class SpecParser {
 
     const YAML::Node g = root["guarantee"];
     if (!g.IsDefined()) return Error(root, "guarantee", "required field is missing");
-    APX_RETURN_IF_ERROR(CheckKeys(g, "guarantee", {"delta", "tau", "alpha", "gamma", "qmc_points", "seed", "cut_over", "strict"}));
+    APX_RETURN_IF_ERROR(CheckKeys(g, "guarantee", {"delta", "tau", "alpha", "gamma", "qmc_points", "seed", "cut_over", "strict", "confidence_margin"}));
     GuaranteeSpec& gs = spec.guarantee;
     APX_ASSIGN_OR_RETURN(gs.delta, Number(g, "delta", "guarantee", spec.task == model::Task::kRegression, 0));
     APX_ASSIGN_OR_RETURN(gs.tau, Number(g, "tau", "guarantee", false, 0.95));
@@ -463,6 +463,11 @@ class SpecParser {
     APX_ASSIGN_OR_RETURN(gs.gamma, Number(g, "gamma", "guarantee", false, 1.0));
     APX_ASSIGN_OR_RETURN(double qmc, Number(g, "qmc_points", "guarantee", false, 128));
     APX_ASSIGN_OR_RETURN(double seed, Number(g, "seed", "guarantee", false, 0));
+    APX_ASSIGN_OR_RETURN(gs.confidence_margin,
+                         Number(g, "confidence_margin", "guarantee", false, kDefaultConfidenceMargin));
+    if (!(gs.confidence_margin >= 0 && gs.confidence_margin <= 5)) {
+      return Error(g["confidence_margin"], "guarantee.confidence_margin", "must be in [0, 5]");
+    }
     if (spec.task == model::Task::kRegression && !(gs.delta > 0)) {
       return Error(g["delta"], "guarantee.delta", "must be > 0 for a regression task");
     }

@@ -100,6 +100,9 @@ struct LabelSpec {
   std::optional<double> greater_than;  // binary label: column > threshold
 };
 
+// Default z of the confidence's Monte Carlo margin (docs/algorithms.md, "Confidence").
+inline constexpr double kDefaultConfidenceMargin = 1.0;
+
 struct GuaranteeSpec {
   double delta = 0;     // regression error bound (label units); ignored for binary
   double tau = 0.95;    // confidence level
@@ -113,6 +116,9 @@ struct GuaranteeSpec {
   // Strict mode: round r must reach confidence 1 − (1 − τ)/2^(r+1) (the failure probability is
   // spent across rounds, Bonferroni-style), guarding against optional stopping.
   bool strict = false;
+  // z of the one-sided lower bound the confidence must clear for its own Monte Carlo error
+  // (uq::WilsonLower with the design's 2N independent points); 0 compares the point estimate.
+  double confidence_margin = kDefaultConfidenceMargin;
 };
 
 struct PipelineSpec {

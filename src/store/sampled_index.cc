@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
+#include <functional>
+#include <limits>
 #include <random>
 
 namespace apx::store {
@@ -11,6 +14,83 @@ namespace {
 inline uint64_t KeyPart(const Column& c, size_t row) {
   return c.type == ColumnType::kString ? static_cast<uint32_t>(c.codes[row])
                                        : static_cast<uint64_t>(c.ints[row]);
+}
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// Reused buffers of MarkOutliers.
+struct OutlierScratch {
+  std::vector<double> values;
+  std::vector<double> deviations;
+  std::vector<std::pair<double, uint32_t>> low, high;  // (value − median, row)
+  std::vector<double> low_sum, low_sq, high_sum, high_sq;  // prefix sums, most extreme first
+};
+
+// Marks the outliers of column `c` among one group's `rows` in `is_outlier` (ICDE 2001 outlier
+// index): candidates lie more than mad_factor·MAD from the median (MAD = 0: any value other
+// than the median); when there are more than fraction·|rows| of them, the budget K is split
+// into the k_low smallest and K − k_low largest candidates so that the variance of the rows
+// left is smallest (a scan over the split with prefix sums, values centred on the median).
+void MarkOutliers(const Column& c, std::span<const uint32_t> rows, double fraction,
+                  double mad_factor, OutlierScratch* scratch, std::vector<uint8_t>* is_outlier) {
+  const size_t m = rows.size();
+  const size_t budget = static_cast<size_t>(std::floor(fraction * static_cast<double>(m)));
+  if (budget == 0) return;
+  std::vector<double>& values = scratch->values;
+  values.resize(m);
+  for (size_t k = 0; k < m; ++k) values[k] = c.AsDouble(rows[k]);
+  std::vector<double>& dev = scratch->deviations;
+  dev.assign(values.begin(), values.end());
+  std::nth_element(dev.begin(), dev.begin() + m / 2, dev.end());
+  const double median = dev[m / 2];
+  for (size_t k = 0; k < m; ++k) dev[k] = std::abs(values[k] - median);
+  std::nth_element(dev.begin(), dev.begin() + m / 2, dev.end());
+  const double threshold = mad_factor * dev[m / 2];
+  auto& low = scratch->low;
+  auto& high = scratch->high;
+  low.clear();
+  high.clear();
+  double total = 0, total_sq = 0;  // over the group, centred on the median
+  for (size_t k = 0; k < m; ++k) {
+    const double d = values[k] - median;
+    total += d;
+    total_sq += d * d;
+    if (d < -threshold) low.emplace_back(d, rows[k]);
+    if (d > threshold) high.emplace_back(d, rows[k]);
+  }
+  if (low.size() + high.size() <= budget) {
+    for (const auto& [d, row] : low) (*is_outlier)[row] = 1;
+    for (const auto& [d, row] : high) (*is_outlier)[row] = 1;
+    return;
+  }
+  std::sort(low.begin(), low.end());                                   // most negative first
+  std::sort(high.begin(), high.end(), std::greater<>());               // most positive first
+  auto prefix = [](const auto& side, std::vector<double>* sum, std::vector<double>* sq) {
+    sum->assign(side.size() + 1, 0.0);
+    sq->assign(side.size() + 1, 0.0);
+    for (size_t k = 0; k < side.size(); ++k) {
+      (*sum)[k + 1] = (*sum)[k] + side[k].first;
+      (*sq)[k + 1] = (*sq)[k] + side[k].first * side[k].first;
+    }
+  };
+  prefix(low, &scratch->low_sum, &scratch->low_sq);
+  prefix(high, &scratch->high_sum, &scratch->high_sq);
+  const double left = static_cast<double>(m - budget);
+  size_t best_low = 0;
+  double best_var = INFINITY;
+  const size_t from = budget > high.size() ? budget - high.size() : 0;
+  for (size_t k_low = from; k_low <= std::min(budget, low.size()); ++k_low) {
+    const size_t k_high = budget - k_low;
+    const double sum = total - scratch->low_sum[k_low] - scratch->high_sum[k_high];
+    const double sq = total_sq - scratch->low_sq[k_low] - scratch->high_sq[k_high];
+    const double var = sq / left - (sum / left) * (sum / left);
+    if (var < best_var) {
+      best_var = var;
+      best_low = k_low;
+    }
+  }
+  for (size_t k = 0; k < best_low; ++k) (*is_outlier)[low[k].second] = 1;
+  for (size_t k = 0; k < budget - best_low; ++k) (*is_outlier)[high[k].second] = 1;
 }
 
 }  // namespace
@@ -77,21 +157,66 @@ Result<std::unique_ptr<SampledIndex>> SampledIndex::Build(const Table& table,
     }
   }
 
-  // Random stratum of every row, then a stable counting sort by (group, stratum): rows keep
-  // their time order inside a cell.
+  // Rows of every group (ascending row order), for the outlier index.
+  std::vector<uint32_t> group_row_begin(static_cast<size_t>(num_groups) + 1, 0);
+  for (size_t row = 0; row < n; ++row) ++group_row_begin[group[row] + 1];
+  for (int32_t g = 0; g < num_groups; ++g) group_row_begin[g + 1] += group_row_begin[g];
+  std::vector<uint32_t> group_rows(n);
+  {
+    std::vector<uint32_t> fill(group_row_begin.begin(), group_row_begin.end() - 1);
+    for (size_t row = 0; row < n; ++row) group_rows[fill[group[row]]++] = static_cast<uint32_t>(row);
+  }
+  std::vector<uint8_t> is_outlier(n, 0);
+  if (options.outlier_fraction > 0) {
+    OutlierScratch scratch;
+    for (const Column* c : value_cols) {
+      for (int32_t g = 0; g < num_groups; ++g) {
+        const std::span<const uint32_t> rows(group_rows.data() + group_row_begin[g],
+                                             group_row_begin[g + 1] - group_row_begin[g]);
+        MarkOutliers(*c, rows, options.outlier_fraction, options.outlier_mad_factor, &scratch,
+                     &is_outlier);
+      }
+    }
+  }
+
+  // Random stratum of every row (outliers go to their group's exact cell), then a stable
+  // counting sort by (group, cell): rows keep their time order inside a cell.
   std::mt19937_64 rng(options.seed);
   std::uniform_int_distribution<int> stratum_of(0, kNumStrata - 1);
   std::vector<uint32_t> cell(n);
-  const size_t num_cells = static_cast<size_t>(num_groups) * kNumStrata;
+  const size_t num_cells = static_cast<size_t>(num_groups) * kCellsPerGroup;
   std::vector<uint32_t> begin(num_cells + 1, 0);
   for (size_t row = 0; row < n; ++row) {
-    cell[row] = group[row] * kNumStrata + static_cast<uint32_t>(stratum_of(rng));
+    const int stratum = stratum_of(rng);  // drawn for every row: the layout stays seed-stable
+    cell[row] = group[row] * kCellsPerGroup +
+                static_cast<uint32_t>(is_outlier[row] ? kExactCell : stratum);
     ++begin[cell[row] + 1];
+    index->exact_rows_ += is_outlier[row];
   }
   for (size_t c = 0; c < num_cells; ++c) begin[c + 1] += begin[c];
   std::vector<uint32_t> next(begin.begin(), begin.end() - 1);
   std::vector<uint32_t> position(n);
   for (size_t row = 0; row < n; ++row) position[row] = next[cell[row]]++;
+
+  // Range of every value column over each group's rest (the rows outside the exact cell).
+  index->rest_range_.assign(static_cast<size_t>(num_groups) * value_cols.size() * 2, kNaN);
+  for (size_t v = 0; v < value_cols.size(); ++v) {
+    for (int32_t g = 0; g < num_groups; ++g) {
+      double lo = INFINITY, hi = -INFINITY;
+      for (uint32_t k = group_row_begin[g]; k < group_row_begin[g + 1]; ++k) {
+        const uint32_t row = group_rows[k];
+        if (is_outlier[row]) continue;
+        const double x = value_cols[v]->AsDouble(row);
+        lo = std::min(lo, x);
+        hi = std::max(hi, x);
+      }
+      if (lo <= hi) {
+        const size_t at = (static_cast<size_t>(g) * value_cols.size() + v) * 2;
+        index->rest_range_[at] = lo;
+        index->rest_range_[at + 1] = hi;
+      }
+    }
+  }
 
   index->times_.resize(n, 0);
   if (time != nullptr) {
@@ -106,7 +231,7 @@ Result<std::unique_ptr<SampledIndex>> SampledIndex::Build(const Table& table,
   index->cell_begin_ = std::move(begin);
   index->group_begin_.resize(static_cast<size_t>(num_groups) + 1);
   for (int32_t g = 0; g <= num_groups; ++g) {
-    index->group_begin_[g] = index->cell_begin_[static_cast<size_t>(g) * kNumStrata];
+    index->group_begin_[g] = index->cell_begin_[static_cast<size_t>(g) * kCellsPerGroup];
   }
   return index;
 }
@@ -136,9 +261,9 @@ int SampledIndex::FindGroup(std::span<const std::string_view> key_values) const 
 }
 
 void SampledIndex::Window(int group, int64_t t0, int64_t t1, StrataWindow* window) const {
-  const uint32_t* cells = cell_begin_.data() + static_cast<size_t>(group) * kNumStrata;
+  const uint32_t* cells = cell_begin_.data() + static_cast<size_t>(group) * kCellsPerGroup;
   const int64_t* t = times_.data();
-  for (int s = 0; s < kNumStrata; ++s) {
+  for (int s = 0; s < kCellsPerGroup; ++s) {
     const uint32_t begin = cells[s];
     const uint32_t end = cells[s + 1];
     if (!has_time_) {

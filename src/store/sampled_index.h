@@ -10,6 +10,20 @@
 //   - growing the sample from k to k' strata reads only the rows of strata k..k'-1.
 // An index with no key columns has one group: the whole table (network-wide queries).
 //
+// Outlier index (Chaudhuri, Das, Datar, Motwani, Narasayya, "Overcoming Limitations of
+// Sampling for Aggregation Queries", ICDE 2001). Rows that dominate a group's variance would
+// be left to the sampling lottery otherwise: a 5 % sample misses a handful of extreme rows
+// most of the time, and its standard error is then far too small. So every group also has an
+// EXACT cell (index kExactCell, after the kNumStrata strata) holding, per value column, the
+// rows that lie more than kOutlierMadFactor median absolute deviations from the group's
+// median, at most kOutlierFraction of the group's rows per column; when there are more such
+// rows, the budget is split between the low and the high end so that the variance of the
+// remaining rows is smallest (the paper's rule). Readers read the exact cell whole and the
+// strata as a sample of the REST of the rows; the estimators combine the two. The exact cell
+// is the union over the layout's value columns, so for one column it may also hold ordinary
+// rows (outliers of another column): that is still exact part + sampled rest. Every value of
+// the rest lies in the group's rest range [RestMin, RestMax] of that column.
+//
 // Thread safety: immutable after Build(); const methods may be called concurrently.
 #ifndef APX_STORE_SAMPLED_INDEX_H_
 #define APX_STORE_SAMPLED_INDEX_H_
@@ -31,22 +45,43 @@ namespace apx::store {
 // Most key columns one index supports (several columns must all be string columns).
 inline constexpr size_t kMaxKeyColumns = 3;
 
+// The group's exact (outlier) cell comes after its kNumStrata sample strata.
+inline constexpr int kExactCell = kNumStrata;
+inline constexpr int kCellsPerGroup = kNumStrata + 1;
+
+// Outlier index defaults (see the header comment): a row is an outlier candidate of a column
+// when |x − median| > kOutlierMadFactor · MAD (MAD = 0: any value other than the median), and
+// at most kOutlierFraction of a group's rows per column go to the exact cell. 5 MADs is 3.4
+// standard deviations of a normal column (0.07 % of its rows); the 1 % budget bounds what
+// every request reads exactly.
+inline constexpr double kOutlierMadFactor = 5.0;
+inline constexpr double kOutlierFraction = 0.01;
+
 struct SampledIndexOptions {
   std::vector<std::string> key_columns;    // at most kMaxKeyColumns; string (or one int64) columns
   std::vector<std::string> value_columns;  // numeric columns copied in layout order
   uint64_t seed = 0;                       // stratum assignment seed
+  // Outlier index: at most this fraction of a group's rows per value column go to the exact
+  // cell (0 disables the outlier index: every row is sampled).
+  double outlier_fraction = kOutlierFraction;
+  double outlier_mad_factor = kOutlierMadFactor;
 };
 
-// Row positions [lo[s], hi[s]) of one group's rows inside a time window, per stratum.
+// Row positions [lo[c], hi[c]) of one group's rows inside a time window, per cell: the
+// kNumStrata sample strata, then the exact cell (kExactCell).
 struct StrataWindow {
-  uint32_t lo[kNumStrata];
-  uint32_t hi[kNumStrata];
-  // Rows in strata [0, num_strata).
+  uint32_t lo[kCellsPerGroup];
+  uint32_t hi[kCellsPerGroup];
+  // Rows in strata [s_begin, s_end) (sample strata only; the exact cell is ExactRows()).
   int64_t RowsIn(int s_begin, int s_end) const {
     int64_t rows = 0;
     for (int s = s_begin; s < s_end; ++s) rows += hi[s] - lo[s];
     return rows;
   }
+  // Rows of the exact cell inside the window.
+  int64_t ExactRows() const { return hi[kExactCell] - lo[kExactCell]; }
+  // Every row inside the window: the sample strata and the exact cell.
+  int64_t TotalRows() const { return RowsIn(0, kNumStrata) + ExactRows(); }
 };
 
 class SampledIndex {
@@ -64,7 +99,8 @@ class SampledIndex {
   int FindGroup(std::span<const std::string_view> key_values) const;
 
   // Fills `window` with the rows of `group` whose time is in [t0, t1) (the whole group when
-  // the table has no time column). REQUIRES: 0 <= group < num_groups().
+  // the table has no time column), per sample stratum and for the exact cell.
+  // REQUIRES: 0 <= group < num_groups().
   void Window(int group, int64_t t0, int64_t t1, StrataWindow* window) const;
 
   // Index of a value column in options().value_columns, or -1.
@@ -72,6 +108,16 @@ class SampledIndex {
   // Values of value column `value_idx`, in layout order (valid as long as the index).
   const double* values(int value_idx) const { return values_[value_idx].data(); }
   const int64_t* times() const { return times_.data(); }
+  // Range of value column `value_idx` over the rows of `group` that are NOT in the exact cell
+  // (every sampled row lies in it). NaN when the group has no such row.
+  double RestMin(int group, int value_idx) const {
+    return rest_range_[(static_cast<size_t>(group) * values_.size() + value_idx) * 2];
+  }
+  double RestMax(int group, int value_idx) const {
+    return rest_range_[(static_cast<size_t>(group) * values_.size() + value_idx) * 2 + 1];
+  }
+  // Rows of all groups in exact cells (a test and diagnostics hook).
+  int64_t exact_rows() const { return exact_rows_; }
 
  private:
   SampledIndexOptions options_;
@@ -79,10 +125,12 @@ class SampledIndex {
   std::vector<const Column*> key_cols_;
   std::vector<uint64_t> radix_;  // per key column, for multi-column keys
   std::unordered_map<uint64_t, int32_t> group_of_key_;
-  std::vector<uint32_t> cell_begin_;   // (group * kNumStrata + stratum) -> first row; +1 sentinel
+  std::vector<uint32_t> cell_begin_;   // (group * kCellsPerGroup + cell) -> first row; +1 sentinel
   std::vector<uint32_t> group_begin_;  // group -> first row; +1 sentinel
   std::vector<int64_t> times_;
   std::vector<std::vector<double>> values_;
+  std::vector<double> rest_range_;  // (group, value column) -> {min, max} of the rest
+  int64_t exact_rows_ = 0;
 };
 
 }  // namespace apx::store

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 #include <random>
 #include <set>
@@ -199,8 +200,9 @@ TEST_F(SampledIndexTest, StrataAreUniform) {
   ASSERT_GE(group, 0);
   StrataWindow w;
   index_->Window(group, INT64_MIN, INT64_MAX, &w);
-  const int64_t total = w.RowsIn(0, kNumStrata);
-  EXPECT_EQ(total, 20000);
+  EXPECT_EQ(w.TotalRows(), 20000);
+  const int64_t total = w.RowsIn(0, kNumStrata);  // the sampled rest (outliers are exact)
+  EXPECT_GE(total, 19800);
   const double expected = static_cast<double>(total) / kNumStrata;
   double chi2 = 0;
   for (int s = 0; s < kNumStrata; ++s) {
@@ -232,7 +234,7 @@ TEST_F(SampledIndexTest, WindowMatchesBruteForce) {
   double index_sum = 0;
   std::set<uint32_t> seen;
   const double* v = index_->values(index_->ValueIndex("delay"));
-  for (int s = 0; s < kNumStrata; ++s) {
+  for (int s = 0; s < kCellsPerGroup; ++s) {  // the strata and the exact cell
     for (uint32_t p = w.lo[s]; p < w.hi[s]; ++p) {
       index_sum += v[p];
       EXPECT_TRUE(seen.insert(p).second);  // every row read once
@@ -240,12 +242,13 @@ TEST_F(SampledIndexTest, WindowMatchesBruteForce) {
       EXPECT_LT(index_->times()[p], t1);
     }
   }
-  EXPECT_EQ(w.RowsIn(0, kNumStrata), rows);
-  EXPECT_DOUBLE_EQ(index_sum, sum);
+  EXPECT_EQ(w.TotalRows(), rows);
+  EXPECT_NEAR(index_sum, sum, 1e-9 * std::abs(sum));
 }
 
 TEST_F(SampledIndexTest, SamplePrefixesAreUnbiased) {
-  // The mean of strata 0..4 (a 5 % sample) over many keys' windows is unbiased: average the
+  // The mean of strata 0..4 (a 5 % sample) over many keys' windows is an unbiased estimate of
+  // the mean of the sampled rest (the strata, without the exact cell): average the
   // sample-minus-exact error over 200 windows; it must be small against its standard error.
   std::string_view key[] = {"C"};
   const int group = index_->FindGroup(key);
@@ -301,7 +304,94 @@ TEST_F(SampledIndexTest, TableWideIndexHasOneGroup) {
   EXPECT_EQ((*all)->num_groups(), 1);
   StrataWindow w;
   (*all)->Window(0, INT64_MIN, INT64_MAX, &w);
-  EXPECT_EQ(w.RowsIn(0, kNumStrata), 60000);
+  EXPECT_EQ(w.TotalRows(), 60000);
+}
+
+// A one-group table of `values` (one row per minute) indexed on column v.
+std::unique_ptr<SampledIndex> IndexOf(const std::vector<double>& values,
+                                      std::unique_ptr<Table>* table_out,
+                                      double fraction = kOutlierFraction) {
+  TableSchema schema{.name = "t",
+                     .columns = {{"t", ColumnType::kTimestamp}, {"v", ColumnType::kDouble}},
+                     .time_column = "t"};
+  std::vector<Column> cols(2);
+  cols[0].name = "t";
+  cols[0].type = ColumnType::kTimestamp;
+  cols[1].name = "v";
+  cols[1].type = ColumnType::kDouble;
+  for (size_t i = 0; i < values.size(); ++i) cols[0].ints.push_back(60 * static_cast<int64_t>(i));
+  cols[1].doubles = values;
+  *table_out =
+      std::make_unique<Table>(schema, std::move(cols), static_cast<int64_t>(values.size()));
+  auto index = SampledIndex::Build(
+      **table_out, {.value_columns = {"v"}, .seed = 5, .outlier_fraction = fraction});
+  EXPECT_TRUE(index.ok());
+  return std::move(*index);
+}
+
+// The exact cell's values inside the whole history.
+std::vector<double> ExactCellValues(const SampledIndex& index) {
+  StrataWindow w;
+  index.Window(0, INT64_MIN, INT64_MAX, &w);
+  std::vector<double> out;
+  for (uint32_t p = w.lo[kExactCell]; p < w.hi[kExactCell]; ++p) out.push_back(index.values(0)[p]);
+  return out;
+}
+
+TEST(OutlierIndexTest, RareJumpsGoToTheExactCell) {
+  // 1 row in 10,000 at 1,000x the typical magnitude: every jump is read exactly, none is left
+  // to the sampling lottery, and the rest's range stops below the jumps.
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> normal(10.0, 2.0);
+  std::vector<double> values(200000);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = i % 10000 == 77 ? 10000.0 : normal(rng);
+  std::unique_ptr<Table> table;
+  auto index = IndexOf(values, &table);
+  const std::vector<double> exact = ExactCellValues(*index);
+  EXPECT_EQ(std::count(exact.begin(), exact.end(), 10000.0), 20);
+  EXPECT_LE(exact.size(), 200000 * kOutlierFraction);
+  EXPECT_LT(index->RestMax(0, 0), 100.0);
+}
+
+TEST(OutlierIndexTest, NormalDataKeepsAlmostEverythingSampled) {
+  std::mt19937_64 rng(12);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<double> values(100000);
+  for (double& v : values) v = normal(rng);
+  std::unique_ptr<Table> table;
+  auto index = IndexOf(values, &table);
+  // 5 MADs = 3.37 sigma: 0.075 % of a normal column.
+  EXPECT_LT(index->exact_rows(), 150);
+}
+
+TEST(OutlierIndexTest, BudgetSplitsTowardsTheHeavierEnd) {
+  // A right-skewed column with more candidates than the budget: the budget goes to the high
+  // end (where the variance is), the budget is respected, and every exact row is beyond every
+  // rest row on its side.
+  std::mt19937_64 rng(13);
+  std::lognormal_distribution<double> lognormal(0.0, 2.0);
+  std::vector<double> values(50000);
+  for (double& v : values) v = lognormal(rng);
+  std::unique_ptr<Table> table;
+  auto index = IndexOf(values, &table);
+  const std::vector<double> exact = ExactCellValues(*index);
+  EXPECT_EQ(exact.size(), 500u);
+  for (double v : exact) EXPECT_GE(v, index->RestMax(0, 0));
+}
+
+TEST(OutlierIndexTest, NearConstantColumnAndDisabledIndex) {
+  // 99.9 % zeros (MAD = 0): the rare values are all exact. With the index disabled, nothing is.
+  std::vector<double> values(20000, 0.0);
+  for (size_t i = 0; i < values.size(); i += 1000) values[i] = 5.0 + static_cast<double>(i % 7);
+  std::unique_ptr<Table> table;
+  auto index = IndexOf(values, &table);
+  EXPECT_EQ(index->exact_rows(), 20);
+  EXPECT_EQ(index->RestMin(0, 0), 0.0);
+  EXPECT_EQ(index->RestMax(0, 0), 0.0);
+  std::unique_ptr<Table> table2;
+  auto plain = IndexOf(values, &table2, 0.0);
+  EXPECT_EQ(plain->exact_rows(), 0);
+  EXPECT_EQ(plain->RestMax(0, 0), 11.0);
 }
 
 TEST(SampledIndexKeysTest, MultiColumnKeysMatchBruteForce) {

@@ -72,6 +72,14 @@ void FirstOrderIndicesImpl(const T* __restrict y, size_t n_base, size_t num_grou
 
 }  // namespace
 
+double WilsonLower(double c, double m, double z) {
+  if (!(z > 0) || !(m > 0)) return c;
+  const double z2 = z * z;
+  const double center = c + z2 / (2.0 * m);
+  const double spread = z * std::sqrt(std::max(0.0, c * (1.0 - c)) / m + z2 / (4.0 * m * m));
+  return std::clamp((center - spread) / (1.0 + z2 / m), 0.0, 1.0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // SaltelliDesign
 
@@ -252,6 +260,7 @@ Status Propagator::RunAllFixed(PropagationResult* out) {
   if (!std::isfinite(y)) return Status::Internal("uq: the model returned a non-finite output");
   out->y_hat = binary_ ? (y >= 0.5 ? 1.0 : 0.0) : y;
   out->confidence = 1.0;
+  out->confidence_lower = 1.0;
   out->output_std = 0.0;
   out->mean_output = y;
   out->model_rows = 1;
@@ -294,6 +303,7 @@ Status Propagator::RunAnalytic(const model::LinearForm& linear,
     // P(|N(0, var)| <= delta) = 2 Phi(delta / sigma) - 1 = erf(delta / (sigma sqrt 2)).
     out->confidence = sigma > 0 ? std::erf(delta / (sigma * kSqrt2)) : 1.0;
   }
+  out->confidence_lower = out->confidence;  // closed form: no Monte Carlo error
   if (var > 0) {
     for (size_t g = 0; g < group_var_.size(); ++g) out->s1[g] = group_var_[g] / var;
   }
@@ -304,7 +314,8 @@ Status Propagator::RunAnalytic(const model::LinearForm& linear,
   return Status::Ok();
 }
 
-void Propagator::Summarize(const float* y, size_t n, double delta, PropagationResult* out) const {
+void Propagator::Summarize(const float* y, size_t n, double delta, double independent,
+                           double margin_z, PropagationResult* out) const {
   const double inv_n = 1.0 / static_cast<double>(n);
   double sum = 0;
   size_t ones = 0;
@@ -330,6 +341,7 @@ void Propagator::Summarize(const float* y, size_t n, double delta, PropagationRe
   }
   out->output_std = std::sqrt(sum_sq * inv_n);
   out->mean_output = mean_y;
+  out->confidence_lower = WilsonLower(out->confidence, independent, margin_z);
 }
 
 Status Propagator::RunSampled(double delta, const RunOptions& options, PropagationResult* out) {
@@ -387,8 +399,8 @@ Status Propagator::RunSampled(double delta, const RunOptions& options, Propagati
   if (options.stop_confidence >= 0 && per_base > 2) {
     APX_RETURN_IF_ERROR(predict_stage(/*ab_blocks=*/false));
     // stage_out_ holds the 2N outputs of the A and B blocks.
-    Summarize(stage_out_.data(), 2 * n_base, delta, out);
-    if (out->confidence >= options.stop_confidence) {
+    Summarize(stage_out_.data(), 2 * n_base, delta, 2.0 * n_base, options.margin_z, out);
+    if (out->confidence_lower >= options.stop_confidence) {
       out->s1_valid = false;
       return Status::Ok();
     }
@@ -405,7 +417,7 @@ Status Propagator::RunSampled(double delta, const RunOptions& options, Propagati
     }
     out->model_rows = rows;
   }
-  Summarize(outputs_.data(), rows, delta, out);
+  Summarize(outputs_.data(), rows, delta, 2.0 * n_base, options.margin_z, out);
   FirstOrderIndicesImpl(outputs_.data(), n_base, static_cast<size_t>(design_->num_groups()),
                         out->s1.data());
   return Status::Ok();

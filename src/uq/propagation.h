@@ -112,6 +112,11 @@ void FirstOrderIndices(std::span<const double> outputs, int n_base, int num_grou
 struct PropagationResult {
   double y_hat = 0;        // regression: mean output (analytic: f(means)); binary: 0 or 1
   double confidence = 0;   // estimated Pr(|y_hat - y_exact| <= delta) or Pr(y_hat == y_exact)
+  // One-sided lower confidence bound of `confidence` for its own Monte Carlo error: the Wilson
+  // score bound at RunOptions::margin_z with the design's independent points (the 2N rows of
+  // A and B; the AB rows re-use A's columns) as the sample size. Equal to `confidence` when
+  // nothing was sampled (every feature fixed, or the analytic linear form).
+  double confidence_lower = 0;
   std::vector<double> s1;  // first-order index per group (size num_groups)
   double output_std = 0;   // std of the outputs (binary: of the probabilities; analytic
                            // binary: of the margin)
@@ -131,7 +136,14 @@ struct RunOptions {
   // answered, so S1 would not be used anyway. Otherwise the AB blocks are predicted and the
   // result is that of a full run. < 0: always a full run.
   double stop_confidence = -1;
+  // z of the one-sided lower bound confidence_lower (0: no margin). The two-stage stop
+  // compares confidence_lower with stop_confidence.
+  double margin_z = 0;
 };
+
+// Wilson score lower bound of a proportion c observed on m independent draws, one-sided at
+// z (Wilson 1927): (c + z²/2m − z·√(c(1−c)/m + z²/4m²)) / (1 + z²/m). z = 0 gives c.
+double WilsonLower(double c, double m, double z);
 
 // Runs one propagation round for one request. Owns scratch buffers (the rows x features input
 // matrix, the outputs) allocated once in the constructor and reused by every Run(): Run()
@@ -177,8 +189,10 @@ class Propagator {
   Status RunAnalytic(const model::LinearForm& linear, std::span<const FeatureDist> features,
                      double delta, PropagationResult* out);
   Status RunSampled(double delta, const RunOptions& options, PropagationResult* out);
-  // Mean, confidence and std of outputs y[0..n) into *out.
-  void Summarize(const float* y, size_t n, double delta, PropagationResult* out) const;
+  // Mean, confidence and std of outputs y[0..n) into *out; confidence_lower with
+  // `independent` draws and margin z.
+  void Summarize(const float* y, size_t n, double delta, double independent, double margin_z,
+                 PropagationResult* out) const;
 
   const SaltelliDesign* design_;
   const model::Model* model_;
