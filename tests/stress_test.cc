@@ -26,8 +26,11 @@ namespace {
 constexpr double kScale = 0.25;
 constexpr int kRequests = 400;
 constexpr char kStressDir[] = "pipelines/stress";
-// The pipeline whose windows are too noisy to sample: it must cut over instead.
-constexpr char kWide[] = "wide";
+// Pipelines that cannot meet δ without reading most of their rows, so the cut-over must take
+// the exact path: `wide` (windows too noisy for δ) and `distinct` (count_distinct where the
+// unseen values are rare singletons: a small sample cannot tell 5 of them from 50, and an
+// honest estimate says so).
+bool MustReadMost(const std::string& name) { return name == "wide" || name == "distinct"; }
 
 std::string TempDir() {
   auto dir = std::filesystem::temp_directory_path() / ("apx_stress_" + std::to_string(::getpid()));
@@ -166,8 +169,9 @@ TEST_P(StressTest, ModelUsesTheAggregates) {
 
 // Cut-over off: the approximate path must sample (< 50 % of the rows, >= 1 propagation round
 // on most requests) and keep the guarantee: meet rate >= τ minus 3 binomial standard errors,
-// and answers claiming confidence >= τ miss δ no more often than that allows. The `wide`
-// pipeline instead needs more than half of its rows, so the cut-over must take the exact path.
+// and answers claiming confidence >= τ miss δ no more often than that allows. The pipelines of
+// MustReadMost instead need more than half of their rows, so the cut-over must take the exact
+// path.
 TEST_P(StressTest, KeepsTheGuaranteeOnHostileData) {
   const std::string name = Stem(GetParam());
   auto p = OpenSmall(GetParam(), /*cut_over=*/false);
@@ -186,8 +190,8 @@ TEST_P(StressTest, KeepsTheGuaranteeOnHostileData) {
               name.c_str(), report->meet_rate, MinMeetRate(tau, kRequests), ratio,
               report->avg_rounds, answers.confident_misses, answers.confident);
 
-  if (name == kWide) {
-    EXPECT_GT(ratio, 0.5) << "the wide pipeline should need most of its rows";
+  if (MustReadMost(name)) {
+    EXPECT_GT(ratio, 0.5) << name << " should need most of its rows";
   } else {
     EXPECT_LT(ratio, 0.5) << name << ": did not approximate";
     EXPECT_GE(answers.with_rounds, answers.n * 8 / 10) << name << ": too few propagation rounds";
@@ -200,7 +204,7 @@ TEST_P(StressTest, KeepsTheGuaranteeOnHostileData) {
         << name << ": answers claiming confidence >= tau miss delta too often";
   }
 
-  if (name == kWide) {
+  if (MustReadMost(name)) {
     // With the cut-over on (the default), the approximate path is the exact path: no slower
     // than exact, up to timing noise and the round-0 planning it costs.
     auto q = OpenSmall(GetParam(), /*cut_over=*/true);

@@ -370,20 +370,26 @@ TEST(AggregatorTest, CountIsHorvitzThompsonAndSumUsesTheKnownN) {
   EXPECT_NEAR(s.std, 120.0 * std::sqrt(s2 / 30.0 * 0.75), 1e-9);
 }
 
-TEST(AggregatorTest, CountDistinctIsGeeWithEnvelope) {
+TEST(AggregatorTest, CountDistinctIsTheMidpointOfItsEnvelope) {
   // d = 4 values seen, f1 = 2 singletons (2 and 4), p = 0.5.
   const std::vector<double> rows = {1, 1, 2, 3, 3, 3, 4};
   Aggregator agg(AggOp::kCountDistinct);
   agg.Update(rows);
   const Estimate est = agg.Finalize(0.5);
-  const double gee = 2.0 / std::sqrt(0.5) + 2.0;
-  // f₁⁺ = the one-sided 95 % Poisson upper bound of a count of 2 (6.296).
-  const double upper = 6.29579 / 0.5 + 2.0;
-  EXPECT_DOUBLE_EQ(est.value, gee);
-  EXPECT_NEAR(est.std, (upper - gee) / kZ95, 1e-4);
-  EXPECT_LE(est.value - kZ95 * est.std, 4.0);  // envelope contains the lower bound d
-  EXPECT_FALSE(est.usable);                    // 7 rows < kMinSupport
+  // B⁺ = (1 − p)/p·f₁⁺, f₁⁺ = the one-sided 95 % Poisson upper bound of a count of 2 (6.2958);
+  // U = d + B⁺ + 1.645·√B⁺.
+  const double unseen = 6.29579;
+  const double upper = 4.0 + unseen + 1.645 * std::sqrt(unseen);
+  EXPECT_NEAR(est.value, 0.5 * (4.0 + upper), 1e-4);
+  EXPECT_NEAR(est.std, (upper - 4.0) / (2 * kZ95), 1e-4);
+  EXPECT_NEAR(est.value - kZ95 * est.std, 4.0, 1e-9);  // the envelope starts at d
+  EXPECT_FALSE(est.usable);                             // 7 rows < kMinSupport
   EXPECT_EQ(agg.Finalize(1.0).value, 4.0);
+  // A bound on the distinct values (the whole key's) caps the envelope.
+  agg.set_distinct_bound(5);
+  const Estimate capped = agg.Finalize(0.5);
+  EXPECT_NEAR(capped.value, 4.5, 1e-12);
+  EXPECT_NEAR(capped.std, 1.0 / (2 * kZ95), 1e-12);
 }
 
 // The max envelope's std from the header's formula for the k+1 most extreme distinct values
@@ -606,11 +612,14 @@ TEST(AggregatorEdgeTest, ConstantDataHasZeroSpreadAndNoNan) {
         EXPECT_NEAR(est.value, 0.0, 1e-7) << AggOpName(op);
         EXPECT_NEAR(est.std, 0.0, 1e-7) << AggOpName(op);
         break;
-      case AggOp::kCountDistinct:
-        // No singletons does not prove that no rare value exists: f₁⁺ = 3 (Poisson bound, −ln 0.05).
-        EXPECT_EQ(est.value, 1.0);
-        EXPECT_NEAR(est.std, -std::log(0.05) / 0.5 / kZ95, 1e-9);
+      case AggOp::kCountDistinct: {
+        // No singletons does not prove that no rare value exists: f₁⁺ = −ln 0.05 ≈ 3 (Poisson
+        // bound), so the envelope is [1, 1 + B⁺ + 1.645·√B⁺] with B⁺ = f₁⁺ at p = 0.5.
+        const double unseen = -std::log(0.05);
+        EXPECT_NEAR(est.std, (unseen + 1.645 * std::sqrt(unseen)) / (2 * kZ95), 1e-9);
+        EXPECT_NEAR(est.value - kZ95 * est.std, 1.0, 1e-9);
         break;
+      }
       default:
         EXPECT_NEAR(est.value, 3.7, 1e-12) << AggOpName(op);
         EXPECT_NEAR(est.std, 0.0, 1e-12) << AggOpName(op);

@@ -399,7 +399,8 @@ void CountDistinct(const std::vector<double>& sorted, const std::vector<double>&
   }
 }
 
-Estimate FinalizeCountDistinct(const SampleState& rest, const SampleState& exact, double p) {
+Estimate FinalizeCountDistinct(const SampleState& rest, const SampleState& exact, double p,
+                               int64_t rest_bound) {
   Estimate est = BaseEstimate(rest.n(), exact.n(), p);
   if (rest.n() + exact.n() == 0) return est;  // COUNT(DISTINCT) of nothing is 0
   const std::vector<double>& fixed = exact.SortedValues();
@@ -415,14 +416,25 @@ Estimate FinalizeCountDistinct(const SampleState& rest, const SampleState& exact
     est.value = known + d;
     return est;
   }
-  // GEE (Charikar et al. 2000): D̂ = √(1/p)·f₁ + Σ_{j≥2} f_j = √(1/p)·f₁ + (d − f₁).
-  est.value = known + f1 / std::sqrt(p) + (d - f1);
-  // Envelope [d, U], U = f₁⁺/p + (d − f₁), each singleton standing for up to 1/p values, with
-  // f₁⁺ the one-sided 95 % Poisson upper bound of the singleton count's mean (3.0 for f₁ = 0:
-  // a sample without singletons does not prove that no rare value exists). std = (U − D̂)/z.
+  // Envelope [d, U]. A value with c rows in the window is unseen with probability (1−p)^c
+  // and seen exactly once with probability c·p·(1−p)^{c−1}, so for every frequency profile
+  // E[unseen values] ≤ B = (1−p)/p·E[f₁]. With f₁⁺ the one-sided 95 % Poisson upper bound of
+  // f₁'s mean (−ln 0.05 ≈ 3.0 for f₁ = 0: a sample without singletons does not prove that no
+  // rare value exists) and a Poisson margin for the unseen count itself,
+  // U = d + B⁺ + 1.645·√B⁺, B⁺ = (1−p)/p·f₁⁺, capped by the distinct values of the whole
+  // key's rest (known at build time). The estimate is the envelope's midpoint and the std puts
+  // 95 % of a normal inside it: std = (U − d)/(2z). (GEE, √(1/p)·f₁ + d − f₁, Charikar et al.
+  // 2000, sits below the midpoint and is biased low exactly where unseen values are rare
+  // singletons, the case that matters: there its normal left the truth outside too often.)
   const double f1_upper = boost::math::gamma_p_inv(f1 + 1.0, 0.95);
-  const double upper = known + f1_upper / p + (d - f1);
-  est.std = std::max(0.0, upper - est.value) / kZ95;
+  const double unseen = (1.0 - p) / p * f1_upper;
+  const double lower = known + d;
+  double upper = lower + unseen + 1.645 * std::sqrt(unseen);
+  if (rest_bound >= 0) {
+    upper = std::max(lower, std::min(upper, known + static_cast<double>(rest_bound)));
+  }
+  est.value = 0.5 * (lower + upper);
+  est.std = (upper - lower) / (2.0 * kZ95);
   return est;
 }
 
@@ -625,7 +637,8 @@ Estimate Aggregator::Finalize(double p) const {
       return FinalizeQuantile(std::get<SampleState>(state_), std::get<SampleState>(exact_), q_, p,
                               lo, hi);
     case AggOp::kCountDistinct:
-      return FinalizeCountDistinct(std::get<SampleState>(state_), std::get<SampleState>(exact_), p);
+      return FinalizeCountDistinct(std::get<SampleState>(state_), std::get<SampleState>(exact_), p,
+                                   distinct_bound_);
   }
   APX_CHECK(false);
   return Estimate();

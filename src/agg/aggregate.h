@@ -174,6 +174,11 @@ class Aggregator {
   // bounds are 0. Survives Reset().
   void set_value_range(double lo, double hi);
 
+  // An upper bound on the distinct values of the sampled rest (e.g. the distinct values of the
+  // column in the whole key group, known at build time; < 0: unknown, the default).
+  // count_distinct caps its envelope with it. Survives Reset().
+  void set_distinct_bound(int64_t bound) { distinct_bound_ = bound; }
+
   // Rows seen in the sampled part (sample size).
   int64_t n() const;
   // Rows seen in the exact part.
@@ -191,6 +196,7 @@ class Aggregator {
   AggOp op_;
   double q_;
   double range_lo_, range_hi_;  // NaN: unknown
+  int64_t distinct_bound_ = -1;  // < 0: unknown
   State state_;                 // the sampled rest
   State exact_;                 // the exact part (UpdateExact)
 };

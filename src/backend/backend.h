@@ -47,6 +47,9 @@ struct BoundQuery {
   // Range every sampled (non-exact) row's value lies in; NaN when unknown.
   double rest_min = std::numeric_limits<double>::quiet_NaN();
   double rest_max = std::numeric_limits<double>::quiet_NaN();
+  // Distinct values among the sampled part's rows of the whole key (any window has at most
+  // as many); -1 when unknown.
+  int64_t rest_distinct = -1;
   store::StrataWindow window;
 
   // Rows in the sampled part (strata 0..kNumStrata-1).
@@ -74,6 +77,14 @@ class Backend {
   // REQUIRES: 0 <= s_begin <= s_end <= kNumStrata.
   virtual Result<int64_t> Read(const BoundQuery& query, int s_begin, int s_end,
                                std::span<agg::Aggregator* const> aggs) const = 0;
+
+  // True when queries of the two shapes read the same sampled rows (same layout and value
+  // column): bound to the same key, their samples overlap wherever their windows do.
+  virtual bool SameRows(int shape_a, int shape_b) const = 0;
+
+  // Rows of the sampled part that both bound queries match (0 unless SameRows and the same
+  // key). Feature errors of such queries are correlated.
+  virtual int64_t SharedSampledRows(const BoundQuery& a, const BoundQuery& b) const = 0;
 
   // Reads the exact part of `query` whole and feeds it to every aggregator in `aggs`
   // (Aggregator::UpdateExact). Returns the number of rows read (query.exact_rows).

@@ -84,6 +84,7 @@ Status EmbeddedBackend::Bind(int shape, std::span<const std::string_view> key_va
     out->matching_rows = 0;
     out->exact_rows = 0;
     out->rest_min = out->rest_max = std::numeric_limits<double>::quiet_NaN();
+    out->rest_distinct = -1;
     return Status::Ok();
   }
   index->Window(out->group, t0, t1, &out->window);
@@ -91,6 +92,7 @@ Status EmbeddedBackend::Bind(int shape, std::span<const std::string_view> key_va
   out->matching_rows = out->window.RowsIn(0, kNumStrata) + out->exact_rows;
   out->rest_min = index->RestMin(out->group, s.value_idx);
   out->rest_max = index->RestMax(out->group, s.value_idx);
+  out->rest_distinct = index->RestDistinct(out->group, s.value_idx);
   return Status::Ok();
 }
 
@@ -121,6 +123,27 @@ Result<int64_t> EmbeddedBackend::ReadExact(const BoundQuery& query,
   const std::span<const double> span(values + lo, hi - lo);
   for (agg::Aggregator* a : aggs) a->UpdateExact(span);
   return static_cast<int64_t>(hi - lo);
+}
+
+bool EmbeddedBackend::SameRows(int shape_a, int shape_b) const {
+  if (shape_a < 0 || shape_b < 0 || static_cast<size_t>(shape_a) >= shapes_.size() ||
+      static_cast<size_t>(shape_b) >= shapes_.size()) {
+    return false;
+  }
+  const Shape& a = shapes_[shape_a];
+  const Shape& b = shapes_[shape_b];
+  return a.layout == b.layout && a.value_column == b.value_column;
+}
+
+int64_t EmbeddedBackend::SharedSampledRows(const BoundQuery& a, const BoundQuery& b) const {
+  if (a.group < 0 || a.group != b.group || !SameRows(a.shape, b.shape)) return 0;
+  int64_t rows = 0;
+  for (int stratum = 0; stratum < kNumStrata; ++stratum) {
+    const uint32_t lo = std::max(a.window.lo[stratum], b.window.lo[stratum]);
+    const uint32_t hi = std::min(a.window.hi[stratum], b.window.hi[stratum]);
+    if (hi > lo) rows += hi - lo;
+  }
+  return rows;
 }
 
 }  // namespace apx::backend

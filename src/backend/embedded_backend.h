@@ -33,6 +33,8 @@ class EmbeddedBackend : public Backend {
                        std::span<agg::Aggregator* const> aggs) const override;
   Result<int64_t> ReadExact(const BoundQuery& query,
                             std::span<agg::Aggregator* const> aggs) const override;
+  bool SameRows(int shape_a, int shape_b) const override;
+  int64_t SharedSampledRows(const BoundQuery& a, const BoundQuery& b) const override;
 
   // Fraction of each group's rows per column the outlier index may hold (0: no outlier
   // index; store::kOutlierFraction by default). Call before Build(). A test and study hook.

@@ -152,6 +152,7 @@ std::vector<double> Mix(std::vector<double> x, double a, std::vector<double> y, 
 struct Series {
   std::vector<int64_t> t;
   std::vector<double> v[kNumEventColumns];
+  std::vector<int32_t> merchant;  // the merchant codes before hashing (for the labels)
 };
 
 // Request fields shared by both request tables: x1 ~ N(0, 1), x2 uniform in {0..9}; the
@@ -221,9 +222,13 @@ Result<Tables> Stress(uint64_t seed, double scale, const store::ProgressFn& prog
         s.v[kLatency].push_back(std::exp(log_latency + kLogSigma * rng.Normal()));
         s.v[kItems].push_back(Poisson(rng, items));
         s.v[kRefund].push_back(rng.Uniform() < refund_rate ? 200 * Exponential(rng) : 0.0);
-        s.v[kMerchant].push_back(rng.Uniform() < singleton_rate
-                                     ? next_singleton++
-                                     : static_cast<double>(rng.Next() % common_merchants));
+        // Codes go through a multiplicative hash so that the singletons' codes interleave
+        // with the regular merchants' (as real ids do): no numeric outlier marks them.
+        const uint32_t raw = rng.Uniform() < singleton_rate
+                                 ? static_cast<uint32_t>(next_singleton++)
+                                 : static_cast<uint32_t>(rng.Next() % common_merchants);
+        s.v[kMerchant].push_back(static_cast<double>(raw * 2654435761u));
+        s.merchant.push_back(static_cast<int32_t>(raw));
         s.v[kQty].push_back(qty * 0.5 * (Exponential(rng) + Exponential(rng)));
         s.v[kSignal].push_back(signal + kSignalNoise * rng.Normal());
       }
@@ -296,7 +301,7 @@ Result<Tables> Stress(uint64_t seed, double scale, const store::ProgressFn& prog
       mean += d / n;
       m2 += d * (x - mean);
       refund_max = std::max(refund_max, s.v[kRefund][i]);
-      int32_t& last = seen[static_cast<size_t>(s.v[kMerchant][i])];
+      int32_t& last = seen[static_cast<size_t>(s.merchant[i])];
       if (last != r) {
         last = r;
         ++distinct;

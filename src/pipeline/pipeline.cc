@@ -28,6 +28,10 @@ using Clock = std::chrono::steady_clock;
 // what a moments aggregate over contiguous doubles costs on one core.
 constexpr double kDefaultNsPerRow = 2.0;
 
+// Correlations of features that share sampled rows are capped here (the propagator needs
+// ρ < 1; at 0.95 the pair is already almost one feature).
+constexpr double kMaxCorrelation = 0.95;
+
 // A round whose planned rows reach this share of what is left to read cuts over to exact.
 constexpr double kCutOverShare = 0.5;
 
@@ -163,6 +167,28 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
       group_of.push_back(static_cast<int>(p->queries_.size()));
     }
     p->queries_.push_back(std::move(q));
+  }
+  // Queries that read the same sampled rows as an earlier one (nested windows of one key).
+  for (size_t b = 0; b < p->queries_.size(); ++b) {
+    CompiledQuery& qb = p->queries_[b];
+    for (size_t a = 0; a < b && qb.partner_query < 0; ++a) {
+      const CompiledQuery& qa = p->queries_[a];
+      if (qa.key_fields != qb.key_fields || !p->backend_->SameRows(qa.shape, qb.shape)) continue;
+      qb.partner_query = static_cast<int>(a);
+      const auto& aggs_a = spec.features[qa.spec_index].aggs;
+      const auto& aggs_b = spec.features[qb.spec_index].aggs;
+      qb.partner_agg.assign(aggs_b.size(), -1);
+      for (size_t j = 0; j < aggs_b.size(); ++j) {
+        for (size_t i = 0; i < aggs_a.size(); ++i) {
+          // The same statistic of the two windows (sum and avg are both N·mean or mean of
+          // the same rows, so their errors correlate alike).
+          auto family = [](agg::AggOp op) { return op == agg::AggOp::kSum ? agg::AggOp::kAvg : op; };
+          if (family(aggs_a[i].op) == family(aggs_b[j].op) && aggs_a[i].q == aggs_b[j].q) {
+            qb.partner_agg[j] = static_cast<int>(i);
+          }
+        }
+      }
+    }
   }
   APX_RETURN_IF_ERROR(p->backend_->Build(options.progress));
   p->query_ns_per_row_ = std::make_unique<std::atomic<double>[]>(p->queries_.size());
@@ -364,6 +390,7 @@ Status Session::Bind(const Request& request) {
       a.Reset();
       a.set_value_range(known ? run.bound.rest_min : cq.value_min,
                         known ? run.bound.rest_max : cq.value_max);
+      a.set_distinct_bound(run.bound.rest_distinct);
     }
     run.strata = 0;
     run.rows_read = 0;
@@ -431,6 +458,42 @@ bool Session::Estimate(bool* all_exact) {
     // Finalizing (e.g. selecting a quantile) is part of what a row costs.
     if (run.dirty) run.cost_ns += NsSince(start);
     run.dirty = false;
+  }
+  // Correlated errors of queries that share sampled rows. Two estimates over windows A and B
+  // of one key, sampled by strata prefixes at ratios p_a, p_b, linearise to means of
+  // (I_i/p − 1)·(influence of row i); Cov(I_i/p_a, I_i/p_b) = 1/max(p_a, p_b) − 1 for rows
+  // in both windows, so with similar per-row spread
+  //   ρ = N_ab/√(N_a·N_b) · (1/max(p_a, p_b) − 1) / √((1/p_a − 1)(1/p_b − 1)),
+  // N_ab = sampled rows in both windows (the store counts them per stratum).
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    const CompiledQuery& cq = pipeline_.queries()[q];
+    for (int slot : cq.feature_slots) {
+      features_[slot].partner = -1;
+      features_[slot].rho = 0;
+    }
+    if (cq.partner_query < 0) continue;
+    const QueryRun& a = runs_[cq.partner_query];
+    const QueryRun& b = runs_[q];
+    const int64_t n_a = a.bound.sampled_rows(), n_b = b.bound.sampled_rows();
+    if (n_a == 0 || n_b == 0 || a.rest_read >= n_a || b.rest_read >= n_b) continue;
+    const double p_a = static_cast<double>(a.rest_read) / n_a;
+    const double p_b = static_cast<double>(b.rest_read) / n_b;
+    if (!(p_a > 0 && p_b > 0)) continue;
+    const double shared = static_cast<double>(pipeline_.backend().SharedSampledRows(a.bound, b.bound));
+    const double rho = shared / std::sqrt(static_cast<double>(n_a) * n_b) *
+                       (1.0 / std::max(p_a, p_b) - 1.0) /
+                       std::sqrt((1.0 / p_a - 1.0) * (1.0 / p_b - 1.0));
+    if (!(rho > 0)) continue;
+    const CompiledQuery& pa = pipeline_.queries()[cq.partner_query];
+    for (size_t j = 0; j < cq.feature_slots.size(); ++j) {
+      const int i = cq.partner_agg[j];
+      if (i < 0) continue;
+      const int slot = cq.feature_slots[j];
+      const int partner_slot = pa.feature_slots[i];
+      if (partner_slot >= slot || features_[partner_slot].fixed || features_[slot].fixed) continue;
+      features_[slot].partner = partner_slot;
+      features_[slot].rho = std::min(rho, kMaxCorrelation);
+    }
   }
   return usable;
 }

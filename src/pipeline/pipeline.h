@@ -47,6 +47,11 @@ struct CompiledQuery {
   bool has_window = false;
   // Range of the aggregated column over the whole table (agg::Aggregator::set_value_range).
   double value_min = 0, value_max = 0;
+  // An earlier query that reads the same sampled rows (same layout and column: nested or
+  // overlapping windows of one key), or -1; per aggregate, the index of that query's aggregate
+  // of the same operator, or -1. Their errors are correlated (Session::Estimate).
+  int partner_query = -1;
+  std::vector<int> partner_agg;
 };
 
 // A model feature read from the request (exact), resolved once at compile time.

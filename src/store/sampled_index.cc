@@ -198,23 +198,25 @@ Result<std::unique_ptr<SampledIndex>> SampledIndex::Build(const Table& table,
   std::vector<uint32_t> position(n);
   for (size_t row = 0; row < n; ++row) position[row] = next[cell[row]]++;
 
-  // Range of every value column over each group's rest (the rows outside the exact cell).
+  // Range and number of distinct values of every value column over each group's rest (the
+  // rows outside the exact cell).
   index->rest_range_.assign(static_cast<size_t>(num_groups) * value_cols.size() * 2, kNaN);
+  index->rest_distinct_.assign(static_cast<size_t>(num_groups) * value_cols.size(), 0);
+  std::vector<double> rest_values;
   for (size_t v = 0; v < value_cols.size(); ++v) {
     for (int32_t g = 0; g < num_groups; ++g) {
-      double lo = INFINITY, hi = -INFINITY;
+      rest_values.clear();
       for (uint32_t k = group_row_begin[g]; k < group_row_begin[g + 1]; ++k) {
         const uint32_t row = group_rows[k];
-        if (is_outlier[row]) continue;
-        const double x = value_cols[v]->AsDouble(row);
-        lo = std::min(lo, x);
-        hi = std::max(hi, x);
+        if (!is_outlier[row]) rest_values.push_back(value_cols[v]->AsDouble(row));
       }
-      if (lo <= hi) {
-        const size_t at = (static_cast<size_t>(g) * value_cols.size() + v) * 2;
-        index->rest_range_[at] = lo;
-        index->rest_range_[at + 1] = hi;
-      }
+      if (rest_values.empty()) continue;
+      std::sort(rest_values.begin(), rest_values.end());
+      const size_t cell = static_cast<size_t>(g) * value_cols.size() + v;
+      index->rest_range_[cell * 2] = rest_values.front();
+      index->rest_range_[cell * 2 + 1] = rest_values.back();
+      index->rest_distinct_[cell] = static_cast<int64_t>(
+          std::unique(rest_values.begin(), rest_values.end()) - rest_values.begin());
     }
   }
 

@@ -116,6 +116,11 @@ class SampledIndex {
   double RestMax(int group, int value_idx) const {
     return rest_range_[(static_cast<size_t>(group) * values_.size() + value_idx) * 2 + 1];
   }
+  // Distinct values of value column `value_idx` over the rows of `group` that are NOT in the
+  // exact cell (over the whole history: a bound for any window of them).
+  int64_t RestDistinct(int group, int value_idx) const {
+    return rest_distinct_[static_cast<size_t>(group) * values_.size() + value_idx];
+  }
   // Rows of all groups in exact cells (a test and diagnostics hook).
   int64_t exact_rows() const { return exact_rows_; }
 
@@ -130,6 +135,7 @@ class SampledIndex {
   std::vector<int64_t> times_;
   std::vector<std::vector<double>> values_;
   std::vector<double> rest_range_;  // (group, value column) -> {min, max} of the rest
+  std::vector<int64_t> rest_distinct_;  // (group, value column) -> distinct values of the rest
   int64_t exact_rows_ = 0;
 };
 

@@ -190,7 +190,9 @@ Propagator::Propagator(const SaltelliDesign& design, const model::Model& model)
       outputs_(std::max<size_t>(design.rows(), 1)),
       stage_rows_(std::max<size_t>(design.rows(), 1) * design.num_features()),
       stage_out_(std::max<size_t>(design.rows(), 1)),
-      group_var_(static_cast<size_t>(design.num_groups())) {}
+      group_var_(static_cast<size_t>(design.num_groups())),
+      partner_(design.num_features(), -1),
+      rho_(design.num_features(), 0.0f) {}
 
 Status Propagator::Prepare(std::span<const FeatureDist> features, double delta,
                            size_t* num_sampled) {
@@ -230,6 +232,22 @@ Status Propagator::Prepare(std::span<const FeatureDist> features, double delta,
     }
     scale_[d] = static_cast<float>(f.std);
     ++sampled;
+  }
+  // Correlations: only between two sampled features, partner first.
+  for (size_t d = 0; d < num_features; ++d) {
+    const FeatureDist& f = features[d];
+    partner_[d] = -1;
+    rho_[d] = 0.0f;
+    if (scale_[d] == 0.0f || f.partner < 0 || !(f.rho > 0)) continue;
+    if (static_cast<size_t>(f.partner) >= d || !(f.rho < 1)) {
+      return Status::InvalidArgument("Propagator: " + FeatureName(d) + " has partner " +
+                                     std::to_string(f.partner) + " and rho " +
+                                     std::to_string(f.rho) +
+                                     "; the partner must come earlier and 0 <= rho < 1");
+    }
+    if (scale_[f.partner] == 0.0f) continue;
+    partner_[d] = f.partner;
+    rho_[d] = static_cast<float>(f.rho);
   }
   *num_sampled = sampled;
   return Status::Ok();
@@ -290,6 +308,16 @@ Status Propagator::RunAnalytic(const model::LinearForm& linear,
       var += v;
     }
   }
+  // Correlated pairs add 2·w_d·w_p·ρ·σ_d·σ_p (attributed to d's group).
+  for (size_t d = 0; d < num_features; ++d) {
+    if (partner_[d] < 0) continue;
+    const size_t p = static_cast<size_t>(partner_[d]);
+    const double cov = 2.0 * linear.weights[d] * linear.weights[p] * rho_[d] *
+                       features[d].std * features[p].std;
+    var += cov;
+    group_var_[static_cast<size_t>(group_of[d])] += cov;
+  }
+  var = std::max(var, 0.0);
   if (!std::isfinite(mu) || !std::isfinite(var)) {
     return Status::Internal("uq: the linear model's margin is not finite");
   }
@@ -360,6 +388,20 @@ Status Propagator::RunSampled(double delta, const RunOptions& options, Propagati
       const float* z_row = z + row_idx * num_features;
       float* x_row = x + row_idx * num_features;
       for (size_t d = 0; d < num_features; ++d) x_row[d] = mean[d] + scale[d] * z_row[d];
+    }
+    // Correlated pairs: x_d = mean_d + std_d·(ρ·u_p + √(1 − ρ²)·z_d), u_p the partner's
+    // standard score (already final: partners come first).
+    for (size_t d = 0; d < num_features; ++d) {
+      if (partner_[d] < 0) continue;
+      const size_t p = static_cast<size_t>(partner_[d]);
+      const float rho = rho_[d];
+      const float rest = std::sqrt(1.0f - rho * rho);
+      const float inv_scale_p = 1.0f / scale[p];
+      for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+        float* x_row = x + row_idx * num_features;
+        const float u = (x_row[p] - mean[p]) * inv_scale_p;
+        x_row[d] = mean[d] + scale[d] * (rho * u + rest * z[row_idx * num_features + d]);
+      }
     }
   }
   // Predicts the design rows selected by `take(position in block)`, gathered into one batch,

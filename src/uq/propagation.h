@@ -42,10 +42,17 @@ namespace apx::uq {
 // The uncertainty of one feature. fixed => `mean` is the exact value and is never sampled
 // (it may be NaN, which tree models read as "missing"); otherwise the feature is
 // N(mean, std^2) and both must be finite, std >= 0 (std == 0 behaves like fixed).
+// A sampled feature may be correlated with ONE earlier sampled feature (`partner` < its own
+// index): features estimated from the same sampled rows (nested windows of one key on one
+// layout) have correlated errors. The propagator then draws
+//   x = mean + std·(ρ·u_partner + √(1 − ρ²)·z),  u_partner = the partner's standard score,
+// so that corr(x, x_partner) = ρ and each keeps its own marginal N(mean, std²).
 struct FeatureDist {
   double mean = 0;
   double std = 0;
   bool fixed = true;
+  int partner = -1;   // earlier feature this one's error is correlated with, or -1
+  double rho = 0;     // the correlation, in [0, 1)
 };
 
 // Default number of Saltelli base points (biathlon-spec B.5 uses 128).
@@ -204,6 +211,8 @@ class Propagator {
   std::vector<float> stage_rows_;  // gathered rows of one stage (A/B, or the AB blocks)
   std::vector<float> stage_out_;   // their outputs
   std::vector<double> group_var_;  // per group: analytic variance share
+  std::vector<int> partner_;       // per feature: correlated earlier feature, or -1
+  std::vector<float> rho_;         // per feature: its correlation with the partner
 };
 
 }  // namespace apx::uq
