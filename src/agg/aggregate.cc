@@ -255,11 +255,15 @@ Estimate FinalizeQuantileSample(const SampleState& state, double q, double p, do
   SelectNth(data, scratch.size(), static_cast<size_t>(rank - 1));
   est.value = data[rank - 1];
   if (est.exact) return est;
-  // Order-statistic (binomial) interval (Woodruff 1952): ranks l,u = n·q ∓ z·√(n·q(1−q)),
-  // interval [x_(l), x_(u)]; half-width × √(1−p) (FPC); std = half-width / z.
+  // Order-statistic (binomial) interval (Woodruff 1952) with the finite-population
+  // correction on the rank spread: ranks l,u = ⌊n·q − z·√(n·q(1−q)(1−p))⌋, ⌈… + …⌉, interval
+  // [x_(l), x_(u)], std = half-width / z. (Scaling the value width by √(1−p) instead shrank
+  // the interval below the gap between neighbouring order statistics at large p: 86–90 %
+  // coverage at p = 0.9.)
   const double nd = static_cast<double>(n);
   const double center = nd * q;
-  const double spread = kZ95 * std::sqrt(nd * q * (1.0 - q));
+  const double fpc = 1.0 - p;
+  const double spread = kZ95 * std::sqrt(nd * q * (1.0 - q) * fpc);
   const int64_t lower_rank =
       std::clamp<int64_t>(static_cast<int64_t>(std::floor(center - spread)), 1, n);
   const int64_t upper_rank =
@@ -284,7 +288,7 @@ Estimate FinalizeQuantileSample(const SampleState& state, double q, double p, do
     // the 99.9 % interval so that the spread reflects the remaining risk; for two-point data
     // near a tie this is the distance between the two values.
     z = kZ999;
-    const double wide = kZ999 * std::sqrt(nd * q * (1.0 - q));
+    const double wide = kZ999 * std::sqrt(nd * q * (1.0 - q) * fpc);
     const int64_t wide_lower =
         std::clamp<int64_t>(static_cast<int64_t>(std::floor(center - wide)), 1, n);
     const int64_t wide_upper =
@@ -305,8 +309,7 @@ Estimate FinalizeQuantileSample(const SampleState& state, double q, double p, do
     est.std = CollapsedQuantileStd(data, n, q, est.value, lo, hi) * std::sqrt(1.0 - p);
     return est;
   }
-  const double half_width = 0.5 * (upper - lower) * std::sqrt(1.0 - p);
-  est.std = half_width / z;
+  est.std = 0.5 * (upper - lower) / z;
   return est;
 }
 

@@ -19,7 +19,8 @@
 //   median, quantile(q)
 //           x_(r), r = QuantileRank(q, n) = max(1, ⌈q·n⌉) (the same definition on all rows at
 //           p == 1); std = half-width of the order-statistic (binomial) interval
-//           [x_(l), x_(u)], l,u = n·q ∓ z·√(n·q(1−q)) (Woodruff 1952), times √(1−p), over z.
+//           [x_(l), x_(u)], l,u = n·q ∓ z·√(n·q(1−q)(1−p)) (Woodruff 1952; FPC on the
+//           ranks), over z.
 //   min, max, count_distinct: there is no honest CLT; see "Conservative estimators" below.
 // Under Bernoulli sampling n/N ≈ p, so 1 − p is used as the finite-population correction.
 //
