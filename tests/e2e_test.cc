@@ -164,6 +164,96 @@ TEST_F(EndToEndTest, PastDeadlineAnswersAfterOneRound) {
             StatusCode::kInvalidArgument);
 }
 
+// ---- the cut-over: fires when exact is cheaper, not otherwise, and keeps learning ----
+
+// A fresh pipeline on the fixture with the cut-over on (the fixture's spec turns it off; its
+// cost statistics are its own) and its test requests.
+std::unique_ptr<pipeline::Pipeline> FreshPipeline(const pipeline::Pipeline& trained,
+                                                  std::vector<pipeline::Request>* requests) {
+  pipeline::PipelineSpec spec = trained.spec();
+  spec.guarantee.cut_over = true;
+  auto p = pipeline::Pipeline::Open(spec);
+  EXPECT_TRUE(p.ok()) << p.status().ToString();
+  if (!p.ok()) return nullptr;
+  std::vector<double> labels;
+  EXPECT_TRUE((*p)->MakeRequests(trained.spec().test, requests, &labels).ok());
+  return std::move(*p);
+}
+
+// Pins the cost model: reading a row costs `ns_per_row`, a propagation round `round_ns`.
+void PinCosts(const pipeline::Pipeline& p, double ns_per_row, double round_ns) {
+  for (int rep = 0; rep < 200; ++rep) {
+    for (size_t q = 0; q < p.queries().size(); ++q) p.RecordQueryCost(q, ns_per_row);
+    p.RecordRoundOverhead(round_ns);
+  }
+}
+
+TEST_F(EndToEndTest, CutOverFiresWhenExactIsCheaper) {
+  ASSERT_NE(pipeline_, nullptr);
+  std::vector<pipeline::Request> requests;
+  auto p = FreshPipeline(*pipeline_, &requests);
+  ASSERT_NE(p, nullptr);
+  pipeline::Session session(*p);
+  int cut = 0, probes = 0;
+  const int n = 96;
+  for (int i = 0; i < n; ++i) {
+    PinCosts(*p, 0.01, 5e6);  // rows nearly free, a round 5 ms: exact is far cheaper
+    pipeline::Prediction exact, pred;
+    ASSERT_TRUE(session.Predict(requests[i], {.exact = true}, &exact).ok());
+    ASSERT_TRUE(session.Predict(requests[i], {}, &pred).ok());
+    if (pred.cut_over && pred.rounds == 0) {
+      ++cut;
+      EXPECT_TRUE(pred.exact);
+      EXPECT_EQ(pred.y, exact.y);  // the exact path's answer
+    } else {
+      ++probes;  // every 32nd would-be cut-over approximates to keep the averages learning
+    }
+  }
+  EXPECT_EQ(probes, n / static_cast<int>(pipeline::Pipeline::kProbeEvery));
+  EXPECT_EQ(cut + probes, n);
+}
+
+TEST_F(EndToEndTest, CutOverDoesNotFireWhenApproximatingIsCheaper) {
+  ASSERT_NE(pipeline_, nullptr);
+  std::vector<pipeline::Request> requests;
+  auto p = FreshPipeline(*pipeline_, &requests);
+  ASSERT_NE(p, nullptr);
+  pipeline::Session session(*p);
+  int approximated = 0, upfront = 0;
+  const int n = 100;
+  for (int i = 0; i < n; ++i) {
+    PinCosts(*p, 1e4, 1e3);  // rows expensive (10 µs), a round 1 µs: sampling pays
+    pipeline::Prediction pred;
+    ASSERT_TRUE(session.Predict(requests[i], {}, &pred).ok());
+    approximated += pred.rounds >= 1;
+    upfront += pred.cut_over && pred.rounds == 0;
+  }
+  EXPECT_EQ(upfront, 0);
+  EXPECT_GE(approximated, n * 9 / 10);
+}
+
+TEST_F(EndToEndTest, CutOverKeepsLearningWhenEveryRequestCutsOver) {
+  // A pipeline whose cost model says approximating takes 50 rounds and reads everything cuts
+  // every request over up front; the probes (1 in 32) approximate anyway and pull the averages
+  // back to what approximating really costs, so the pipeline does not stay exact forever.
+  ASSERT_NE(pipeline_, nullptr);
+  std::vector<pipeline::Request> requests;
+  auto p = FreshPipeline(*pipeline_, &requests);
+  ASSERT_NE(p, nullptr);
+  for (int rep = 0; rep < 300; ++rep) p->RecordApproximate(50, 1.0);
+  const double pinned = p->average_rounds();
+  ASSERT_GT(pinned, 40);
+  pipeline::Session session(*p);
+  int probes = 0;
+  for (size_t i = 0; i < 960; ++i) {
+    pipeline::Prediction pred;
+    ASSERT_TRUE(session.Predict(requests[i % requests.size()], {}, &pred).ok());
+    probes += pred.rounds >= 1;
+  }
+  EXPECT_GE(probes, 960 / 32 - 2);
+  EXPECT_LT(p->average_rounds(), 0.5 * pinned);
+}
+
 TEST_F(EndToEndTest, SameRequestSameAnswer) {
   ASSERT_NE(pipeline_, nullptr);
   std::vector<pipeline::Request> requests;
