@@ -1,6 +1,8 @@
 // agg/agg_state.cc: the per-batch hot loops of the aggregation states.
 #include "agg/agg_state.h"
 
+#include "agg/select.h"
+
 #include <algorithm>
 #include <limits>
 
@@ -167,6 +169,27 @@ void ExtremeState<kMax>::Merge(const ExtremeState& other) {
 
 template struct ExtremeState<false>;
 template struct ExtremeState<true>;
+
+double SampleState::Select(size_t k, const SampleState* extra) const {
+  const size_t extra_n = extra == nullptr ? 0 : extra->values.size();
+  if (selected_from_ != values.size() || selected_with_ != extra || selected_with_n_ != extra_n) {
+    scratch.assign(values.begin(), values.end());
+    if (extra != nullptr) scratch.insert(scratch.end(), extra->values.begin(), extra->values.end());
+    placed_.clear();
+    selected_from_ = values.size();
+    selected_with_ = extra;
+    selected_with_n_ = extra_n;
+  }
+  auto it = std::lower_bound(placed_.begin(), placed_.end(), k);
+  if (it != placed_.end() && *it == k) return scratch[k];
+  // Everything before the placed rank below k is smaller and everything after the one above is
+  // larger: select inside that segment only.
+  const size_t lo = it == placed_.begin() ? 0 : *(it - 1) + 1;
+  const size_t hi = it == placed_.end() ? scratch.size() : *it;
+  SelectNth(scratch.data() + lo, hi - lo, k - lo);
+  placed_.insert(it, k);
+  return scratch[k];
+}
 
 const std::vector<double>& SampleState::SortedValues() const {
   const size_t old_size = sorted.size();

@@ -99,7 +99,11 @@ struct ExtremeState {
 
 // median/quantile/count_distinct: every sampled value, in arrival order. The estimators work on
 // mutable copies so that Finalize can stay const:
-//   scratch — quantiles: a copy reordered by SelectNth (agg/select.h) on every call (O(n));
+//   scratch — quantiles: a copy reordered by SelectNth (agg/select.h). Select() remembers the
+//             ranks it has placed since the copy was made; they split the copy into segments
+//             whose values lie between theirs, so every further rank (the interval's ends,
+//             another quantile of the same values) costs only its segment. The copy is
+//             remade only when the values changed (O(n) per round, not per quantile);
 //   sorted  — count_distinct: values[0, sorted.size()) in ascending order, extended on each call
 //             by sorting only the new rows and merging (O(Δ log Δ + n) per round, not
 //             O(n log n)); valid because values only grow between Reset()s.
@@ -113,16 +117,32 @@ struct SampleState {
   void Reset() {  // keeps capacity
     values.clear();
     sorted.clear();
+    Invalidate();
   }
   void UpdateBatch(std::span<const double> batch) {
     values.insert(values.end(), batch.begin(), batch.end());
+    Invalidate();
   }
   void Merge(const SampleState& other) {
     values.insert(values.end(), other.values.begin(), other.values.end());
+    Invalidate();
   }
   // All values in ascending order (see `sorted`). The reference stays valid until the next
   // non-const call or SortedValues() call.
   const std::vector<double>& SortedValues() const;
+  // The k-th smallest (0-based) of `values`, plus `extra->values` when extra is given (the
+  // union), selected in `scratch` (see above). REQUIRES: k < the number of values.
+  double Select(size_t k, const SampleState* extra = nullptr) const;
+  // After Select: the values (or the union) in some order, valid until the next non-const call.
+  std::span<const double> Selected() const { return scratch; }
+
+ private:
+  void Invalidate() { selected_from_ = kNone; }
+  static constexpr size_t kNone = ~size_t{0};
+  mutable std::vector<size_t> placed_;         // ranks in their final place, ascending
+  mutable size_t selected_from_ = kNone;       // values.size() the copy was made from
+  mutable const SampleState* selected_with_ = nullptr;  // the union's other part, if any
+  mutable size_t selected_with_n_ = 0;
 };
 
 static_assert(AggregateState<CountState>);

@@ -244,16 +244,14 @@ double CollapsedQuantileStd(const double* data, int64_t n, double q, double v, d
 }
 
 // Quantile of the rest's sample when there is no exact part: value = x_(r) with
-// r = QuantileRank(q, n), selected in a copy (`scratch`) without a full sort.
+// r = QuantileRank(q, n), selected with SampleState::Select (no full sort; the interval's ranks
+// and other quantiles of the same values only select inside their segments).
 Estimate FinalizeQuantileSample(const SampleState& state, double q, double p, double lo,
                                 double hi, Estimate est) {
   const int64_t n = state.n();
-  std::vector<double>& scratch = state.scratch;
-  scratch.assign(state.values.begin(), state.values.end());
   const int64_t rank = QuantileRank(q, n);
-  double* const data = scratch.data();
-  SelectNth(data, scratch.size(), static_cast<size_t>(rank - 1));
-  est.value = data[rank - 1];
+  auto at = [&state](int64_t r) { return state.Select(static_cast<size_t>(r - 1)); };
+  est.value = at(rank);
   if (est.exact) return est;
   // Order-statistic (binomial) interval (Woodruff 1952) with the finite-population
   // correction on the rank spread: ranks l,u = ⌊n·q − z·√(n·q(1−q)(1−p))⌋, ⌈… + …⌉, interval
@@ -263,24 +261,13 @@ Estimate FinalizeQuantileSample(const SampleState& state, double q, double p, do
   const double nd = static_cast<double>(n);
   const double center = nd * q;
   const double fpc = 1.0 - p;
-  const double spread = kZ95 * std::sqrt(nd * q * (1.0 - q) * fpc);
-  const int64_t lower_rank =
-      std::clamp<int64_t>(static_cast<int64_t>(std::floor(center - spread)), 1, n);
-  const int64_t upper_rank =
-      std::clamp<int64_t>(static_cast<int64_t>(std::ceil(center + spread)), 1, n);
-  // After the selection everything left of x_(r) is ≤ it and everything right is ≥ it, so the
-  // other two order statistics are selected in the two halves without a full sort.
-  double lower = est.value;
-  if (lower_rank < rank) {
-    SelectNth(data, static_cast<size_t>(rank - 1), static_cast<size_t>(lower_rank - 1));
-    lower = data[lower_rank - 1];
-  }
-  double upper = est.value;
-  if (upper_rank > rank) {
-    SelectNth(data + rank, static_cast<size_t>(n - rank),
-              static_cast<size_t>(upper_rank - rank - 1));
-    upper = data[upper_rank - 1];
-  }
+  auto rank_at = [&](double z, bool upper) {
+    const double edge = center + (upper ? 1 : -1) * z * std::sqrt(nd * q * (1.0 - q) * fpc);
+    return std::clamp<int64_t>(static_cast<int64_t>(upper ? std::ceil(edge) : std::floor(edge)),
+                               1, n);
+  };
+  double lower = at(rank_at(kZ95, false));
+  double upper = at(rank_at(kZ95, true));
   double z = kZ95;
   if (upper == lower && n > 1) {
     // Discrete data can make the 95 % interval collapse to one value (x_(l) == x_(u)), which
@@ -288,25 +275,12 @@ Estimate FinalizeQuantileSample(const SampleState& state, double q, double p, do
     // the 99.9 % interval so that the spread reflects the remaining risk; for two-point data
     // near a tie this is the distance between the two values.
     z = kZ999;
-    const double wide = kZ999 * std::sqrt(nd * q * (1.0 - q) * fpc);
-    const int64_t wide_lower =
-        std::clamp<int64_t>(static_cast<int64_t>(std::floor(center - wide)), 1, n);
-    const int64_t wide_upper =
-        std::clamp<int64_t>(static_cast<int64_t>(std::ceil(center + wide)), 1, n);
-    // Everything left of x_(lower_rank) is <= it and everything right of x_(upper_rank) is
-    // >= it, so the wider order statistics are selected in those parts.
-    if (wide_lower < lower_rank) {
-      SelectNth(data, static_cast<size_t>(lower_rank - 1), static_cast<size_t>(wide_lower - 1));
-      lower = data[wide_lower - 1];
-    }
-    if (wide_upper > upper_rank) {
-      SelectNth(data + upper_rank, static_cast<size_t>(n - upper_rank),
-                static_cast<size_t>(wide_upper - upper_rank - 1));
-      upper = data[wide_upper - 1];
-    }
+    lower = at(rank_at(kZ999, false));
+    upper = at(rank_at(kZ999, true));
   }
   if (upper == lower) {
-    est.std = CollapsedQuantileStd(data, n, q, est.value, lo, hi) * std::sqrt(1.0 - p);
+    const std::span<const double> all = state.Selected();
+    est.std = CollapsedQuantileStd(all.data(), n, q, est.value, lo, hi) * std::sqrt(1.0 - p);
     return est;
   }
   est.std = 0.5 * (upper - lower) / z;
@@ -323,12 +297,8 @@ Estimate FinalizeQuantile(const SampleState& rest, const SampleState& exact, dou
   if (exact.n() == 0) return FinalizeQuantileSample(rest, q, p, lo, hi, est);
   if (est.exact) {
     // Exact: select in the union (the exact rows appended to the copy of the sample).
-    std::vector<double>& scratch = rest.scratch;
-    scratch.assign(rest.values.begin(), rest.values.end());
-    scratch.insert(scratch.end(), exact.values.begin(), exact.values.end());
-    const int64_t rank = QuantileRank(q, static_cast<int64_t>(scratch.size()));
-    SelectNth(scratch.data(), scratch.size(), static_cast<size_t>(rank - 1));
-    est.value = scratch[rank - 1];
+    const int64_t rank = QuantileRank(q, rest.n() + exact.n());
+    est.value = rest.Select(static_cast<size_t>(rank - 1), &exact);
     return est;
   }
   if (rest.n() == 0) {
@@ -353,10 +323,7 @@ Estimate FinalizeQuantile(const SampleState& rest, const SampleState& exact, dou
     return count;
   };
   auto exact_kth = [&](int64_t k) {  // k-th smallest exact value, 1-based
-    std::vector<double>& scratch = exact.scratch;
-    scratch.assign(fixed.begin(), fixed.end());
-    SelectNth(scratch.data(), scratch.size(), static_cast<size_t>(k - 1));
-    return scratch[k - 1];
+    return exact.Select(static_cast<size_t>(k - 1));
   };
   const int64_t below = std::isfinite(lo) ? count_if([lo](double v) { return v < lo; }) : 0;
   const int64_t above = std::isfinite(hi) ? count_if([hi](double v) { return v > hi; }) : 0;
@@ -371,11 +338,8 @@ Estimate FinalizeQuantile(const SampleState& rest, const SampleState& exact, dou
   int64_t e = below;
   if (below + above < m) {
     const double level = std::clamp(static_cast<double>(rank - e) / n_rest, 0.0, 1.0);
-    std::vector<double>& scratch = rest.scratch;
-    scratch.assign(rest.values.begin(), rest.values.end());
     const int64_t k = QuantileRank(level, rest.n());
-    SelectNth(scratch.data(), scratch.size(), static_cast<size_t>(k - 1));
-    const double first = scratch[k - 1];
+    const double first = rest.Select(static_cast<size_t>(k - 1));
     e = count_if([first](double v) { return v <= first; });
   }
   const double level = std::clamp(static_cast<double>(rank - e) / n_rest, 0.0, 1.0);
@@ -575,12 +539,20 @@ void Aggregator::Reset() {
   std::visit([](auto& state) { state.Reset(); }, exact_);
 }
 
+void Aggregator::ShareValuesWith(const Aggregator& owner) {
+  APX_CHECK(NeedsValues(op_) && NeedsValues(owner.op_) && owner.values_from_ == nullptr &&
+            &owner != this);
+  values_from_ = &owner;
+}
+
 void Aggregator::Update(std::span<const double> values) {
+  if (values_from_ != nullptr) return;
   APX_DCHECK(AllFinite(values));
   std::visit([values](auto& state) { state.UpdateBatch(values); }, state_);
 }
 
 void Aggregator::UpdateExact(std::span<const double> values) {
+  if (values_from_ != nullptr) return;
   APX_DCHECK(AllFinite(values));
   std::visit([values](auto& state) { state.UpdateBatch(values); }, exact_);
 }
@@ -603,10 +575,12 @@ void Aggregator::Merge(const Aggregator& other) {
 }
 
 int64_t Aggregator::n() const {
+  if (values_from_ != nullptr) return values_from_->n();
   return std::visit([](const auto& state) -> int64_t { return state.n(); }, state_);
 }
 
 int64_t Aggregator::exact_n() const {
+  if (values_from_ != nullptr) return values_from_->exact_n();
   return std::visit([](const auto& state) -> int64_t { return state.n(); }, exact_);
 }
 
@@ -637,11 +611,9 @@ Estimate Aggregator::Finalize(double p) const {
                              std::get<ExtremeState<true>>(exact_), p, lo, hi);
     case AggOp::kMedian:
     case AggOp::kQuantile:
-      return FinalizeQuantile(std::get<SampleState>(state_), std::get<SampleState>(exact_), q_, p,
-                              lo, hi);
+      return FinalizeQuantile(Values().first, Values().second, q_, p, lo, hi);
     case AggOp::kCountDistinct:
-      return FinalizeCountDistinct(std::get<SampleState>(state_), std::get<SampleState>(exact_), p,
-                                   distinct_bound_);
+      return FinalizeCountDistinct(Values().first, Values().second, p, distinct_bound_);
   }
   APX_CHECK(false);
   return Estimate();

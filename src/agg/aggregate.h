@@ -82,6 +82,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <variant>
 
 #include "agg/agg_state.h"
@@ -182,6 +183,13 @@ class Aggregator {
   // count_distinct caps its envelope with it. Survives Reset().
   void set_distinct_bound(int64_t bound) { distinct_bound_ = bound; }
 
+  // Makes this aggregator read the sampled values of `owner` instead of keeping its own: for
+  // several quantiles (or a quantile and count_distinct) of one query, one value buffer and
+  // one selection pass (SampleState::Select) serve them all. Update/UpdateExact on this
+  // aggregator then do nothing: feed the owner only. REQUIRES: both keep values (NeedsValues),
+  // the owner outlives this aggregator and is not itself sharing.
+  void ShareValuesWith(const Aggregator& owner);
+
   // Rows seen in the sampled part (sample size).
   int64_t n() const;
   // Rows seen in the exact part.
@@ -195,6 +203,11 @@ class Aggregator {
                              ExtremeState<true>, SampleState>;
 
   static State MakeState(AggOp op);
+  // The sampled and exact values (this aggregator's, or the owner's when sharing).
+  std::pair<const SampleState&, const SampleState&> Values() const {
+    const Aggregator& from = values_from_ != nullptr ? *values_from_ : *this;
+    return {std::get<SampleState>(from.state_), std::get<SampleState>(from.exact_)};
+  }
 
   AggOp op_;
   double q_;
@@ -202,6 +215,7 @@ class Aggregator {
   int64_t distinct_bound_ = -1;  // < 0: unknown
   State state_;                 // the sampled rest
   State exact_;                 // the exact part (UpdateExact)
+  const Aggregator* values_from_ = nullptr;  // ShareValuesWith: the owner of the values
 };
 
 }  // namespace apx::agg

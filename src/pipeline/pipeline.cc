@@ -346,7 +346,19 @@ Session::Session(const Pipeline& pipeline) : pipeline_(pipeline) {
     runs_.push_back(std::move(run));
   }
   for (QueryRun& run : runs_) {
-    for (agg::Aggregator& a : run.aggs) run.agg_ptrs.push_back(&a);
+    // Aggregates that keep the sampled values (quantiles, count_distinct) share one buffer and
+    // one selection pass per query: the first one owns the values, only it is fed.
+    agg::Aggregator* values_owner = nullptr;
+    for (agg::Aggregator& a : run.aggs) {
+      if (agg::NeedsValues(a.op())) {
+        if (values_owner != nullptr) {
+          a.ShareValuesWith(*values_owner);
+          continue;
+        }
+        values_owner = &a;
+      }
+      run.agg_ptrs.push_back(&a);
+    }
   }
   features_.resize(pipeline.num_features());
   row_.resize(pipeline.num_features());
