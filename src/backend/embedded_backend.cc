@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 #include <limits>
+#include <tuple>
 
 namespace apx::backend {
 
@@ -90,8 +91,8 @@ Status EmbeddedBackend::Bind(int shape, std::span<const std::string_view> key_va
   index->Window(out->group, t0, t1, &out->window);
   out->exact_rows = out->window.ExactRows();
   out->matching_rows = out->window.RowsIn(0, kNumStrata) + out->exact_rows;
-  out->rest_min = index->RestMin(out->group, s.value_idx);
-  out->rest_max = index->RestMax(out->group, s.value_idx);
+  // The rest's range near the window (time buckets), not over the key's whole history.
+  std::tie(out->rest_min, out->rest_max) = index->RestRange(out->group, s.value_idx, t0, t1);
   out->rest_distinct = index->RestDistinct(out->group, s.value_idx);
   return Status::Ok();
 }

@@ -220,6 +220,44 @@ Result<std::unique_ptr<SampledIndex>> SampledIndex::Build(const Table& table,
     }
   }
 
+  // Time buckets of every group (equal row counts, in the group's time order) with the rest's
+  // min/max per value column.
+  index->bucket_begin_.assign(static_cast<size_t>(num_groups) + 1, 0);
+  for (int32_t g = 0; g < num_groups; ++g) {
+    const uint32_t rows_in_group = group_row_begin[g + 1] - group_row_begin[g];
+    const uint32_t buckets = std::clamp<uint32_t>(rows_in_group / kRangeBucketMinRows, 1,
+                                                  kRangeBuckets);
+    index->bucket_begin_[g + 1] = index->bucket_begin_[g] + buckets;
+  }
+  const size_t total_buckets = index->bucket_begin_[num_groups];
+  index->bucket_start_.assign(total_buckets, INT64_MIN);
+  index->bucket_range_.assign(total_buckets * value_cols.size() * 2, kNaN);
+  for (int32_t g = 0; g < num_groups; ++g) {
+    const uint32_t first = group_row_begin[g];
+    const uint32_t rows_in_group = group_row_begin[g + 1] - first;
+    const uint32_t buckets = index->bucket_begin_[g + 1] - index->bucket_begin_[g];
+    for (uint32_t b = 0; b < buckets; ++b) {
+      const uint32_t lo = first + static_cast<uint32_t>(uint64_t{rows_in_group} * b / buckets);
+      const uint32_t hi = first + static_cast<uint32_t>(uint64_t{rows_in_group} * (b + 1) / buckets);
+      const size_t bucket = index->bucket_begin_[g] + b;
+      if (time != nullptr && lo < hi) index->bucket_start_[bucket] = time->ints[group_rows[lo]];
+      for (size_t v = 0; v < value_cols.size(); ++v) {
+        double mn = INFINITY, mx = -INFINITY;
+        for (uint32_t k = lo; k < hi; ++k) {
+          const uint32_t row = group_rows[k];
+          if (is_outlier[row]) continue;
+          const double x = value_cols[v]->AsDouble(row);
+          mn = std::min(mn, x);
+          mx = std::max(mx, x);
+        }
+        if (mn <= mx) {
+          index->bucket_range_[(bucket * value_cols.size() + v) * 2] = mn;
+          index->bucket_range_[(bucket * value_cols.size() + v) * 2 + 1] = mx;
+        }
+      }
+    }
+  }
+
   index->times_.resize(n, 0);
   if (time != nullptr) {
     for (size_t row = 0; row < n; ++row) index->times_[position[row]] = time->ints[row];
@@ -276,6 +314,29 @@ void SampledIndex::Window(int group, int64_t t0, int64_t t1, StrataWindow* windo
     window->lo[s] = static_cast<uint32_t>(std::lower_bound(t + begin, t + end, t0) - t);
     window->hi[s] = static_cast<uint32_t>(std::lower_bound(t + window->lo[s], t + end, t1) - t);
   }
+}
+
+std::pair<double, double> SampledIndex::RestRange(int group, int value_idx, int64_t t0,
+                                                  int64_t t1) const {
+  const int64_t* start = bucket_start_.data() + bucket_begin_[group];
+  const int64_t* end = bucket_start_.data() + bucket_begin_[group + 1];
+  // Buckets that can hold rows in [t0, t1): from the last one starting before t0 to the last
+  // one starting before t1 (rows of a bucket are at or after its start).
+  const int64_t* first = std::lower_bound(start, end, t0);
+  if (first != start) --first;
+  const int64_t* last = std::lower_bound(start, end, t1);
+  double lo = INFINITY, hi = -INFINITY;
+  const size_t columns = values_.size();
+  for (const int64_t* b = first; b < last; ++b) {
+    const size_t bucket = static_cast<size_t>(b - bucket_start_.data());
+    const double mn = bucket_range_[(bucket * columns + value_idx) * 2];
+    const double mx = bucket_range_[(bucket * columns + value_idx) * 2 + 1];
+    if (std::isnan(mn)) continue;
+    lo = std::min(lo, mn);
+    hi = std::max(hi, mx);
+  }
+  if (!(lo <= hi)) return {kNaN, kNaN};
+  return {lo, hi};
 }
 
 int SampledIndex::ValueIndex(std::string_view column) const {

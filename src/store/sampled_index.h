@@ -33,6 +33,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <unordered_map>
 #include <vector>
 
@@ -48,6 +49,11 @@ inline constexpr size_t kMaxKeyColumns = 3;
 // The group's exact (outlier) cell comes after its kNumStrata sample strata.
 inline constexpr int kExactCell = kNumStrata;
 inline constexpr int kCellsPerGroup = kNumStrata + 1;
+
+// Time buckets per group for the window-local rest range (SampledIndex::RestRange), and the
+// fewest rows a bucket gets.
+inline constexpr int kRangeBuckets = 256;
+inline constexpr int kRangeBucketMinRows = 32;
 
 // Outlier index defaults (see the header comment): a row is an outlier candidate of a column
 // when |x − median| > kOutlierMadFactor · MAD (MAD = 0: any value other than the median), and
@@ -116,6 +122,14 @@ class SampledIndex {
   double RestMax(int group, int value_idx) const {
     return rest_range_[(static_cast<size_t>(group) * values_.size() + value_idx) * 2 + 1];
   }
+  // Range of value column `value_idx` over the rest rows of `group` whose time may lie in
+  // [t0, t1): a bound for every sampled value of that window, much tighter than the group's
+  // whole range when the column drifts over time. The group's rows are split into time
+  // buckets of equal row counts (at most kRangeBuckets) with the rest's min/max each; the
+  // buckets that can hold rows of the window are combined. {NaN, NaN} when none holds a rest
+  // row.
+  std::pair<double, double> RestRange(int group, int value_idx, int64_t t0, int64_t t1) const;
+
   // Distinct values of value column `value_idx` over the rows of `group` that are NOT in the
   // exact cell (over the whole history: a bound for any window of them).
   int64_t RestDistinct(int group, int value_idx) const {
@@ -135,6 +149,9 @@ class SampledIndex {
   std::vector<int64_t> times_;
   std::vector<std::vector<double>> values_;
   std::vector<double> rest_range_;  // (group, value column) -> {min, max} of the rest
+  std::vector<uint32_t> bucket_begin_;  // group -> its first time bucket; +1 sentinel
+  std::vector<int64_t> bucket_start_;   // bucket -> time of its first row
+  std::vector<double> bucket_range_;    // (bucket, value column) -> {min, max} of the rest
   std::vector<int64_t> rest_distinct_;  // (group, value column) -> distinct values of the rest
   int64_t exact_rows_ = 0;
 };

@@ -444,5 +444,32 @@ TEST(SampledIndexKeysTest, MultiColumnKeysMatchBruteForce) {
   EXPECT_EQ(four.status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST(OutlierIndexTest, WindowRestRangeBoundsTheWindowAndFollowsDrift) {
+  // A column that drifts over time: the rest range near a window is a bound for every sampled
+  // value inside it, and much tighter than the whole history's range.
+  std::mt19937_64 rng(14);
+  std::normal_distribution<double> noise(0.0, 0.01);
+  std::vector<double> values(100000);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = 1.0 + 1e-5 * i + noise(rng);
+  std::unique_ptr<Table> table;
+  auto index = IndexOf(values, &table);
+  for (int64_t begin : {0, 20000, 77777}) {
+    const int64_t t0 = 60 * begin, t1 = 60 * (begin + 3000);
+    const auto [lo, hi] = index->RestRange(0, 0, t0, t1);
+    StrataWindow w;
+    index->Window(0, t0, t1, &w);
+    for (int s = 0; s < kNumStrata; ++s) {
+      for (uint32_t p = w.lo[s]; p < w.hi[s]; ++p) {
+        EXPECT_GE(index->values(0)[p], lo);
+        EXPECT_LE(index->values(0)[p], hi);
+      }
+    }
+    EXPECT_LT(hi - lo, 0.2 * (index->RestMax(0, 0) - index->RestMin(0, 0)));
+  }
+  const auto [all_lo, all_hi] = index->RestRange(0, 0, INT64_MIN, INT64_MAX);
+  EXPECT_EQ(all_lo, index->RestMin(0, 0));
+  EXPECT_EQ(all_hi, index->RestMax(0, 0));
+}
+
 }  // namespace
 }  // namespace apx::store
