@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "pipeline/pipeline.h"
+#include "pipeline/session.h"
 #include "planner/planner.h"
 
 namespace apx {

@@ -8,6 +8,7 @@
 
 #include "eval/eval.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/session.h"
 #include "pipeline/request.h"
 #include "pipeline/spec.h"
 #include "store/sampled_index.h"

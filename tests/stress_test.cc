@@ -17,6 +17,7 @@
 
 #include "eval/eval.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/session.h"
 #include "pipeline/spec.h"
 
 namespace apx {

@@ -16,6 +16,7 @@
 #include "eval/eval.h"
 #include "eval/svg.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/session.h"
 #include "pipeline/request.h"
 #include "pipeline/spec.h"
 #include "serve/api_json.h"

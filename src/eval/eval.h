@@ -20,6 +20,7 @@
 #include "common/stats.h"
 #include "common/status.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/session.h"
 
 namespace apx::eval {
 

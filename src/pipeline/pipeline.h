@@ -1,16 +1,11 @@
 // pipeline/pipeline.h
 //
 // A compiled pipeline: the spec's tables loaded into the embedded backend with their sampled
-// layouts, the model, and the QMC design built once for the pipeline's shape. A Session runs
-// requests against it, exactly or approximately (DESIGN §2):
-//
-//   bind every aggregation query to the request (key + time window; the store knows each
-//   query's matching rows exactly) → read α of every query → estimate every feature → propagate
-//   through the model (QMC) → stop when confidence ≥ τ, else let the planner grow the most
-//   valuable query, or cut over to exact when finishing exactly is cheaper than another round.
+// layouts, the model, the QMC design built once for the pipeline's shape, and the cost
+// statistics the cut-over learns. A Session (pipeline/session.h) runs requests against it.
 //
 // Thread safety: a Pipeline is immutable after Open() (apart from relaxed cost statistics) and
-// may be shared by threads; a Session belongs to one thread.
+// may be shared by threads; a Session (pipeline/session.h) belongs to one thread.
 #ifndef APX_PIPELINE_PIPELINE_H_
 #define APX_PIPELINE_PIPELINE_H_
 
@@ -129,92 +124,6 @@ class Pipeline {
   std::unique_ptr<std::atomic<double>[]> query_ns_per_row_;
 
   Status Calibrate();
-};
-
-struct PredictOptions {
-  bool exact = false;     // compute every feature exactly (the baseline path)
-  double delta = -1;      // < 0: the spec's δ
-  double tau = -1;        // < 0: the spec's τ
-  double alpha = -1;      // < 0: the spec's α (initial sample ratio)
-  double gamma = -1;      // < 0: the spec's γ (stepwise granules per query per round)
-  // Serving limits (load control). A request past its deadline stops after the round in
-  // progress and answers with the confidence reached (Prediction::stopped says why); the
-  // sample cap bounds the fraction of each query's rows read (1 = no cap). Neither applies to
-  // `exact`, and the cut-over to exact is only taken when it fits before the deadline.
-  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
-  double max_sample_ratio = 1.0;
-};
-
-// Why an approximate request stopped before reaching its confidence target.
-enum class StopReason {
-  kNone,        // reached τ (or answered exactly)
-  kDeadline,    // the deadline left no time for another round
-  kSampleCap,   // every query reached the sample cap
-};
-std::string_view StopReasonName(StopReason reason);  // "none" | "deadline" | "sample_cap"
-
-struct Prediction {
-  double y = 0;             // regression: predicted value; binary: predicted class (0/1)
-  double delta = 0;         // δ applied
-  double tau = 0;           // τ applied
-  double confidence = 1;    // estimated Pr(|y - y_exact| <= δ) (binary: Pr(y == y_exact))
-  int rounds = 0;           // propagation rounds run (0: answered exactly without QMC)
-  bool exact = false;       // every feature was computed exactly
-  bool cut_over = false;    // the planner switched to exact because it was cheaper
-  StopReason stopped = StopReason::kNone;  // kNone unless a serving limit cut the request short
-  std::vector<double> sample_ratio;  // per aggregation query: fraction of its rows read
-  std::vector<int64_t> query_rows;   // per aggregation query: rows it matches
-  int64_t rows_read = 0;
-  int64_t rows_matching = 0;
-  double data_ms = 0;       // reading rows and aggregating
-  double model_ms = 0;      // propagation (QMC + model) or the final single-row predict
-  double planner_ms = 0;    // estimating, planning and bookkeeping
-  double total_ms = 0;
-};
-
-// Per-thread request executor: owns all per-request scratch (aggregators, bound queries,
-// the propagator's buffers), allocated once and reused.
-class Session {
- public:
-  // REQUIRES: pipeline outlives the session.
-  explicit Session(const Pipeline& pipeline);
-
-  // Runs one request. InvalidArgument for bad per-request δ/τ.
-  Status Predict(const Request& request, const PredictOptions& options, Prediction* out);
-
-  // Computes the exact model features of `request` into `features` (size num_features()).
-  Status ExactFeatures(const Request& request, std::span<float> features);
-
- private:
-  struct QueryRun {
-    backend::BoundQuery bound;
-    std::vector<agg::Aggregator> aggs;
-    std::vector<agg::Aggregator*> agg_ptrs;
-    std::vector<agg::Estimate> estimates;
-    int strata = 0;
-    int64_t rows_read = 0;  // exact part + sampled rest
-    int64_t rest_read = 0;  // sampled rest only
-    double cost_ns = 0;  // reading rows and finalizing estimates, this request
-    bool dirty = true;   // rows were read since the estimates were last finalized
-  };
-
-  Status Bind(const Request& request);
-  Status ReadTo(size_t q, int target);
-  // Finalizes every query's estimates into features_; returns whether all are usable.
-  bool Estimate(bool* all_exact);
-  Status PredictExactFeatures(Prediction* out);
-  // Plans the next round with planner::PlanJump from the last propagation; false when the
-  // jump does not apply (a linear binary model), so the caller uses the stepwise planner.
-  bool PlanJumpRound(double delta, double tau);
-
-  const Pipeline& pipeline_;
-  std::vector<QueryRun> runs_;
-  std::vector<uq::FeatureDist> features_;
-  std::vector<float> row_;
-  std::vector<planner::QueryView> views_;
-  std::vector<int> target_;
-  std::unique_ptr<uq::Propagator> propagator_;
-  uq::PropagationResult result_;
 };
 
 }  // namespace apx::pipeline

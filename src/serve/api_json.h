@@ -13,6 +13,7 @@
 
 #include "common/status.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/session.h"
 #include "serve/service.h"
 
 namespace apx::serve {

@@ -42,6 +42,7 @@
 
 #include "common/status.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/session.h"
 #include "serve/worker_pool.h"
 
 namespace apx::serve {

@@ -1,0 +1,510 @@
+// pipeline/session.cc: the request executor (exact and approximate paths).
+#include "pipeline/session.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include <boost/math/distributions/normal.hpp>
+
+namespace apx::pipeline {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A round whose planned rows reach this share of what is left to read cuts over to exact.
+constexpr double kCutOverShare = 0.5;
+
+// Correlations of features that share sampled rows are capped here (the propagator needs
+// ρ < 1; at 0.95 the pair is already almost one feature).
+constexpr double kMaxCorrelation = 0.95;
+
+// The jump planner aims the output std at this fraction of δ / z, leaving room for the noise
+// of the S1 and variance estimates so that one jump usually suffices.
+constexpr double kJumpSafety = 0.8;
+
+// Queries matching fewer rows than this are not capped by PredictOptions::max_sample_ratio.
+constexpr int64_t kCapMinRows = 2000;
+
+// Φ⁻¹(p), with p kept inside (0, 1): strict mode's per-round targets approach 1 after many
+// rounds, where the exact quantile overflows.
+double NormalQuantile(double p) {
+  return boost::math::quantile(boost::math::normal_distribution<double>(),
+                               std::clamp(p, 1e-15, 1.0 - 1e-15));
+}
+
+double NsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::nano>(Clock::now() - start).count();
+}
+
+// A request time (epoch seconds) as the model feature `transform` asks for.
+double TransformTime(double seconds, Transform transform) {
+  const int64_t t = static_cast<int64_t>(seconds);
+  const int64_t days = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+  switch (transform) {
+    case Transform::kNone: return seconds;
+    case Transform::kHourOfDay: return static_cast<double>((t - days * 86400) / 3600);
+    case Transform::kDayOfWeek: return static_cast<double>(((days + 3) % 7 + 7) % 7);  // Monday = 0
+    case Transform::kDayOfYear: {
+      const std::chrono::sys_days d{std::chrono::days{days}};
+      const std::chrono::year_month_day ymd{d};
+      const std::chrono::sys_days jan1{ymd.year() / std::chrono::January / 1};
+      return static_cast<double>((d - jan1).count());
+    }
+  }
+  return seconds;
+}
+
+}  // namespace
+
+Session::Session(const Pipeline& pipeline) : pipeline_(pipeline) {
+  const PipelineSpec& spec = pipeline.spec();
+  for (const CompiledQuery& q : pipeline.queries()) {
+    QueryRun run;
+    for (const AggSpec& a : spec.features[q.spec_index].aggs) {
+      run.aggs.emplace_back(a.op, a.q);
+      run.aggs.back().set_value_range(q.value_min, q.value_max);
+    }
+    run.estimates.resize(run.aggs.size());
+    runs_.push_back(std::move(run));
+  }
+  for (QueryRun& run : runs_) {
+    // Aggregates that keep the sampled values (quantiles, count_distinct) share one buffer and
+    // one selection pass per query: the first one owns the values, only it is fed.
+    agg::Aggregator* values_owner = nullptr;
+    for (agg::Aggregator& a : run.aggs) {
+      if (agg::NeedsValues(a.op())) {
+        if (values_owner != nullptr) {
+          a.ShareValuesWith(*values_owner);
+          continue;
+        }
+        values_owner = &a;
+      }
+      run.agg_ptrs.push_back(&a);
+    }
+  }
+  features_.resize(pipeline.num_features());
+  row_.resize(pipeline.num_features());
+  views_.resize(runs_.size());
+  target_.resize(runs_.size());
+  if (pipeline.has_model()) {
+    propagator_ = std::make_unique<uq::Propagator>(pipeline.design(), pipeline.model());
+  }
+}
+
+Status Session::Bind(const Request& request) {
+  const PipelineSpec& spec = pipeline_.spec();
+  if (request.numbers.size() != spec.request_fields.size() ||
+      request.strings.size() != spec.request_fields.size()) {
+    return Status::InvalidArgument("request does not match the pipeline's request fields");
+  }
+  // Request features are exact.
+  for (const CompiledRequestFeature& rf : pipeline_.request_features()) {
+    features_[rf.slot] = {.mean = TransformTime(request.numbers[rf.field], rf.transform),
+                          .std = 0,
+                          .fixed = true};
+  }
+  const double now = pipeline_.time_field() >= 0 ? request.numbers[pipeline_.time_field()] : 0.0;
+  std::string_view keys[store::kMaxKeyColumns];
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    const CompiledQuery& cq = pipeline_.queries()[q];
+    for (size_t k = 0; k < cq.key_fields.size(); ++k) keys[k] = request.strings[cq.key_fields[k]];
+    int64_t t0 = INT64_MIN, t1 = INT64_MAX;
+    if (cq.has_window) {
+      t0 = cq.window_from == kWindowUnbounded ? INT64_MIN
+                                              : static_cast<int64_t>(now) + cq.window_from;
+      t1 = static_cast<int64_t>(now) + cq.window_to;
+    }
+    QueryRun& run = runs_[q];
+    APX_RETURN_IF_ERROR(pipeline_.backend().Bind(
+        cq.shape, std::span<const std::string_view>(keys, cq.key_fields.size()), t0, t1, &run.bound));
+    // The rest's range in this group (tighter than the column's: no outliers), else the
+    // column's range over the whole table.
+    const bool known = std::isfinite(run.bound.rest_min) && std::isfinite(run.bound.rest_max);
+    for (agg::Aggregator& a : run.aggs) {
+      a.Reset();
+      a.set_value_range(known ? run.bound.rest_min : cq.value_min,
+                        known ? run.bound.rest_max : cq.value_max);
+      a.set_distinct_bound(run.bound.rest_distinct);
+    }
+    run.strata = 0;
+    run.rows_read = 0;
+    run.rest_read = 0;
+    run.cost_ns = 0;
+    run.dirty = true;
+    // The exact part (the store's outlier index) is read whole, once per request.
+    if (run.bound.exact_rows > 0) {
+      const auto start = Clock::now();
+      APX_ASSIGN_OR_RETURN(int64_t rows, pipeline_.backend().ReadExact(run.bound, run.agg_ptrs));
+      run.cost_ns += NsSince(start);
+      run.rows_read += rows;
+    }
+  }
+  return Status::Ok();
+}
+
+Status Session::ReadTo(size_t q, int target) {
+  QueryRun& run = runs_[q];
+  if (target <= run.strata) return Status::Ok();
+  const auto start = Clock::now();
+  APX_ASSIGN_OR_RETURN(int64_t rows,
+                       pipeline_.backend().Read(run.bound, run.strata, target, run.agg_ptrs));
+  run.cost_ns += NsSince(start);
+  run.rows_read += rows;
+  run.rest_read += rows;
+  run.strata = target;
+  run.dirty = true;
+  return Status::Ok();
+}
+
+bool Session::Estimate(bool* all_exact) {
+  bool usable = true;
+  *all_exact = true;
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    QueryRun& run = runs_[q];
+    const CompiledQuery& cq = pipeline_.queries()[q];
+    const int64_t matching = run.bound.matching_rows;
+    const int64_t sampled = run.bound.sampled_rows();
+    const bool exact = run.strata >= planner::kNumStrata || run.rest_read >= sampled;
+    // The store knows the matching rows of the sampled rest exactly, so the realised fraction
+    // n / N_rest is the sampling ratio (finite-population correction with the true N).
+    const double p = exact || sampled == 0 ? 1.0 : static_cast<double>(run.rest_read) / sampled;
+    const auto start = Clock::now();
+    for (size_t a = 0; a < run.aggs.size(); ++a) {
+      if (run.dirty) {
+        // No row read yet (the first strata of a small window can be empty): nothing to
+        // estimate from, the sample must grow.
+        agg::Estimate e = p > 0 ? run.aggs[a].Finalize(p)
+                                : agg::Estimate{.value = std::nan(""), .usable = false};
+        if (run.aggs[a].op() == agg::AggOp::kCount) {
+          e = {.value = static_cast<double>(matching), .std = 0, .n = run.rows_read,
+               .N = static_cast<double>(matching), .exact = true, .usable = true};
+        }
+        run.estimates[a] = e;
+      }
+      const agg::Estimate& e = run.estimates[a];
+      const bool fixed = e.exact || e.std == 0;
+      features_[cq.feature_slots[a]] = {.mean = e.value, .std = fixed ? 0.0 : e.std, .fixed = fixed};
+      usable = usable && (e.usable || e.exact);
+      *all_exact = *all_exact && e.exact;
+      // A NaN estimate of a sampled feature cannot be propagated: treat as unusable.
+      if (!fixed && !std::isfinite(e.value)) usable = false;
+    }
+    // Finalizing (e.g. selecting a quantile) is part of what a row costs.
+    if (run.dirty) run.cost_ns += NsSince(start);
+    run.dirty = false;
+  }
+  // Correlated errors of queries that share sampled rows. Two estimates over windows A and B
+  // of one key, sampled by strata prefixes at ratios p_a, p_b, linearise to means of
+  // (I_i/p − 1)·(influence of row i); Cov(I_i/p_a, I_i/p_b) = 1/max(p_a, p_b) − 1 for rows
+  // in both windows, so with similar per-row spread
+  //   ρ = N_ab/√(N_a·N_b) · (1/max(p_a, p_b) − 1) / √((1/p_a − 1)(1/p_b − 1)),
+  // N_ab = sampled rows in both windows (the store counts them per stratum).
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    const CompiledQuery& cq = pipeline_.queries()[q];
+    for (int slot : cq.feature_slots) {
+      features_[slot].partner = -1;
+      features_[slot].rho = 0;
+    }
+    if (cq.partner_query < 0) continue;
+    const QueryRun& a = runs_[cq.partner_query];
+    const QueryRun& b = runs_[q];
+    const int64_t n_a = a.bound.sampled_rows(), n_b = b.bound.sampled_rows();
+    if (n_a == 0 || n_b == 0 || a.rest_read >= n_a || b.rest_read >= n_b) continue;
+    const double p_a = static_cast<double>(a.rest_read) / n_a;
+    const double p_b = static_cast<double>(b.rest_read) / n_b;
+    if (!(p_a > 0 && p_b > 0)) continue;
+    const double shared = static_cast<double>(pipeline_.backend().SharedSampledRows(a.bound, b.bound));
+    const double rho = shared / std::sqrt(static_cast<double>(n_a) * n_b) *
+                       (1.0 / std::max(p_a, p_b) - 1.0) /
+                       std::sqrt((1.0 / p_a - 1.0) * (1.0 / p_b - 1.0));
+    if (!(rho > 0)) continue;
+    const CompiledQuery& pa = pipeline_.queries()[cq.partner_query];
+    for (size_t j = 0; j < cq.feature_slots.size(); ++j) {
+      const int i = cq.partner_agg[j];
+      if (i < 0) continue;
+      const int slot = cq.feature_slots[j];
+      const int partner_slot = pa.feature_slots[i];
+      if (partner_slot >= slot || features_[partner_slot].fixed || features_[slot].fixed) continue;
+      features_[slot].partner = partner_slot;
+      features_[slot].rho = std::min(rho, kMaxCorrelation);
+    }
+  }
+  return usable;
+}
+
+Status Session::PredictExactFeatures(Prediction* out) {
+  for (size_t i = 0; i < features_.size(); ++i) row_[i] = static_cast<float>(features_[i].mean);
+  float y = 0;
+  APX_RETURN_IF_ERROR(pipeline_.model().Predict(row_, 1, std::span<float>(&y, 1)));
+  out->y = pipeline_.spec().task == model::Task::kBinary ? (y >= 0.5f ? 1.0 : 0.0) : y;
+  out->confidence = 1.0;
+  out->exact = true;
+  return Status::Ok();
+}
+
+bool Session::PlanJumpRound(double delta, double tau) {
+  const bool binary = pipeline_.spec().task == model::Task::kBinary;
+  if (binary && result_.analytic) return false;
+  // Attribute the output variance to the queries by their first-order indices (interactions
+  // spread proportionally), then ask the planner for the cheapest sample that brings the
+  // output std below kJumpSafety times the allowed spread.
+  const double var = result_.output_std * result_.output_std;
+  double s1_sum = 0;
+  size_t open = 0;
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    if (runs_[q].strata < planner::kNumStrata) {
+      s1_sum += std::max(result_.s1[q], 0.0);
+      ++open;
+    }
+  }
+  if (open == 0 || !(var > 0)) return false;
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    const bool is_open = runs_[q].strata < planner::kNumStrata;
+    views_[q].variance = !is_open ? 0.0
+                         : s1_sum > 0 ? var * std::max(result_.s1[q], 0.0) / s1_sum
+                                      : var / static_cast<double>(open);
+  }
+  if (binary) {
+    // The class flips when the probability crosses 0.5: with p ~ N(mean, σ²) the answer keeps
+    // its class with probability Φ(|mean − 0.5| / σ) >= τ, so σ <= |mean − 0.5| / Φ⁻¹(τ).
+    // Near the boundary the target is ~0 and the plan reads everything (exact is the answer).
+    const double target_std =
+        kJumpSafety * std::abs(result_.mean_output - 0.5) / NormalQuantile(tau);
+    planner::PlanJump(views_, target_std * target_std, target_);
+    return true;
+  }
+  const double z = NormalQuantile((1.0 + tau) / 2.0);
+  const double target_std = kJumpSafety * delta / z;
+  planner::PlanJump(views_, target_std * target_std, target_);
+  return true;
+}
+
+Status Session::ExactFeatures(const Request& request, std::span<float> features) {
+  if (features.size() != features_.size()) return Status::InvalidArgument("feature buffer size");
+  APX_RETURN_IF_ERROR(Bind(request));
+  for (size_t q = 0; q < runs_.size(); ++q) APX_RETURN_IF_ERROR(ReadTo(q, planner::kNumStrata));
+  bool all_exact = false;
+  Estimate(&all_exact);
+  for (size_t i = 0; i < features_.size(); ++i) features[i] = static_cast<float>(features_[i].mean);
+  return Status::Ok();
+}
+
+std::string_view StopReasonName(StopReason reason) {
+  switch (reason) {
+    case StopReason::kNone: return "none";
+    case StopReason::kDeadline: return "deadline";
+    case StopReason::kSampleCap: return "sample_cap";
+  }
+  return "none";
+}
+
+Status Session::ResolveOptions(const PredictOptions& options, Prediction* out,
+                               planner::PlannerOptions* popts) const {
+  const PipelineSpec& spec = pipeline_.spec();
+  if (!pipeline_.has_model()) return Status::FailedPrecondition("pipeline has no model loaded");
+  *out = Prediction();
+  out->delta = options.delta >= 0 ? options.delta : spec.guarantee.delta;
+  out->tau = options.tau >= 0 ? options.tau : spec.guarantee.tau;
+  if (!std::isfinite(out->delta) || (spec.task == model::Task::kRegression && out->delta <= 0)) {
+    return Status::InvalidArgument("delta must be a finite number > 0");
+  }
+  if (!(out->tau > 0 && out->tau < 1)) return Status::InvalidArgument("tau must be in (0, 1)");
+  *popts = {.alpha = options.alpha >= 0 ? options.alpha : spec.guarantee.alpha,
+            .gamma = options.gamma >= 0 ? options.gamma : spec.guarantee.gamma};
+  APX_RETURN_IF_ERROR(planner::Validate(*popts));
+  if (!(options.max_sample_ratio > 0 && options.max_sample_ratio <= 1)) {
+    return Status::InvalidArgument("max_sample_ratio must be in (0, 1]");
+  }
+  return Status::Ok();
+}
+
+bool Session::PlanRoundZero(const planner::PlannerOptions& popts, double ns_left,
+                            Prediction* out) {
+  // The exact part is already read; what is left to choose is how much of the rest. A request
+  // reads everything right away when its exact cost is below what approximating is expected
+  // to cost: the rows this pipeline's approximate answers have read on average (at least
+  // round 0's) and its average number of propagation rounds.
+  double exact_cost = 0, round0_cost = 0;
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    target_[q] = planner::InitialStrata(runs_[q].bound.sampled_rows(), popts);
+    const double rows = static_cast<double>(runs_[q].bound.sampled_rows());
+    exact_cost += rows * pipeline_.query_ns_per_row(q);
+    round0_cost += rows * std::min(1.0, static_cast<double>(target_[q]) / planner::kNumStrata) *
+                   pipeline_.query_ns_per_row(q);
+  }
+  const double expected_approx =
+      std::max(round0_cost, exact_cost * pipeline_.average_fraction()) +
+      std::max(1.0, pipeline_.average_rounds()) * pipeline_.round_overhead_ns();
+  if (!pipeline_.spec().guarantee.cut_over || exact_cost > expected_approx || exact_cost > ns_left) {
+    return false;
+  }
+  // Every kProbeEvery-th request that would cut over up front approximates anyway (when its
+  // deadline leaves room for twice the exact cost), so that the averages keep learning: a
+  // pipeline whose data became cheap to approximate does not stay exact.
+  if (pipeline_.TakeProbe() && 2.0 * exact_cost <= ns_left) return false;
+  out->cut_over = true;
+  return true;
+}
+
+void Session::Finish(double total_ns, double data_ns, double model_ns, Prediction* out) {
+  if (out->rounds > 0) {
+    int64_t rest_read = 0, rest_rows = 0;
+    for (const QueryRun& run : runs_) {
+      rest_read += run.rest_read;
+      rest_rows += run.bound.sampled_rows();
+    }
+    pipeline_.RecordApproximate(
+        out->rounds, rest_rows > 0 ? static_cast<double>(rest_read) / rest_rows : 0.0);
+  }
+  out->sample_ratio.resize(runs_.size());
+  out->query_rows.resize(runs_.size());
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    const QueryRun& run = runs_[q];
+    if (run.rows_read >= 1000) pipeline_.RecordQueryCost(q, run.cost_ns / run.rows_read);
+    out->rows_read += run.rows_read;
+    out->query_rows[q] = run.bound.matching_rows;
+    out->sample_ratio[q] = run.bound.matching_rows == 0
+                               ? 1.0
+                               : static_cast<double>(run.rows_read) / run.bound.matching_rows;
+  }
+  out->total_ms = total_ns / 1e6;
+  out->data_ms = data_ns / 1e6;
+  out->model_ms = model_ns / 1e6;
+  out->planner_ms = std::max(0.0, out->total_ms - out->data_ms - out->model_ms);
+}
+
+Status Session::Predict(const Request& request, const PredictOptions& options, Prediction* out) {
+  const auto start = Clock::now();
+  const PipelineSpec& spec = pipeline_.spec();
+  planner::PlannerOptions popts;
+  APX_RETURN_IF_ERROR(ResolveOptions(options, out, &popts));
+  const bool has_deadline = options.deadline != Clock::time_point::max();
+  // Nanoseconds left before the deadline (a very large number without one).
+  auto ns_left = [&] {
+    return has_deadline ? static_cast<double>(
+                              std::chrono::duration_cast<std::chrono::nanoseconds>(options.deadline - Clock::now())
+                                  .count())
+                        : 1e18;
+  };
+  // The sample cap: strata per query (queries matching few rows are cheap and not capped).
+  const int cap = options.exact ? planner::kNumStrata
+                                : std::clamp(static_cast<int>(std::ceil(
+                                                 options.max_sample_ratio * planner::kNumStrata - 1e-9)),
+                                             1, planner::kNumStrata);
+  auto cap_strata = [&](size_t q) {
+    return runs_[q].bound.matching_rows >= kCapMinRows ? cap : planner::kNumStrata;
+  };
+
+  APX_RETURN_IF_ERROR(Bind(request));
+  double data_ns = 0, model_ns = 0;
+  for (const QueryRun& run : runs_) out->rows_matching += run.bound.matching_rows;
+
+  // Round 0 targets: everything for the exact path and for requests cut over up front.
+  const bool go_exact = options.exact || PlanRoundZero(popts, ns_left(), out);
+  if (go_exact) {
+    std::fill(target_.begin(), target_.end(), planner::kNumStrata);
+  } else {
+    for (size_t q = 0; q < runs_.size(); ++q) target_[q] = std::min(target_[q], cap_strata(q));
+  }
+
+  while (true) {
+    const auto read_start = Clock::now();
+    for (size_t q = 0; q < runs_.size(); ++q) APX_RETURN_IF_ERROR(ReadTo(q, target_[q]));
+    bool all_exact = false;
+    const bool usable = Estimate(&all_exact);
+    data_ns += NsSince(read_start);
+    if (all_exact) {
+      const auto model_start = Clock::now();
+      APX_RETURN_IF_ERROR(PredictExactFeatures(out));
+      model_ns += NsSince(model_start);
+      break;
+    }
+    for (size_t q = 0; q < runs_.size(); ++q) {
+      const QueryRun& run = runs_[q];
+      views_[q] = {.strata = run.strata,
+                   .matching_rows = run.bound.sampled_rows(),
+                   .s1 = 0,
+                   .usable = true,
+                   .ns_per_row = run.rows_read > 0 ? std::max(run.cost_ns / run.rows_read, 0.05)
+                                                   : pipeline_.query_ns_per_row(q)};
+      for (const agg::Estimate& e : run.estimates) views_[q].usable = views_[q].usable && (e.usable || e.exact);
+    }
+    if (usable) {
+      const auto model_start = Clock::now();
+      // Strict mode spends the failure probability 1 − τ across rounds (1/2, 1/4, ... of it),
+      // so that checking after every round cannot erode the guarantee (optional stopping).
+      const double required =
+          spec.guarantee.strict ? 1.0 - (1.0 - out->tau) * std::ldexp(1.0, -(out->rounds + 1))
+                                : out->tau;
+      // Two-stage: if the A/B rows alone already give the required confidence, the answer is
+      // ready and the AB blocks (only needed for S1, i.e. for planning) are skipped.
+      APX_RETURN_IF_ERROR(propagator_->Run(
+          features_, out->delta, &result_,
+          {.stop_confidence = required, .margin_z = spec.guarantee.confidence_margin}));
+      const double round_ns = NsSince(model_start);
+      model_ns += round_ns;
+      pipeline_.RecordRoundOverhead(round_ns);
+      ++out->rounds;
+      out->y = result_.y_hat;
+      // The confidence reported and compared with τ is the lower bound for the Monte Carlo
+      // error of the propagation: never a confidence the design did not establish.
+      out->confidence = result_.confidence_lower;
+      if (result_.confidence_lower >= required) break;
+      for (size_t q = 0; q < runs_.size(); ++q) views_[q].s1 = result_.s1[q];
+    }
+    const double next_required =
+        spec.guarantee.strict ? 1.0 - (1.0 - out->tau) * std::ldexp(1.0, -(out->rounds + 1))
+                              : out->tau;
+    if (!usable || !PlanJumpRound(out->delta, next_required)) {
+      planner::PlanNextRound(views_, popts, target_);
+    }
+    // Serving limits: the sample cap bounds every target; a request that cannot grow any
+    // query, or has no time left for another round, answers with the confidence it has.
+    bool grows = false;
+    for (size_t q = 0; q < runs_.size(); ++q) {
+      target_[q] = std::min(target_[q], cap_strata(q));
+      grows = grows || target_[q] > runs_[q].strata;
+    }
+    const double next_round = planner::PlanCost(views_, target_) + pipeline_.round_overhead_ns();
+    const double exact_rest = planner::ExactRemainingCost(views_);
+    const double left = ns_left();
+    if (out->rounds > 0 && usable) {
+      if (!grows) {
+        out->stopped = StopReason::kSampleCap;
+        break;
+      }
+      if (next_round > left && !(spec.guarantee.cut_over && exact_rest <= left)) {
+        out->stopped = StopReason::kDeadline;
+        break;
+      }
+    } else if (!grows) {
+      // Nothing usable yet and the cap allows no more rows: only exact features can answer.
+      std::fill(target_.begin(), target_.end(), planner::kNumStrata);
+      out->cut_over = true;
+      continue;
+    }
+    // Cut-over: finish exactly when reading everything that is left costs no more than the
+    // next round (its rows plus one propagation), or — ski rental — once approximating has
+    // already cost as much as finishing exactly would: a request then never costs much more
+    // than twice the exact path, however long its confidence hovers below τ. Never past the
+    // deadline when an answer is already at hand.
+    // Also when the next round alone would read at least kCutOverShare of what is left: the
+    // plan aims at the target with little slack, so the round after it would read the rest
+    // anyway, and reading most rows in rounds (strata by strata, with a propagation each) is
+    // slower than one exact pass.
+    const bool fits = exact_rest <= left || out->rounds == 0;
+    const bool cheaper = exact_rest <= next_round ||
+                         planner::PlanCost(views_, target_) >= kCutOverShare * exact_rest ||
+                         NsSince(start) >= exact_rest;
+    if (spec.guarantee.cut_over && fits && cheaper) {
+      std::fill(target_.begin(), target_.end(), planner::kNumStrata);
+      out->cut_over = true;
+    }
+  }
+
+  Finish(NsSince(start), data_ns, model_ns, out);
+  return Status::Ok();
+}
+
+}  // namespace apx::pipeline
