@@ -198,7 +198,6 @@ TEST_P(StressTest, KeepsTheGuaranteeOnHostileData) {
     EXPECT_GE(answers.with_rounds, answers.n * 8 / 10) << name << ": too few propagation rounds";
   }
   EXPECT_GE(report->meet_rate, MinMeetRate(tau, kRequests)) << name;
-  EXPECT_EQ(report->low_confidence_rate, 0.0) << name;
   if (answers.confident > 0) {
     EXPECT_LE(static_cast<double>(answers.confident_misses) / answers.confident,
               1 - MinMeetRate(tau, answers.confident))
