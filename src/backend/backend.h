@@ -36,6 +36,10 @@ struct QueryShape {
   std::string table;
   std::vector<std::string> key_columns;  // filter key (may be empty: the whole table)
   std::string value_column;              // the aggregated column
+  // The query computes count_distinct: the layout then counts the distinct values of the
+  // column per key (BoundQuery::rest_distinct; a sort per key at build time, so only on
+  // request).
+  bool count_distinct = false;
 };
 
 // A query bound to one request: the rows of one key inside one time window.

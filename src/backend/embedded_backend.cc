@@ -51,6 +51,12 @@ Result<int> EmbeddedBackend::Prepare(const QueryShape& shape) {
     values.push_back(shape.value_column);
     layouts_[layout].index.reset();  // needs a rebuild with the new column
   }
+  std::vector<std::string>& distinct = layouts_[layout].options.distinct_columns;
+  if (shape.count_distinct &&
+      std::find(distinct.begin(), distinct.end(), shape.value_column) == distinct.end()) {
+    distinct.push_back(shape.value_column);
+    layouts_[layout].index.reset();
+  }
   shapes_.push_back({layout, shape.value_column, -1});
   return static_cast<int>(shapes_.size()) - 1;
 }

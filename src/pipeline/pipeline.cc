@@ -111,6 +111,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
     CompiledQuery q;
     q.spec_index = static_cast<int>(i);
     backend::QueryShape shape{.table = f.table, .key_columns = {}, .value_column = f.column};
+    for (const AggSpec& a : f.aggs) shape.count_distinct |= a.op == agg::AggOp::kCountDistinct;
     for (const auto& [column, field] : f.keys) {
       shape.key_columns.push_back(column);
       const RequestField* rf = spec.FindField(field);

@@ -18,6 +18,9 @@ inline uint64_t KeyPart(const Column& c, size_t row) {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
+// Values MarkOutliers estimates a group's median and MAD from (all of a smaller group).
+constexpr size_t kOutlierSubsample = 8192;
+
 // Reused buffers of MarkOutliers.
 struct OutlierScratch {
   std::vector<double> values;
@@ -39,13 +42,18 @@ void MarkOutliers(const Column& c, std::span<const uint32_t> rows, double fracti
   std::vector<double>& values = scratch->values;
   values.resize(m);
   for (size_t k = 0; k < m; ++k) values[k] = c.AsDouble(rows[k]);
+  // Median and MAD, from an evenly spaced subsample of large groups (the threshold needs no
+  // more precision, and two selections over every row of a 40 M-row table cost seconds).
   std::vector<double>& dev = scratch->deviations;
-  dev.assign(values.begin(), values.end());
-  std::nth_element(dev.begin(), dev.begin() + m / 2, dev.end());
-  const double median = dev[m / 2];
-  for (size_t k = 0; k < m; ++k) dev[k] = std::abs(values[k] - median);
-  std::nth_element(dev.begin(), dev.begin() + m / 2, dev.end());
-  const double threshold = mad_factor * dev[m / 2];
+  const size_t stride = std::max<size_t>(1, m / kOutlierSubsample);
+  dev.clear();
+  for (size_t k = 0; k < m; k += stride) dev.push_back(values[k]);
+  const size_t mid = dev.size() / 2;
+  std::nth_element(dev.begin(), dev.begin() + mid, dev.end());
+  const double median = dev[mid];
+  for (double& d : dev) d = std::abs(d - median);
+  std::nth_element(dev.begin(), dev.begin() + mid, dev.end());
+  const double threshold = mad_factor * dev[mid];
   auto& low = scratch->low;
   auto& high = scratch->high;
   low.clear();
@@ -198,28 +206,6 @@ Result<std::unique_ptr<SampledIndex>> SampledIndex::Build(const Table& table,
   std::vector<uint32_t> position(n);
   for (size_t row = 0; row < n; ++row) position[row] = next[cell[row]]++;
 
-  // Range and number of distinct values of every value column over each group's rest (the
-  // rows outside the exact cell).
-  index->rest_range_.assign(static_cast<size_t>(num_groups) * value_cols.size() * 2, kNaN);
-  index->rest_distinct_.assign(static_cast<size_t>(num_groups) * value_cols.size(), 0);
-  std::vector<double> rest_values;
-  for (size_t v = 0; v < value_cols.size(); ++v) {
-    for (int32_t g = 0; g < num_groups; ++g) {
-      rest_values.clear();
-      for (uint32_t k = group_row_begin[g]; k < group_row_begin[g + 1]; ++k) {
-        const uint32_t row = group_rows[k];
-        if (!is_outlier[row]) rest_values.push_back(value_cols[v]->AsDouble(row));
-      }
-      if (rest_values.empty()) continue;
-      std::sort(rest_values.begin(), rest_values.end());
-      const size_t cell = static_cast<size_t>(g) * value_cols.size() + v;
-      index->rest_range_[cell * 2] = rest_values.front();
-      index->rest_range_[cell * 2 + 1] = rest_values.back();
-      index->rest_distinct_[cell] = static_cast<int64_t>(
-          std::unique(rest_values.begin(), rest_values.end()) - rest_values.begin());
-    }
-  }
-
   // Time buckets of every group (equal row counts, in the group's time order) with the rest's
   // min/max per value column.
   index->bucket_begin_.assign(static_cast<size_t>(num_groups) + 1, 0);
@@ -255,6 +241,39 @@ Result<std::unique_ptr<SampledIndex>> SampledIndex::Build(const Table& table,
           index->bucket_range_[(bucket * value_cols.size() + v) * 2 + 1] = mx;
         }
       }
+    }
+  }
+
+  // Range of every value column over each group's rest (its buckets' ranges combined) and,
+  // for the count_distinct columns, the number of distinct values of the rest.
+  index->rest_range_.assign(static_cast<size_t>(num_groups) * value_cols.size() * 2, kNaN);
+  index->rest_distinct_.assign(static_cast<size_t>(num_groups) * value_cols.size(), -1);
+  std::vector<double> rest_values;
+  for (size_t v = 0; v < value_cols.size(); ++v) {
+    const auto& wanted = options.distinct_columns;
+    const bool distinct = std::find(wanted.begin(), wanted.end(), options.value_columns[v]) !=
+                          wanted.end();
+    for (int32_t g = 0; g < num_groups; ++g) {
+      double lo = INFINITY, hi = -INFINITY;
+      for (uint32_t b = index->bucket_begin_[g]; b < index->bucket_begin_[g + 1]; ++b) {
+        const double mn = index->bucket_range_[(b * value_cols.size() + v) * 2];
+        if (std::isnan(mn)) continue;
+        lo = std::min(lo, mn);
+        hi = std::max(hi, index->bucket_range_[(b * value_cols.size() + v) * 2 + 1]);
+      }
+      if (!(lo <= hi)) continue;
+      const size_t cell = static_cast<size_t>(g) * value_cols.size() + v;
+      index->rest_range_[cell * 2] = lo;
+      index->rest_range_[cell * 2 + 1] = hi;
+      if (!distinct) continue;
+      rest_values.clear();
+      for (uint32_t k = group_row_begin[g]; k < group_row_begin[g + 1]; ++k) {
+        const uint32_t row = group_rows[k];
+        if (!is_outlier[row]) rest_values.push_back(value_cols[v]->AsDouble(row));
+      }
+      std::sort(rest_values.begin(), rest_values.end());
+      index->rest_distinct_[cell] = static_cast<int64_t>(
+          std::unique(rest_values.begin(), rest_values.end()) - rest_values.begin());
     }
   }
 

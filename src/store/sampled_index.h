@@ -71,6 +71,8 @@ struct SampledIndexOptions {
   // cell (0 disables the outlier index: every row is sampled).
   double outlier_fraction = kOutlierFraction;
   double outlier_mad_factor = kOutlierMadFactor;
+  // Value columns whose distinct values per group are counted (RestDistinct; -1 for others).
+  std::vector<std::string> distinct_columns;
 };
 
 // Row positions [lo[c], hi[c]) of one group's rows inside a time window, per cell: the
@@ -131,7 +133,8 @@ class SampledIndex {
   std::pair<double, double> RestRange(int group, int value_idx, int64_t t0, int64_t t1) const;
 
   // Distinct values of value column `value_idx` over the rows of `group` that are NOT in the
-  // exact cell (over the whole history: a bound for any window of them).
+  // exact cell (over the whole history: a bound for any window of them); -1 unless the column
+  // is in options().distinct_columns.
   int64_t RestDistinct(int group, int value_idx) const {
     return rest_distinct_[static_cast<size_t>(group) * values_.size() + value_idx];
   }
