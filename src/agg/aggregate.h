@@ -21,7 +21,8 @@
 //           x_(r), r = QuantileRank(q, n) = max(1, ⌈q·n⌉) (the same definition on all rows at
 //           p == 1); std = half-width of the order-statistic (binomial) interval
 //           [x_(l), x_(u)], l,u = n·q ∓ z·√(n·q(1−q)(1−p)) (Woodruff 1952; FPC on the
-//           ranks), over z. With an exact part, the rest's quantile at level (r − e)/N_rest.
+//           ranks), over z; when x_(r) is itself an end of the interval (ties), the whole
+//           width over z. With an exact part, the rest's quantile at level (r − e)/N_rest.
 //   min, max, count_distinct: there is no honest CLT; see "Conservative estimators" below.
 // Unseen rows (set_value_range): sum/avg/var/std add the rule-of-three bound of rows beyond
 // the sample's range; a quantile interval that collapses onto one value gets gap·√risk.
