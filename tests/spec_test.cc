@@ -60,6 +60,7 @@ TEST(SpecTest, GoodSpecParses) {
   EXPECT_DOUBLE_EQ(spec->features[1].aggs[1].q, 0.9);
   EXPECT_DOUBLE_EQ(spec->guarantee.tau, 0.9);
   EXPECT_DOUBLE_EQ(spec->guarantee.alpha, 0.05);
+  EXPECT_DOUBLE_EQ(spec->guarantee.confidence_margin, pipeline::kDefaultConfidenceMargin);
 }
 
 TEST(SpecTest, UnboundedWindowStart) {
@@ -101,6 +102,12 @@ TEST(SpecTest, ErrorsNameFileLineAndField) {
   ExpectError(std::string(kGood) + "  - {name: hour, field: dep_time}\n", "");  // syntax: wrong place
   ExpectError(Edit("guarantee: {delta: 1.5, tau: 0.9}", "guarantee: {delta: 1.5, strict: maybe}"),
               "guarantee.strict: expected true or false");
+  ExpectError(Edit("guarantee: {delta: 1.5, tau: 0.9}",
+                   "guarantee: {delta: 1.5, confidence_margin: -1}"),
+              "guarantee.confidence_margin: must be in [0, 5]");
+  ExpectError(Edit("guarantee: {delta: 1.5, tau: 0.9}",
+                   "guarantee: {delta: 1.5, confidence_margin: .nan}"),
+              "guarantee.confidence_margin");
   {
     std::string binary_ols = Edit("model: {path: m.json}", "model: {path: m.json, booster: ols}");
     binary_ols.replace(binary_ols.find("task: regression"), 16, "task: binary");

@@ -19,6 +19,7 @@
 #include "pipeline/pipeline.h"
 #include "pipeline/session.h"
 #include "pipeline/spec.h"
+#include "small_spec.h"
 
 namespace apx {
 namespace {
@@ -33,11 +34,7 @@ constexpr char kStressDir[] = "pipelines/stress";
 // honest estimate says so).
 bool MustReadMost(const std::string& name) { return name == "wide" || name == "distinct"; }
 
-std::string TempDir() {
-  auto dir = std::filesystem::temp_directory_path() / ("apx_stress_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  return dir.string();
-}
+std::string TempDir() { return testing::TempDir("apx_stress_"); }
 
 // Every spec under pipelines/stress/, sorted (the test runs from the source tree).
 std::vector<std::string> StressSpecs() {
@@ -54,13 +51,7 @@ std::string Stem(const std::string& path) { return std::filesystem::path(path).s
 
 // Loads a stress spec at the CI scale, with its snapshots and model redirected to a temp dir.
 pipeline::PipelineSpec SmallSpec(const std::string& path) {
-  auto spec = pipeline::LoadSpec(path, kScale);
-  EXPECT_TRUE(spec.ok()) << spec.status().ToString();
-  for (pipeline::TableSpec& t : spec->tables) {
-    t.snapshot = TempDir() + "/" + std::filesystem::path(t.snapshot).filename().string();
-  }
-  spec->model.path = TempDir() + "/" + std::filesystem::path(spec->model.path).filename().string();
-  return *spec;
+  return testing::SmallSpec(path, kScale, TempDir());
 }
 
 // Prepares (generates, trains with one thread: XGBoost's OpenMP threads crawl on a busy

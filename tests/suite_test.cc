@@ -9,27 +9,18 @@
 #include "eval/svg.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/spec.h"
+#include "small_spec.h"
 
 namespace apx {
 namespace {
 
 constexpr double kScale = 0.02;
 
-std::string TempDir() {
-  auto dir = std::filesystem::temp_directory_path() / ("apx_suite_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  return dir.string();
-}
+std::string TempDir() { return testing::TempDir("apx_suite_"); }
 
 // Loads a shipped spec at the CI scale, with its snapshots and model redirected to a temp dir.
 pipeline::PipelineSpec SmallSpec(const std::string& path) {
-  auto spec = pipeline::LoadSpec(path, kScale);
-  EXPECT_TRUE(spec.ok()) << spec.status().ToString();
-  for (pipeline::TableSpec& t : spec->tables) {
-    t.snapshot = TempDir() + "/" + std::filesystem::path(t.snapshot).filename().string();
-  }
-  spec->model.path = TempDir() + "/" + std::filesystem::path(spec->model.path).filename().string();
-  return *spec;
+  return testing::SmallSpec(path, kScale, TempDir());
 }
 
 TEST(GeneratorTest, SameSeedSameDataOtherSeedOtherData) {

@@ -75,7 +75,8 @@ Unseen UnseenBeyond(double seen_lo, double seen_hi, double lo, double hi) {
 // the rule-of-three bound of what lies beyond the sample's range: at most 3/n of the rows,
 // each at most Unseen::Max() further out, shift the mean by at most 3·R_out/n (as a normal
 // standard error: / 1.96), added in quadrature. A constant sample gets exactly that bound.
-double RestMeanSe(const MomentState<2>& r, double p, double lo, double hi) {
+template <int kOrder>
+double RestMeanSe(const MomentState<kOrder>& r, double p, double lo, double hi) {
   const int64_t n = r.rows;
   if (n < 2) return kNaN;
   const double nd = static_cast<double>(n);
@@ -180,12 +181,7 @@ Estimate FinalizeVarOrStd(const MomentState<4>& rest, const MomentState<4>& exac
     const double delta = rest.mean - exact.mean;
     const double m2 = exact.m2 + (n_rest - 1.0) * s2 + delta * delta * n_e * n_rest / total;
     const double w = (n_rest - 1.0) / (total - 1.0);
-    MomentState<2> rest2;
-    rest2.rows = rest.rows;
-    rest2.m2 = rest.m2;
-    rest2.lo = rest.lo;
-    rest2.hi = rest.hi;
-    const double se_mean = RestMeanSe(rest2, p, lo, hi);
+    const double se_mean = RestMeanSe(rest, p, lo, hi);
     const double d_delta = 2.0 * delta * n_e * n_rest / total / (total - 1.0);
     s2 = m2 / (total - 1.0);
     var_s2 = w * w * var_s2 + d_delta * d_delta * se_mean * se_mean;

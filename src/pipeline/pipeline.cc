@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <map>
 #include <random>
 
 #include "model/loader.h"
@@ -63,24 +62,6 @@ Result<std::unique_ptr<store::Table>> LoadTable(const TableSpec& t,
   return table;
 }
 
-// Min and max of a numeric column over the whole table (cached per table and column).
-std::pair<double, double> ColumnRange(
-    const store::Table& table, const std::string& column,
-    std::map<std::pair<const store::Table*, std::string>, std::pair<double, double>>* cache) {
-  auto [it, inserted] = cache->try_emplace({&table, column}, 0.0, 0.0);
-  if (!inserted) return it->second;
-  auto col = table.column(column);
-  if (!col.ok() || table.num_rows() == 0) return it->second;
-  double lo = INFINITY, hi = -INFINITY;
-  for (int64_t r = 0; r < table.num_rows(); ++r) {
-    const double v = (*col)->AsDouble(static_cast<size_t>(r));
-    lo = std::min(lo, v);
-    hi = std::max(hi, v);
-  }
-  if (lo <= hi) it->second = {lo, hi};
-  return it->second;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
@@ -97,7 +78,6 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
     p->time_field_ = static_cast<int>(spec.FindField(spec.time_field) - spec.request_fields.data());
   }
   std::vector<int> group_of;
-  std::map<std::pair<const store::Table*, std::string>, std::pair<double, double>> ranges;
   for (size_t i = 0; i < spec.features.size(); ++i) {
     const FeatureSpec& f = spec.features[i];
     if (!f.is_query()) {
@@ -122,7 +102,6 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
       return shape_id.status().WithPrefix(spec.path + ":" + std::to_string(f.line) + ": feature '" + f.name + "'");
     }
     q.shape = *shape_id;
-    std::tie(q.value_min, q.value_max) = ColumnRange(*p->backend_->table(f.table), f.column, &ranges);
     q.window_from = f.window_from;
     q.window_to = f.window_to;
     q.has_window = f.has_window;

@@ -40,8 +40,6 @@ struct CompiledQuery {
   std::vector<int> feature_slots;  // model feature index per aggregate
   int64_t window_from = 0, window_to = 0;
   bool has_window = false;
-  // Range of the aggregated column over the whole table (agg::Aggregator::set_value_range).
-  double value_min = 0, value_max = 0;
   // An earlier query that reads the same sampled rows (same layout and column: nested or
   // overlapping windows of one key), or -1; per aggregate, the index of that query's aggregate
   // of the same operator, or -1. Their errors are correlated (Session::Estimate).

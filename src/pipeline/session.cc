@@ -63,7 +63,6 @@ Session::Session(const Pipeline& pipeline) : pipeline_(pipeline) {
     QueryRun run;
     for (const AggSpec& a : spec.features[q.spec_index].aggs) {
       run.aggs.emplace_back(a.op, a.q);
-      run.aggs.back().set_value_range(q.value_min, q.value_max);
     }
     run.estimates.resize(run.aggs.size());
     runs_.push_back(std::move(run));
@@ -118,13 +117,11 @@ Status Session::Bind(const Request& request) {
     QueryRun& run = runs_[q];
     APX_RETURN_IF_ERROR(pipeline_.backend().Bind(
         cq.shape, std::span<const std::string_view>(keys, cq.key_fields.size()), t0, t1, &run.bound));
-    // The rest's range in this group (tighter than the column's: no outliers), else the
-    // column's range over the whole table.
-    const bool known = std::isfinite(run.bound.rest_min) && std::isfinite(run.bound.rest_max);
+    // What the store knew before sampling: the rest's range near the window (NaN only when
+    // the key has no sampled rows, which are then never estimated) and its distinct values.
     for (agg::Aggregator& a : run.aggs) {
       a.Reset();
-      a.set_value_range(known ? run.bound.rest_min : cq.value_min,
-                        known ? run.bound.rest_max : cq.value_max);
+      a.set_value_range(run.bound.rest_min, run.bound.rest_max);
       a.set_distinct_bound(run.bound.rest_distinct);
     }
     run.strata = 0;
@@ -139,6 +136,13 @@ Status Session::Bind(const Request& request) {
       run.cost_ns += NsSince(start);
       run.rows_read += rows;
     }
+  }
+  // Sampled rows shared with an earlier query of the same rows (for the correlation of their
+  // errors, Estimate): fixed once the windows are bound.
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    const int partner = pipeline_.queries()[q].partner_query;
+    runs_[q].shared_rows =
+        partner < 0 ? 0 : pipeline_.backend().SharedSampledRows(runs_[partner].bound, runs_[q].bound);
   }
   return Status::Ok();
 }
@@ -214,7 +218,7 @@ bool Session::Estimate(bool* all_exact) {
     const double p_a = static_cast<double>(a.rest_read) / n_a;
     const double p_b = static_cast<double>(b.rest_read) / n_b;
     if (!(p_a > 0 && p_b > 0)) continue;
-    const double shared = static_cast<double>(pipeline_.backend().SharedSampledRows(a.bound, b.bound));
+    const double shared = static_cast<double>(b.shared_rows);
     const double rho = shared / std::sqrt(static_cast<double>(n_a) * n_b) *
                        (1.0 / std::max(p_a, p_b) - 1.0) /
                        std::sqrt((1.0 / p_a - 1.0) * (1.0 / p_b - 1.0));

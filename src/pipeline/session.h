@@ -91,6 +91,7 @@ class Session {
     int strata = 0;
     int64_t rows_read = 0;  // exact part + sampled rest
     int64_t rest_read = 0;  // sampled rest only
+    int64_t shared_rows = 0;  // sampled rows also matched by the partner query (Bind)
     double cost_ns = 0;  // reading rows and finalizing estimates, this request
     bool dirty = true;   // rows were read since the estimates were last finalized
   };
