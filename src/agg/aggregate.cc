@@ -43,6 +43,8 @@ constexpr double kExtremeAlpha = 0.05;
 // Rule of three: with 95 % confidence at most 3/n of the rows lie beyond what n rows show.
 constexpr double kRuleOfThree = 3.0;
 constexpr double kZ999 = 3.2905;
+// Continuity correction of the quantile interval's rank reach, in population ranks.
+constexpr double kRankContinuity = 1.0;
 
 // Fields every estimator shares. n_rest rows sampled at ratio p from the rest, n_exact rows of
 // the exact part read whole.
@@ -251,14 +253,18 @@ Estimate FinalizeQuantileSample(const SampleState& state, double q, double p, do
   if (est.exact) return est;
   // Order-statistic (binomial) interval (Woodruff 1952) with the finite-population
   // correction on the rank spread: ranks l,u = ⌊n·q − z·√(n·q(1−q)(1−p))⌋, ⌈… + …⌉, interval
-  // [x_(l), x_(u)], std = half-width / z. (Scaling the value width by √(1−p) instead shrank
-  // the interval below the gap between neighbouring order statistics at large p: 86–90 %
-  // coverage at p = 0.9.)
+  // [x_(l), x_(u)], std = half-width / z. The reach gets a continuity correction of one
+  // population rank (p sample ranks): at large p only a few rows are unseen, the population
+  // rank of x_(r) moves in whole steps, and without it quantiles at p = 0.9 covered ~92 %
+  // (backend_test's coverage grid); at small p it costs nothing. (Scaling the value width by
+  // √(1−p) instead shrank the interval below the gap between neighbouring order statistics at
+  // large p: 86–90 % coverage at p = 0.9.)
   const double nd = static_cast<double>(n);
   const double center = nd * q;
   const double fpc = 1.0 - p;
   auto rank_at = [&](double z, bool upper) {
-    const double edge = center + (upper ? 1 : -1) * z * std::sqrt(nd * q * (1.0 - q) * fpc);
+    const double reach = z * std::sqrt(nd * q * (1.0 - q) * fpc) + kRankContinuity * p;
+    const double edge = center + (upper ? 1 : -1) * reach;
     return std::clamp<int64_t>(static_cast<int64_t>(upper ? std::ceil(edge) : std::floor(edge)),
                                1, n);
   };

@@ -20,8 +20,9 @@
 //   median, quantile(q)
 //           x_(r), r = QuantileRank(q, n) = max(1, ⌈q·n⌉) (the same definition on all rows at
 //           p == 1); std = half-width of the order-statistic (binomial) interval
-//           [x_(l), x_(u)], l,u = n·q ∓ z·√(n·q(1−q)(1−p)) (Woodruff 1952; FPC on the
-//           ranks), over z; when x_(r) is itself an end of the interval (ties), the whole
+//           [x_(l), x_(u)], l,u = n·q ∓ (z·√(n·q(1−q)(1−p)) + p) (Woodruff 1952; FPC on the
+//           ranks; + p: a continuity correction of one population rank, p sample ranks, for
+//           the discreteness of the few unseen rows at large p), over z; when x_(r) is itself an end of the interval (ties), the whole
 //           width over z. With an exact part, the rest's quantile at level (r − e)/N_rest.
 //   min, max, count_distinct: there is no honest CLT; see "Conservative estimators" below.
 // Unseen rows (set_value_range): sum/avg/var/std add the rule-of-three bound of rows beyond
@@ -58,7 +59,10 @@
 // Measured coverage of value ± 1.96·std (agg_test.cc: 20,000-row tables, p = 0.1, n ≈ 2,000,
 // 2,000 samples): sum, avg, median, quantile(0.9) 93.4–95.4% on normal and log-normal(0,1)
 // data; through the store with the outlier index (backend_test.cc, n 40–2,000, p 0.02–0.9,
-// normal, log-normal(1.5), Pareto(1.3), rare jumps): 90–100 %, lowest at p = 0.9; var/std
+// normal, log-normal(1.5), Pareto(1.3), rare jumps; 220 cells, 1,200–2,400 replicates each,
+// max excluded): mean 95.9 %, cells 92.8–99.9 %: quantiles 93.5–98.3 %, sum/avg/std lowest at
+// p = 0.9 and n = 40 on Pareto (92.8 %), highest (≥ 99 %) at n = 40 on heavy tails where the
+// rule-of-three bound dominates; max 99.5–100 % (one-sided envelope); var/std
 // 94.1–94.7% on normal and log-normal(0,0.5) data. Known shortfalls: (1) var/std
 // on high-kurtosis data, where s² is right-skewed at this n (log-normal(0,1): 83–89%); (2) the
 // quantile interval is made symmetric around x_(r), which loses ~1 point where the density

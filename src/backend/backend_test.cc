@@ -168,6 +168,14 @@ double DrawRareJump(std::mt19937_64& rng) {  // 1 row in 1,000 at 1,000x the typ
   return std::uniform_real_distribution<double>()(rng) < 1e-3 ? 1000 * typical : typical;
 }
 
+// APX_COVERAGE_SCALE=k multiplies the replicates (groups) of the coverage grid by k, for a
+// precise offline measurement (docs/BENCHMARKS.md); CI runs k = 1.
+int ReplicateScale() {
+  const char* env = std::getenv("APX_COVERAGE_SCALE");
+  const int k = env != nullptr ? std::atoi(env) : 1;
+  return std::clamp(k, 1, 100);
+}
+
 struct CoverageResult {
   int usable = 0;
   int covered = 0;
@@ -233,10 +241,14 @@ TEST(StoreCoverageTest, NominalCoverageOnHostilePopulations) {
                         {agg::AggOp::kStd, 0.5},    {agg::AggOp::kMedian, 0.5},
                         {agg::AggOp::kQuantile, 0.9}, {agg::AggOp::kMax, 0.5}};
   uint64_t seed = 900;
+  // Means over cells: all two-sided estimators (max is a one-sided envelope), and quantiles at
+  // p = 0.9, where the rank interval's discreteness once under-covered (~0.92).
+  double sum_all = 0, sum_q90 = 0;
+  int cells_all = 0, cells_q90 = 0;
   for (const Population& pop : populations) {
     for (const Size& size : sizes) {
       const int rows = size.n * kNumStrata / size.strata;
-      const int groups = rows > 5000 ? 200 : 400;
+      const int groups = (rows > 5000 ? 200 : 400) * ReplicateScale();
       EmbeddedBackend backend(++seed);
       ASSERT_TRUE(backend.AddTable(PopulationTable(groups, rows, pop.draw, seed)).ok());
       auto shape = backend.Prepare({.table = "pop", .key_columns = {"k"}, .value_column = "v"});
@@ -250,9 +262,23 @@ TEST(StoreCoverageTest, NominalCoverageOnHostilePopulations) {
         if (r.usable < 100) continue;  // n ≈ 40 at p = 0.02 is often below the minimum support
         EXPECT_GE(r.Rate(), 0.90) << pop.name << " p=" << size.strata << "% n=" << size.n << " "
                                   << agg::AggOpName(c.op) << " q=" << c.q;
+        if (c.op == agg::AggOp::kMax) continue;
+        sum_all += r.Rate();
+        ++cells_all;
+        if (size.strata == 90 && (c.op == agg::AggOp::kMedian || c.op == agg::AggOp::kQuantile)) {
+          sum_q90 += r.Rate();
+          ++cells_q90;
+        }
       }
     }
   }
+  // ~220 cells of 200–400 replicates: the mean's noise is ~0.1 point.
+  const double mean_all = sum_all / cells_all, mean_q90 = sum_q90 / cells_q90;
+  std::printf("[coverage] mean %.4f over %d cells; quantiles at p = 0.9: %.4f over %d cells\n",
+              mean_all, cells_all, mean_q90, cells_q90);
+  EXPECT_GE(mean_all, 0.945);
+  EXPECT_LE(mean_all, 0.975);
+  EXPECT_GE(mean_q90, 0.94);
 }
 
 }  // namespace
