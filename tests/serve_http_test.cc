@@ -56,7 +56,7 @@ class ServerProcess {
       dup2(fd, 2);
       dup2(fd, 1);
       execl(APXSERVE_BINARY, APXSERVE_BINARY, "serve", "-p", (dir_ / "spec.yaml").c_str(), "--port", "0",
-            "--max-body-bytes", "4096", "--max-batch", "5", "--io-timeout-s", "1", "--workers", "2",
+            "--max-body-bytes", "400000", "--max-batch", "5", "--io-timeout-s", "1", "--workers", "2",
             static_cast<char*>(nullptr));
       _exit(127);
     }
@@ -94,6 +94,49 @@ class ServerProcess {
   pid_t pid_ = -1;
   int port_ = 0;
 };
+
+// Sends raw bytes (no client library to normalise them) and returns what the server sent back
+// until it closed the connection or `timeout_s` passed.
+std::string RawExchange(int port, const std::string& bytes, double timeout_s = 5) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    const ssize_t n = write(fd, bytes.data() + sent, bytes.size() - sent);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  timeval tv{.tv_sec = static_cast<time_t>(timeout_s), .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::string out;
+  char buf[4096];
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (std::chrono::steady_clock::now() < until) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
+// The status codes of every HTTP response in `raw`, in order.
+std::vector<int> StatusCodes(const std::string& raw) {
+  std::vector<int> codes;
+  const std::regex status_line(R"(HTTP/1\.1 (\d{3}) )");
+  for (std::sregex_iterator it(raw.begin(), raw.end(), status_line), end; it != end; ++it) {
+    codes.push_back(std::stoi((*it)[1]));
+  }
+  return codes;
+}
 
 class HttpApiTest : public ::testing::Test {
  protected:
@@ -214,9 +257,34 @@ TEST_F(HttpApiTest, BadInputGetsTheRightStatusAndNamesTheProblem) {
   bad_deadline["deadline_ms"] = "soon";
   ExpectError(Post(path, bad_deadline.dump()), 400, "'deadline_ms' must be a number");
   ExpectError(Post("/v1/pipelines/nope/predict", kGood), 404, "unknown pipeline 'nope'");
-  ExpectError(Post(path, std::string(8000, ' ') + kGood), 413, "exceeds 4096 bytes");
+  ExpectError(Post(path, std::string(500'000, ' ') + kGood), 413, "exceeds 400000 bytes");
   ExpectError(client_->Get(path.c_str()), 405, "GET is not allowed");
   ExpectError(client_->Get("/v2/whatever"), 404, "no route");
+}
+
+// Each of these once killed the server or gave 500 (issue 9): invalid UTF-8 in the path went
+// into a JSON error body whose dump() threw outside any handler; 80,000 nested brackets
+// overflowed the stack in an error message.
+TEST_F(HttpApiTest, HostileInputIsAClientErrorAndTheServerStaysUp) {
+  const std::string path = "/v1/pipelines/flight-small/predict";
+  ExpectError(client_->Get("/%ff"), 404, "no route for GET /");
+  ExpectError(Post("/v1/pipelines/%ff%fe/predict", kGood), 404, "unknown pipeline");
+  const std::string raw = RawExchange(server_->port(), "GET /\xff\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  ASSERT_FALSE(StatusCodes(raw).empty()) << raw;
+  EXPECT_GE(StatusCodes(raw)[0], 400);
+  EXPECT_LT(StatusCodes(raw)[0], 500);
+  ExpectError(Post(path, "{\"dep_time\": \"2001-02-10 08:30\", \"origin\": \"\xff\", \"dest\": \"ATL\", \"distance\": 606}"),
+              400, "not valid JSON");
+  const std::string deep = R"({"dep_time": "2001-02-10 08:30", "origin": "ORD", "dest": "ATL", "distance": )" +
+                           std::string(80'000, '[') + std::string(80'000, ']') + "}";
+  ExpectError(Post(path, deep), 400, "nested deeper than 64");
+  ExpectError(Post(path, R"({"dep_time": "2001-02-10 08:30", "origin": "ORD", "dest": "ATL", "distance": [[[1]]]})"),
+              400, "'distance' must be a number, got an array of 1 elements");
+  ExpectError(Post(path, R"({"dep_time": "2001-02-10 08:30", "origin": "ORD", "origin": "ATL", "dest": "ATL", "distance": 606})"),
+              400, "duplicate key 'origin'");
+  auto h = client_->Get("/healthz");
+  ASSERT_TRUE(h) << server_->log();
+  EXPECT_EQ(h->status, 200);
 }
 
 TEST_F(HttpApiTest, SlowClientIsDisconnectedAndServerStaysUp) {

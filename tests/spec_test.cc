@@ -1,6 +1,7 @@
 // Pipeline spec parsing: every error names the file, the line and the field.
 #include <gtest/gtest.h>
 
+#include "pipeline/request.h"
 #include "pipeline/spec.h"
 
 namespace apx::pipeline {
@@ -147,6 +148,30 @@ TEST(SpecTest, MlpBooster) {
               "model.hidden: expected a list of layer widths");
   ExpectError(Edit("model: {path: m.json}", "model: {path: m.json, hidden: [10]}"),
               "model.hidden: only for booster mlp");
+}
+
+// `predict -r` and the HTTP API parse requests with the same code: ~80,000 nested brackets
+// once overflowed the stack (the error message dumped the value recursively), and duplicate
+// keys were accepted with the last one winning.
+TEST(RequestJsonTest, HostileRequestsAreClearErrors) {
+  auto spec = ParseSpec(kGood, "specs/t.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  const std::string deep = R"({"dep_time": "2001-02-10 08:30", "origin": )" +
+                           std::string(80'000, '[') + std::string(80'000, ']') + "}";
+  auto r = ParseRequestJson(*spec, deep);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("nested deeper than"), std::string::npos) << r.status().message();
+  r = ParseRequestJson(*spec, R"({"dep_time": "2001-02-10 08:30", "origin": [[[["ORD"]]]]})");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("'origin' must be a string, got an array of 1 elements"),
+            std::string::npos) << r.status().message();
+  r = ParseRequestJson(*spec, R"({"dep_time": "2001-02-10 08:30", "origin": "ORD", "origin": "LAX"})");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("duplicate key 'origin'"), std::string::npos) << r.status().message();
+  r = ParseRequestJson(*spec, "{\"dep_time\": \"2001-02-10 08:30\", \"origin\": \"\xff\"}");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ParseRequestJson(*spec, R"({"dep_time": "2001-02-10 08:30", "origin": "ORD"})").ok());
 }
 
 TEST(SpecTest, MissingFileIsNotFound) {

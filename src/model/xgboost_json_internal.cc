@@ -9,6 +9,8 @@
 #include <sstream>
 #include <system_error>
 
+#include "common/json.h"
+
 namespace apx::model::internal {
 namespace {
 
@@ -96,7 +98,7 @@ Result<long long> IntField(const json& obj, const char* key, std::string_view wh
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), parsed);
     if (ec == std::errc() && end == text.data() + text.size()) return parsed;
   }
-  return Status::DataLoss("field " + name + " is not an integer: " + value->dump());
+  return Status::DataLoss("field " + name + " is not an integer: " + DescribeJson(*value));
 }
 
 Result<float> FloatField(const json& obj, const char* key, std::string_view where) {
@@ -110,7 +112,7 @@ Result<float> FloatField(const json& obj, const char* key, std::string_view wher
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), parsed);
     if (ec == std::errc() && end == text.data() + text.size()) return parsed;
   }
-  return Status::DataLoss("field " + name + " is not a number: " + value->dump());
+  return Status::DataLoss("field " + name + " is not a number: " + DescribeJson(*value));
 }
 
 Result<float> ProbToMargin(Link link, float base_score) {

@@ -4,16 +4,12 @@
 
 #include <cmath>
 
+#include "common/json.h"
+
 namespace apx::pipeline {
 
 Result<Request> ParseRequestJson(const PipelineSpec& spec, const std::string& json_text) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::exception& e) {
-    // parse_error for bad syntax, out_of_range for numbers like 1e999.
-    return Status::InvalidArgument(std::string("request is not valid JSON: ") + e.what());
-  }
+  APX_ASSIGN_OR_RETURN(const nlohmann::json j, ParseJson(json_text, "request"));
   return ParseRequestValue(spec, j);
 }
 
@@ -23,7 +19,7 @@ Result<Request> ParseRequestValue(const PipelineSpec& spec, const nlohmann::json
     if (spec.FindField(it.key()) == nullptr) {
       std::string names;
       for (const RequestField& f : spec.request_fields) names += (names.empty() ? "" : ", ") + f.name;
-      return Status::InvalidArgument("unknown request field '" + it.key() + "' (pipeline '" +
+      return Status::InvalidArgument("unknown request field '" + SanitizeUtf8(it.key(), 80) + "' (pipeline '" +
                                      spec.name + "' expects: " + names + ")");
     }
   }
@@ -40,7 +36,7 @@ Result<Request> ParseRequestValue(const PipelineSpec& spec, const nlohmann::json
       case FieldType::kNumber: {
         if (!it->is_number()) {
           return Status::InvalidArgument("request field '" + f.name + "' must be a number, got " +
-                                         it->dump());
+                                         DescribeJson(*it));
         }
         const double v = it->get<double>();
         if (!std::isfinite(v)) {
@@ -61,14 +57,14 @@ Result<Request> ParseRequestValue(const PipelineSpec& spec, const nlohmann::json
         } else {
           return Status::InvalidArgument("request field '" + f.name +
                                          "' must be a timestamp string or epoch seconds, got " +
-                                         it->dump());
+                                         DescribeJson(*it));
         }
         break;
       }
       case FieldType::kString: {
         if (!it->is_string()) {
           return Status::InvalidArgument("request field '" + f.name + "' must be a string, got " +
-                                         it->dump());
+                                         DescribeJson(*it));
         }
         r.strings[i] = it->get<std::string>();
         break;
@@ -90,7 +86,7 @@ std::string RequestToJson(const PipelineSpec& spec, const Request& request) {
       case FieldType::kString: j[f.name] = request.strings[i]; break;
     }
   }
-  return j.dump();
+  return DumpJson(j);
 }
 
 }  // namespace apx::pipeline

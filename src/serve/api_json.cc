@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "common/json.h"
+
 namespace apx::serve {
 
 nlohmann::json PredictionToJson(const pipeline::Pipeline& pipeline, const pipeline::Prediction& pred) {
@@ -49,11 +51,11 @@ Status ExtractServeOptions(nlohmann::json& object, ServeRequest* out) {
     auto it = object.find(key);
     if (it == object.end()) return Status::Ok();
     if (!it->is_number()) {
-      return Status::InvalidArgument(std::string("'") + key + "' must be a number, got " + it->dump());
+      return Status::InvalidArgument(std::string("'") + key + "' must be a number, got " + DescribeJson(*it));
     }
     const double v = it->get<double>();
     if (!std::isfinite(v) || v < lo || v > hi) {
-      return Status::InvalidArgument(std::string("'") + key + "' must be " + range + ", got " + it->dump());
+      return Status::InvalidArgument(std::string("'") + key + "' must be " + range + ", got " + DescribeJson(*it));
     }
     *value = v;
     object.erase(it);
@@ -63,7 +65,7 @@ Status ExtractServeOptions(nlohmann::json& object, ServeRequest* out) {
   APX_RETURN_IF_ERROR(number("tau", &out->tau, 1e-9, 1 - 1e-9, "in (0, 1)"));
   APX_RETURN_IF_ERROR(number("deadline_ms", &out->deadline_ms, 1e-3, 600'000, "in (0, 600000]"));
   if (auto it = object.find("exact"); it != object.end()) {
-    if (!it->is_boolean()) return Status::InvalidArgument("'exact' must be true or false, got " + it->dump());
+    if (!it->is_boolean()) return Status::InvalidArgument("'exact' must be true or false, got " + DescribeJson(*it));
     out->exact = it->get<bool>();
     object.erase(it);
   }
@@ -75,7 +77,7 @@ nlohmann::json ErrorValue(int http_status, std::string_view code, std::string_vi
 }
 
 std::string ErrorJson(int http_status, std::string_view code, std::string_view message) {
-  return ErrorValue(http_status, code, message).dump();
+  return DumpJson(ErrorValue(http_status, code, message));
 }
 
 int HttpStatusOf(const Status& status) {

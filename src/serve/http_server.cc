@@ -8,6 +8,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/json.h"
 #include "serve/api_json.h"
 
 namespace apx::serve {
@@ -76,13 +77,7 @@ void SendStatus(httplib::Response& res, const Status& status) {
 }
 
 // Parses a JSON body. InvalidArgument naming the problem.
-Result<nlohmann::json> ParseBody(const httplib::Request& req) {
-  try {
-    return nlohmann::json::parse(req.body);
-  } catch (const nlohmann::json::exception& e) {
-    return Status::InvalidArgument(std::string("body is not valid JSON: ") + e.what());
-  }
-}
+Result<nlohmann::json> ParseBody(const httplib::Request& req) { return ParseJson(req.body, "body"); }
 
 // One request object -> ServeRequest for pipeline `p`.
 Result<ServeRequest> ToServeRequest(const pipeline::Pipeline& p, nlohmann::json object) {
@@ -212,7 +207,7 @@ void HttpServer::Routes() {
     res.set_content(nlohmann::json{{"pipelines", list}, {"slo_ms", service_.options().slo_ms},
                                    {"workers", service_.options().workers},
                                    {"load_control", service_.options().load_control}}
-                        .dump(),
+                        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                     "application/json");
   });
 
@@ -237,8 +232,10 @@ void HttpServer::Routes() {
     if (!request.ok()) return SendStatus(res, request.status());
     const ServeResult result = service_.Handle(index, std::move(*request));
     res.status = HttpStatusOfResult(result);
-    if (result.outcome == Outcome::kRejected) res.set_header("Retry-After", "1");
-    res.set_content(ResultJson(service_.pipeline(index), result).dump(), "application/json");
+    if (result.outcome == Outcome::kRejected || result.outcome == Outcome::kDropped) {
+      res.set_header("Retry-After", "1");
+    }
+    res.set_content(DumpJson(ResultJson(service_.pipeline(index), result)), "application/json");
   });
   s.Post(R"(/v1/pipelines/([^/]+)/predict_batch)", [this, find](const httplib::Request& req,
                                                                 httplib::Response& res) {
@@ -266,7 +263,7 @@ void HttpServer::Routes() {
     for (ServeRequest& r : requests) {
       results.push_back(ResultJson(service_.pipeline(index), service_.Handle(index, std::move(r))));
     }
-    res.set_content(nlohmann::json{{"results", results}}.dump(), "application/json");
+    res.set_content(DumpJson(nlohmann::json{{"results", results}}), "application/json");
   });
   // Right path, wrong method: 405 rather than 404.
   auto not_allowed = [](const httplib::Request& req, httplib::Response& res) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <future>
 #include <set>
 
 namespace apx::serve {
@@ -72,6 +73,9 @@ Result<std::unique_ptr<Service>> Service::Start(
   if (options.fixed_level < 0 || options.fixed_level >= kNumLevels) {
     return Status::InvalidArgument("fixed_level out of range");
   }
+  if (!(options.exact_share > 0 && options.exact_share <= 1)) {
+    return Status::InvalidArgument("exact_share must be in (0, 1]");
+  }
   if (!(options.target_utilisation > 0 && options.target_utilisation <= 1)) {
     return Status::InvalidArgument("target_utilisation must be in (0, 1]");
   }
@@ -89,6 +93,7 @@ Result<std::unique_ptr<Service>> Service::Start(
     for (const auto& p : s->pipelines_) per_worker.push_back(std::make_unique<pipeline::Session>(*p));
   }
   APX_RETURN_IF_ERROR(s->Calibrate(progress));
+  s->exact_slots_ = std::max(1, static_cast<int>(opts.workers * opts.exact_share));
   s->pool_ = std::make_unique<WorkerPool>(opts.workers, opts.queue_capacity);
   if (opts.load_control) s->controller_ = std::thread([svc = s.get()] { svc->ControlLoop(); });
   return s;
@@ -177,108 +182,143 @@ double Service::PredictedLatencyMs(const QueueState& queue, int index, int level
 }
 
 ServeResult Service::Handle(int index, ServeRequest request) {
-  const auto arrival = Clock::now();
+  // The result travels through a future: the worker never touches this frame, so this thread
+  // may return as soon as the value is there.
+  auto promise = std::make_shared<std::promise<ServeResult>>();
+  std::future<ServeResult> future = promise->get_future();
+  HandleAsync(index, std::move(request), [promise](ServeResult r) { promise->set_value(std::move(r)); });
+  return future.get();
+}
+
+// One admitted request on its way through the queue.
+struct Service::Job {
+  int index = 0;
+  ServeRequest request;
+  ServeResult result;
+  Clock::time_point arrival;
+  Clock::time_point deadline;
+  double deadline_ms = 0;
+  Done done;
+};
+
+void Service::Finish(Job& job) {
+  PipelineState& st = *state_[job.index];
+  ServeResult& r = job.result;
+  r.total_ms = MsSince(job.arrival);
+  st.finished.fetch_add(1, std::memory_order_relaxed);
+  if (r.outcome == Outcome::kDropped || r.outcome == Outcome::kRejected || r.total_ms > job.deadline_ms) {
+    st.violations.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (observer_) observer_(job.index, r);
+  Done done = std::move(job.done);
+  done(std::move(r));
+}
+
+void Service::HandleAsync(int index, ServeRequest request, Done done) {
+  auto job = std::make_shared<Job>();
+  job->index = index;
+  job->arrival = Clock::now();
+  job->done = std::move(done);
   PipelineState& st = *state_[index];
   st.arrivals.fetch_add(1, std::memory_order_relaxed);
-  ServeResult result;
-  const double deadline_ms = request.deadline_ms > 0 ? request.deadline_ms : options_.slo_ms;
-  const auto deadline = arrival + std::chrono::duration_cast<Clock::duration>(
-                                      std::chrono::duration<double, std::milli>(deadline_ms));
+  job->deadline_ms = request.deadline_ms > 0 ? request.deadline_ms : options_.slo_ms;
+  job->deadline = job->arrival + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double, std::milli>(job->deadline_ms));
+  ServeResult& result = job->result;
   result.planned_level = request.exact ? kExact
                          : options_.load_control ? st.level.load(std::memory_order_relaxed)
                                                  : options_.fixed_level;
   result.level = result.planned_level;
-  auto finish = [&](ServeResult& r) {
-    r.total_ms = MsSince(arrival);
-    st.finished.fetch_add(1, std::memory_order_relaxed);
-    if (r.outcome == Outcome::kDropped || r.outcome == Outcome::kRejected || r.total_ms > deadline_ms) {
-      st.violations.fetch_add(1, std::memory_order_relaxed);
-    }
-    if (observer_) observer_(index, r);
-    return std::move(r);
+  const bool exact = request.exact;
+  job->request = std::move(request);
+  auto refuse = [&](Outcome outcome, std::string reason) {
+    result.outcome = outcome;
+    result.reason = std::move(reason);
+    result.status = Status::Unavailable(result.reason);
+    Finish(*job);
   };
-  // Most-accurate-first routing: the controller's level unless the queue predicts a late
-  // answer; then the most accurate level predicted to be in time; none: drop now.
-  if (options_.load_control && !request.exact) {
-    const QueueState queue = Queue();
-    while (result.level < kCapped && PredictedLatencyMs(queue, index, result.level) > deadline_ms) {
+  // Exact requests (reference answers) get a share of the workers, not all of them: beyond
+  // `exact_slots_` admitted at once they are rejected, so that they cannot starve the rest.
+  if (exact) {
+    int admitted = exact_in_system_.load(std::memory_order_relaxed);
+    do {
+      if (admitted >= exact_slots_) {
+        return refuse(Outcome::kRejected, "exact requests at capacity (" + std::to_string(exact_slots_) +
+                                              " in progress)");
+      }
+    } while (!exact_in_system_.compare_exchange_weak(admitted, admitted + 1, std::memory_order_relaxed));
+  }
+  // Most-accurate-first routing: the planned level unless the queue predicts a late answer;
+  // then (load control on, not exact) the most accurate level predicted to be in time; none:
+  // shed now, before any work, rather than answer late.
+  const QueueState queue = Queue();
+  if (options_.load_control && !exact) {
+    while (result.level < kCapped && PredictedLatencyMs(queue, index, result.level) > job->deadline_ms) {
       ++result.level;
     }
-    const double predicted = PredictedLatencyMs(queue, index, result.level);
-    if (predicted > deadline_ms) {
-      char reason[160];
-      std::snprintf(reason, sizeof(reason),
-                    "overloaded: predicted latency %.1f ms at the cheapest level exceeds the "
-                    "deadline of %.1f ms",
-                    predicted, deadline_ms);
-      result.outcome = Outcome::kDropped;
-      result.reason = reason;
-      result.status = Status::Unavailable(reason);
-      return finish(result);
-    }
+  }
+  const double predicted = PredictedLatencyMs(queue, index, result.level);
+  if (predicted > job->deadline_ms) {
+    if (exact) exact_in_system_.fetch_sub(1, std::memory_order_relaxed);
+    char reason[200];
+    std::snprintf(reason, sizeof(reason),
+                  "overloaded: predicted latency %.1f ms at level %s exceeds the deadline of %.1f ms",
+                  predicted, std::string(LevelName(result.level)).c_str(), job->deadline_ms);
+    return refuse(Outcome::kDropped, reason);
   }
 
-  struct Pending {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-  } pending;
   st.in_system.fetch_add(1, std::memory_order_relaxed);
-  const bool queued = pool_->TrySubmit([&](int worker) {
-    const auto start = Clock::now();
-    result.queue_ms = MsSince(arrival);
-    if (start > deadline && !request.exact) {
-      result.outcome = Outcome::kDropped;
-      result.reason = "deadline passed while queued";
-      result.status = Status::Unavailable(result.reason);
-    } else {
-      pipeline::PredictOptions opts = LevelOptions(index, result.level, request.delta);
-      if (request.tau >= 0) opts.tau = request.tau;
-      if (!opts.exact) opts.deadline = deadline;
-      result.status = sessions_[worker][index]->Predict(request.request, opts, &result.prediction);
-      if (!result.status.ok()) {
-        result.outcome = Outcome::kError;
-      } else {
-        const double ms = MsSince(start);
-        if (result.prediction.stopped == pipeline::StopReason::kNone) {
-          // Moving average of this level's service time (outliers clamped to 3x).
-          const double old = st.service_ms[result.level].load(std::memory_order_relaxed);
-          st.service_ms[result.level].store(0.95 * old + 0.05 * std::clamp(ms, old / 3, old * 3),
-                                            std::memory_order_relaxed);
-        }
-        if (result.prediction.stopped != pipeline::StopReason::kNone) {
-          result.outcome = Outcome::kDegraded;
-          result.reason = "stopped by the " +
-                          std::string(result.prediction.stopped == pipeline::StopReason::kDeadline
-                                          ? "deadline"
-                                          : "sample cap") +
-                          " before reaching tau";
-        } else if (result.level > result.planned_level) {
-          result.outcome = Outcome::kDegraded;
-          result.reason = "queue: served at level " + std::string(LevelName(result.level)) +
-                          " instead of " + std::string(LevelName(result.planned_level)) +
-                          " to meet the deadline";
-        }
-      }
-    }
-    st.in_system.fetch_sub(1, std::memory_order_relaxed);
-    {
-      std::lock_guard<std::mutex> lock(pending.mu);
-      pending.done = true;
-    }
-    pending.cv.notify_one();
-  });
+  const bool queued = pool_->TrySubmit([this, job](int worker) { Run(*job, worker); });
   if (!queued) {
     st.in_system.fetch_sub(1, std::memory_order_relaxed);
-    result.outcome = Outcome::kRejected;
-    result.reason = "queue full (" + std::to_string(pool_->capacity()) + " requests waiting)";
-    result.status = Status::Unavailable(result.reason);
-    return finish(result);
+    if (exact) exact_in_system_.fetch_sub(1, std::memory_order_relaxed);
+    refuse(Outcome::kRejected, "queue full (" + std::to_string(pool_->capacity()) + " requests waiting)");
   }
-  std::unique_lock<std::mutex> lock(pending.mu);
-  pending.cv.wait(lock, [&] { return pending.done; });
-  lock.unlock();
-  return finish(result);
+}
+
+void Service::Run(Job& job, int worker) {
+  PipelineState& st = *state_[job.index];
+  ServeResult& result = job.result;
+  const ServeRequest& request = job.request;
+  const auto start = Clock::now();
+  result.queue_ms = MsSince(job.arrival);
+  if (start > job.deadline) {
+    result.outcome = Outcome::kDropped;
+    result.reason = "deadline passed while queued";
+    result.status = Status::Unavailable(result.reason);
+  } else {
+    pipeline::PredictOptions opts = LevelOptions(job.index, result.level, request.delta);
+    if (request.tau >= 0) opts.tau = request.tau;
+    if (!opts.exact) opts.deadline = job.deadline;
+    result.status = sessions_[worker][job.index]->Predict(request.request, opts, &result.prediction);
+    if (!result.status.ok()) {
+      result.outcome = Outcome::kError;
+    } else {
+      const double ms = MsSince(start);
+      if (result.prediction.stopped == pipeline::StopReason::kNone) {
+        // Moving average of this level's service time (outliers clamped to 3x).
+        const double old = st.service_ms[result.level].load(std::memory_order_relaxed);
+        st.service_ms[result.level].store(0.95 * old + 0.05 * std::clamp(ms, old / 3, old * 3),
+                                          std::memory_order_relaxed);
+      }
+      if (result.prediction.stopped != pipeline::StopReason::kNone) {
+        result.outcome = Outcome::kDegraded;
+        result.reason = "stopped by the " +
+                        std::string(result.prediction.stopped == pipeline::StopReason::kDeadline
+                                        ? "deadline"
+                                        : "sample cap") +
+                        " before reaching tau";
+      } else if (result.level > result.planned_level) {
+        result.outcome = Outcome::kDegraded;
+        result.reason = "queue: served at level " + std::string(LevelName(result.level)) +
+                        " instead of " + std::string(LevelName(result.planned_level)) +
+                        " to meet the deadline";
+      }
+    }
+  }
+  st.in_system.fetch_sub(1, std::memory_order_relaxed);
+  if (request.exact) exact_in_system_.fetch_sub(1, std::memory_order_relaxed);
+  Finish(job);
 }
 
 PipelineStatus Service::Snapshot(int index) const {

@@ -33,6 +33,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -60,6 +61,8 @@ struct ServiceOptions {
   bool load_control = true;        // false: every request at `fixed_level`
   int fixed_level = kSpec;
   double target_utilisation = 0.8; // controller: keep predicted worker load under this
+  double exact_share = 0.5;        // "exact": true requests admitted at once: this share of
+                                   // the workers (at least 1); beyond it they are rejected
   int calibration_requests = 40;   // per level, at start-up
   std::chrono::milliseconds control_interval{1000};
 };
@@ -121,7 +124,15 @@ class Service {
   const pipeline::Pipeline& pipeline(int index) const { return *pipelines_[index]; }
   const ServiceOptions& options() const { return options_; }
 
-  // Serves one request of pipeline `index`; blocks until it is answered, dropped or rejected.
+  // Called exactly once with the outcome of a request: on a worker thread when the request
+  // ran, on the calling thread when it was refused at admission. Must not block.
+  using Done = std::function<void(ServeResult)>;
+
+  // Serves one request of pipeline `index` without blocking: admission (dropped when the
+  // queue predicts an answer after the deadline, rejected when the queue or the exact share
+  // is full) and then a worker. `done` gets the result. REQUIRES: 0 <= index < num_pipelines().
+  void HandleAsync(int index, ServeRequest request, Done done);
+  // HandleAsync, blocking until the result is there.
   ServeResult Handle(int index, ServeRequest request);
 
   PipelineStatus Snapshot(int index) const;
@@ -135,6 +146,7 @@ class Service {
 
  private:
   struct PipelineState;
+  struct Job;
 
   Service(std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines, const ServiceOptions& options);
   apx::Status Calibrate(const store::ProgressFn& progress);
@@ -151,6 +163,10 @@ class Service {
   // Predicted latency (ms) of a request of `index` at `level` behind `queue`.
   double PredictedLatencyMs(const QueueState& queue, int index, int level) const;
   void ControlLoop();
+  // Runs an admitted job on `worker`, then Finish.
+  void Run(Job& job, int worker);
+  // Records the outcome (metrics, controller counters) and calls the job's `done`.
+  void Finish(Job& job);
 
   ServiceOptions options_;
   std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines_;
@@ -159,6 +175,8 @@ class Service {
   std::vector<std::vector<std::unique_ptr<pipeline::Session>>> sessions_;
   std::unique_ptr<WorkerPool> pool_;
   ResultObserver observer_;
+  int exact_slots_ = 1;
+  std::atomic<int> exact_in_system_{0};
 
   std::mutex control_mu_;
   std::condition_variable control_cv_;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <atomic>
 #include <thread>
 
 #include "eval/eval.h"
@@ -85,34 +86,107 @@ TEST_F(ServiceTest, EveryLevelAnswersAndIsCalibrated) {
   EXPECT_EQ(ParseLevel("fast").status().code(), StatusCode::kInvalidArgument);
 }
 
-TEST_F(ServiceTest, FullQueueRejectsAndLateWorkIsDropped) {
-  auto s = Start({.workers = 1, .queue_capacity = 2, .load_control = false, .fixed_level = kExact});
-  const auto requests = Requests(*s, 40);
+// Runs `n` requests from `n` threads at once, each with `base` as its options.
+std::vector<ServeResult> Burst(Service& s, const std::vector<pipeline::Request>& requests,
+                               ServeRequest base) {
   std::vector<ServeResult> results(requests.size());
   std::vector<std::thread> clients;
   for (size_t i = 0; i < requests.size(); ++i) {
-    clients.emplace_back([&, i] { results[i] = s->Handle(0, {.request = requests[i], .deadline_ms = 0.5}); });
+    clients.emplace_back([&, i, base] {
+      ServeRequest r = base;
+      r.request = requests[i];
+      results[i] = s.Handle(0, std::move(r));
+    });
   }
   for (std::thread& t : clients) t.join();
-  int ok = 0, rejected = 0, dropped = 0;
+  return results;
+}
+
+TEST_F(ServiceTest, FullQueueRejects) {
+  auto s = Start({.workers = 1, .queue_capacity = 2, .load_control = false, .fixed_level = kExact});
+  // A generous deadline: nothing is shed by prediction, the queue bound is what refuses.
+  const auto results = Burst(*s, Requests(*s, 40), {.deadline_ms = 600'000});
+  int ok = 0, rejected = 0;
   for (const ServeResult& r : results) {
-    switch (r.outcome) {
-      case Outcome::kOk: ++ok; break;
-      case Outcome::kRejected:
-        ++rejected;
-        EXPECT_NE(r.reason.find("queue full"), std::string::npos);
-        break;
-      case Outcome::kDropped:
-        ++dropped;
-        EXPECT_NE(r.reason.find("deadline passed while queued"), std::string::npos);
-        break;
-      default: ADD_FAILURE() << OutcomeName(r.outcome) << ": " << r.status.ToString();
+    if (r.outcome == Outcome::kOk) {
+      ++ok;
+    } else {
+      EXPECT_EQ(r.outcome, Outcome::kRejected) << r.status.ToString();
+      EXPECT_NE(r.reason.find("queue full"), std::string::npos) << r.reason;
+      ++rejected;
     }
   }
   EXPECT_GT(ok, 0);
   EXPECT_GT(rejected, 0);  // 40 clients at once, room for 1 running + 2 waiting
-  EXPECT_EQ(ok + rejected + dropped, 40);
   EXPECT_EQ(s->queued(), 0u);
+}
+
+// With load control off too, a request the queue would make late is shed at admission
+// (before any work), or dropped when its deadline passed while it waited.
+TEST_F(ServiceTest, LateWorkIsShedEarlyWithControlOff) {
+  auto s = Start({.workers = 1, .queue_capacity = 64, .load_control = false, .fixed_level = kExact});
+  const auto results = Burst(*s, Requests(*s, 40), {.deadline_ms = 0.5});
+  int ok = 0, shed = 0, dropped_queued = 0;
+  for (const ServeResult& r : results) {
+    if (r.outcome == Outcome::kOk) {
+      ++ok;
+      continue;
+    }
+    ASSERT_EQ(r.outcome, Outcome::kDropped) << r.status.ToString();
+    EXPECT_EQ(r.status.code(), StatusCode::kUnavailable);
+    if (r.reason.find("overloaded: predicted latency") != std::string::npos) {
+      ++shed;
+      EXPECT_EQ(r.queue_ms, 0);  // never queued
+    } else {
+      EXPECT_NE(r.reason.find("deadline passed while queued"), std::string::npos) << r.reason;
+      ++dropped_queued;
+    }
+  }
+  EXPECT_GT(shed, 0);
+  EXPECT_EQ(ok + shed + dropped_queued, 40);
+}
+
+// 60 clients asking "exact" at once (the starvation of issue 9: every normal request was
+// dropped): at most exact_share of the workers run exact work, the rest is rejected at once,
+// and normal requests sent meanwhile are answered.
+TEST_F(ServiceTest, ExactRequestsGetAShareNotTheWorkers) {
+  auto s = Start({.workers = 2, .queue_capacity = 256, .slo_ms = 10'000, .load_control = true,
+                  .exact_share = 0.5, .control_interval = std::chrono::hours(1)});
+  const auto requests = Requests(*s, 60);
+  std::vector<ServeResult> exact_results;
+  std::thread exact_clients([&] { exact_results = Burst(*s, requests, {.exact = true}); });
+  const auto normal = Burst(*s, std::vector<pipeline::Request>(requests.begin(), requests.begin() + 20), {});
+  exact_clients.join();
+  int exact_ok = 0, exact_rejected = 0;
+  for (const ServeResult& r : exact_results) {
+    if (r.outcome == Outcome::kOk) {
+      ++exact_ok;
+      EXPECT_TRUE(r.prediction.exact);
+    } else {
+      EXPECT_EQ(r.outcome, Outcome::kRejected) << r.status.ToString();
+      EXPECT_NE(r.reason.find("exact requests at capacity (1 in progress)"), std::string::npos) << r.reason;
+      ++exact_rejected;
+    }
+  }
+  EXPECT_GT(exact_ok, 0);
+  EXPECT_GT(exact_rejected, 0);
+  for (const ServeResult& r : normal) {
+    EXPECT_TRUE(r.outcome == Outcome::kOk || r.outcome == Outcome::kDegraded) << r.status.ToString();
+  }
+}
+
+TEST_F(ServiceTest, AsyncCallbackRunsOnceAndMayOutliveTheCaller) {
+  auto s = Start({.workers = 2, .load_control = false});
+  const auto requests = Requests(*s, 30);
+  std::atomic<int> calls{0};
+  for (const pipeline::Request& r : requests) {
+    s->HandleAsync(0, {.request = r}, [&calls](ServeResult res) {
+      EXPECT_TRUE(res.status.ok()) << res.status.ToString();
+      calls.fetch_add(1);
+    });
+  }
+  s.reset();  // finishes what is queued
+  EXPECT_EQ(calls.load(), 30);
 }
 
 TEST_F(ServiceTest, ControllerDegradesUnderDemandAndRecovers) {
