@@ -56,7 +56,8 @@ class ServerProcess {
       dup2(fd, 2);
       dup2(fd, 1);
       execl(APXSERVE_BINARY, APXSERVE_BINARY, "serve", "-p", (dir_ / "spec.yaml").c_str(), "--port", "0",
-            "--max-body-bytes", "400000", "--max-batch", "5", "--io-timeout-s", "1", "--workers", "2",
+            "--max-body-bytes", "400000", "--max-batch", "5", "--request-timeout-s", "1", "--idle-timeout-s", "3", "--workers", "2",
+            "--max-connections", "300",
             static_cast<char*>(nullptr));
       _exit(127);
     }
@@ -309,6 +310,117 @@ TEST_F(HttpApiTest, SlowClientIsDisconnectedAndServerStaysUp) {
   auto h = client_->Get("/healthz");
   ASSERT_TRUE(h);
   EXPECT_EQ(h->status, 200);
+}
+
+// A connected socket to the server (-1 on failure).
+int Connect(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Slowloris: a client that keeps sending one byte at a time never finishes its request. The
+// old front's timeout was per read, so such a client held a connection thread forever; the
+// deadline now covers the whole request.
+TEST_F(HttpApiTest, TricklingClientIsCutOffAtTheRequestDeadline) {
+  const int fd = Connect(server_->port());
+  ASSERT_GE(fd, 0);
+  const std::string request = "POST /v1/pipelines/flight-small/predict HTTP/1.1\r\nHost: x\r\nX-Pad: " +
+                              std::string(200, 'a');
+  const auto start = std::chrono::steady_clock::now();
+  double cut_after = -1;
+  for (size_t i = 0; i < request.size(); ++i) {
+    if (send(fd, request.data() + i, 1, MSG_NOSIGNAL) != 1) {
+      cut_after = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  close(fd);
+  // The request deadline is 1 s: the server closes at ~1 s; a write fails once the close has
+  // come back (within a few more sends).
+  ASSERT_GT(cut_after, 0) << "the server never closed a client that kept trickling for "
+                          << request.size() * 0.05 << " s";
+  EXPECT_LT(cut_after, 3.0);
+}
+
+// Idle connections cost no thread: with 250 connected clients that send nothing, /healthz
+// and predictions are answered at once. Beyond --max-connections (300), new connections get
+// 503 with Retry-After and are closed.
+TEST_F(HttpApiTest, IdleConnectionsDoNotStarveAndTheLimitIsExplicit) {
+  std::vector<int> idle;
+  for (int i = 0; i < 250; ++i) {
+    const int fd = Connect(server_->port());
+    ASSERT_GE(fd, 0);
+    idle.push_back(fd);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto h = client_->Get("/healthz");
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  EXPECT_LT(ms, 500);
+  auto p = Post("/v1/pipelines/flight-small/predict", kGood);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->status, 200) << p->body;
+  for (int i = 0; i < 60; ++i) {
+    const int fd = Connect(server_->port());
+    ASSERT_GE(fd, 0);
+    idle.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const std::string over = RawExchange(server_->port(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 2);
+  EXPECT_NE(over.find("HTTP/1.1 503"), std::string::npos) << over;
+  EXPECT_NE(over.find("Retry-After: 1"), std::string::npos) << over;
+  EXPECT_NE(over.find("too many open connections (limit 300)"), std::string::npos) << over;
+  for (int fd : idle) close(fd);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+  auto after = client_->Get("/healthz");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 200);
+}
+
+// HTTP/1.1 pipelining: three requests in one write get three answers, in order (the old
+// front answered the first and dropped the rest).
+TEST_F(HttpApiTest, PipelinedRequestsAreAllAnsweredInOrder) {
+  const std::string body = kGood;
+  const std::string pipelined =
+      "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+      "POST /v1/pipelines/flight-small/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body +
+      "GET /v2/none HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const std::string raw = RawExchange(server_->port(), pipelined, 5);
+  EXPECT_EQ(StatusCodes(raw), (std::vector<int>{200, 200, 404, 200})) << raw;
+  const size_t ok = raw.find(R"({"status":"ok"})"), prediction = raw.find("\"prediction\""),
+               none = raw.find("no route for GET /v2/none"), ready = raw.find(R"({"status":"ready"})");
+  ASSERT_NE(ok, std::string::npos);
+  ASSERT_NE(prediction, std::string::npos);
+  ASSERT_NE(none, std::string::npos);
+  ASSERT_NE(ready, std::string::npos);
+  EXPECT_LT(ok, prediction);
+  EXPECT_LT(prediction, none);
+  EXPECT_LT(none, ready);
+}
+
+// Load refusals say when to come back.
+TEST_F(HttpApiTest, SheddingAnswers503WithRetryAfter) {
+  json body = json::parse(kGood);
+  body["deadline_ms"] = 0.001;  // no level can finish in 1 µs: shed at admission
+  auto r = Post("/v1/pipelines/flight-small/predict", body.dump());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+  EXPECT_NE(r->body.find("overloaded: predicted latency"), std::string::npos) << r->body;
 }
 
 TEST_F(HttpApiTest, MetricsCountOutcomes) {

@@ -1,6 +1,7 @@
 // The `apxserve` command: ingest, train, predict, eval, demo.
 #include <CLI/CLI.hpp>
 
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -610,12 +611,18 @@ int main(int argc, char** argv) {
       ->default_val(1 << 20);
   serve_cmd->add_option("--max-batch", serve_args.http.max_batch, "requests per predict_batch")
       ->default_val(1000);
-  serve_cmd->add_option("--connections", serve_args.http.connection_threads,
-                        "connections served at once")->default_val(64)->check(CLI::Range(1, 4096));
+  serve_cmd->add_option("--max-connections", serve_args.http.max_connections,
+                        "open connections at once (beyond: 503 and close)")
+      ->default_val(10000)->check(CLI::Range(1, 1'000'000));
+  serve_cmd->add_option("--io-threads", serve_args.http.io_threads, "event-loop threads")
+      ->default_val(1)->check(CLI::Range(1, 64));
   serve_cmd->add_option("--threads", serve_args.train_threads, "threads for training a missing model");
-  int io_timeout_s = 5;
-  serve_cmd->add_option("--io-timeout-s", io_timeout_s, "disconnect clients stalled this long")
-      ->default_val(5)->check(CLI::Range(1, 3600));
+  double request_timeout_s = 5, idle_timeout_s = 10;
+  serve_cmd->add_option("--request-timeout-s", request_timeout_s,
+                        "a request must arrive whole within this many seconds of its first byte")
+      ->default_val(5)->check(CLI::Range(0.01, 3600.0));
+  serve_cmd->add_option("--idle-timeout-s", idle_timeout_s, "keep-alive connections idle this long are closed")
+      ->default_val(10)->check(CLI::Range(0.01, 3600.0));
   std::string loadgen_spec;
   LoadgenArgs loadgen_args;
   auto* loadgen_cmd = app.add_subcommand("loadgen", "Open-loop Poisson load against a running server");
@@ -644,7 +651,8 @@ int main(int argc, char** argv) {
   }
   if (*serve_cmd) {
     serve_args.service.load_control = control == "on";
-    serve_args.http.io_timeout = std::chrono::seconds(io_timeout_s);
+    serve_args.http.request_timeout = std::chrono::milliseconds(std::llround(request_timeout_s * 1000));
+    serve_args.http.idle_timeout = std::chrono::milliseconds(std::llround(idle_timeout_s * 1000));
     auto level = apx::serve::ParseLevel(fixed_level);
     if (!level.ok()) return Fail(level.status());
     serve_args.service.fixed_level = *level;

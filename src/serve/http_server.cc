@@ -1,90 +1,58 @@
 #include "serve/http_server.h"
 
-#include <httplib.h>
+#include <sys/resource.h>
 
-#include <condition_variable>
-#include <deque>
-#include <functional>
-#include <mutex>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <atomic>
+#include <cstdio>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include "common/json.h"
 #include "serve/api_json.h"
 
 namespace apx::serve {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
 namespace {
 
-// httplib's connection task queue with a bounded backlog: enqueue waits while `backlog`
-// connections are already waiting for a thread (httplib's own ThreadPool queues without bound).
-class BoundedTaskQueue : public httplib::TaskQueue {
- public:
-  BoundedTaskQueue(int threads, size_t backlog) : backlog_(backlog) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
-  }
-  ~BoundedTaskQueue() override { shutdown(); }
+using Response = http::response<http::string_body>;
+using Request = http::request<http::string_body>;
 
-  void enqueue(std::function<void()> fn) override {
-    std::unique_lock<std::mutex> lock(mu_);
-    not_full_.wait(lock, [&] { return jobs_.size() < backlog_ || stopping_; });
-    jobs_.push_back(std::move(fn));
-    lock.unlock();
-    not_empty_.notify_one();
-  }
+constexpr size_t kHeaderLimit = 16 * 1024;
+// How long Stop() waits for answers in flight before it closes everything.
+constexpr auto kDrainTimeout = std::chrono::seconds(5);
 
-  void shutdown() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_ && threads_.empty()) return;
-      stopping_ = true;
-    }
-    not_empty_.notify_all();
-    not_full_.notify_all();
-    for (std::thread& t : threads_) t.join();
-    threads_.clear();
-  }
-
- private:
-  void Work() {
-    while (true) {
-      std::function<void()> fn;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        not_empty_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
-        if (jobs_.empty()) return;
-        fn = std::move(jobs_.front());
-        jobs_.pop_front();
-      }
-      not_full_.notify_one();
-      fn();
-    }
-  }
-
-  const size_t backlog_;
-  std::mutex mu_;
-  std::condition_variable not_empty_, not_full_;
-  std::deque<std::function<void()>> jobs_;
-  bool stopping_ = false;
-  std::vector<std::thread> threads_;
-};
-
-void SendError(httplib::Response& res, int status, std::string_view code, std::string_view message) {
-  res.status = status;
-  res.set_content(ErrorJson(status, code, message), "application/json");
+// Response with a JSON (or other) body, keep-alive as the request asked.
+Response MakeResponse(unsigned version, bool keep_alive, int status, std::string body,
+                      const char* content_type = "application/json") {
+  Response res{static_cast<http::status>(status), version};
+  res.set(http::field::server, "apxserve");
+  res.set(http::field::content_type, content_type);
+  res.keep_alive(keep_alive);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
 }
 
-void SendStatus(httplib::Response& res, const Status& status) {
-  SendError(res, HttpStatusOf(status), StatusCodeName(status.code()), status.message());
+Response ErrorResponse(unsigned version, bool keep_alive, int status, std::string_view code,
+                       std::string_view message) {
+  Response res = MakeResponse(version, keep_alive, status, ErrorJson(status, code, message));
+  if (status == 503) res.set(http::field::retry_after, "1");
+  return res;
 }
 
-// Parses a JSON body. InvalidArgument naming the problem.
-Result<nlohmann::json> ParseBody(const httplib::Request& req) { return ParseJson(req.body, "body"); }
-
-// One request object -> ServeRequest for pipeline `p`.
-Result<ServeRequest> ToServeRequest(const pipeline::Pipeline& p, nlohmann::json object) {
-  ServeRequest r;
-  APX_RETURN_IF_ERROR(ExtractServeOptions(object, &r));
-  APX_ASSIGN_OR_RETURN(r.request, pipeline::ParseRequestValue(p.spec(), object));
-  return r;
+Response StatusResponse(unsigned version, bool keep_alive, const Status& status) {
+  return ErrorResponse(version, keep_alive, HttpStatusOf(status), StatusCodeName(status.code()),
+                       status.message());
 }
 
 int HttpStatusOfResult(const ServeResult& r) {
@@ -105,172 +73,505 @@ nlohmann::json ResultJson(const pipeline::Pipeline& p, const ServeResult& r) {
                     r.status.message());
 }
 
-}  // namespace
-
-HttpServer::HttpServer(Service& service, Metrics& metrics, HttpOptions options)
-    : service_(service), metrics_(metrics), options_(std::move(options)),
-      server_(std::make_unique<httplib::Server>()) {
-  const int threads = options_.connection_threads;
-  server_->new_task_queue = [threads] { return new BoundedTaskQueue(threads, 4 * static_cast<size_t>(threads)); };
-  server_->set_payload_max_length(options_.max_body_bytes);
-  server_->set_read_timeout(options_.io_timeout);
-  server_->set_write_timeout(options_.io_timeout);
-  server_->set_keep_alive_max_count(1'000'000);
-  server_->set_tcp_nodelay(true);  // headers and body leave in separate writes: no Nagle delay
-  server_->set_keep_alive_timeout(10);
-  Routes();
+// One request object -> ServeRequest for pipeline `p`.
+Result<ServeRequest> ToServeRequest(const pipeline::Pipeline& p, nlohmann::json object) {
+  ServeRequest r;
+  APX_RETURN_IF_ERROR(ExtractServeOptions(object, &r));
+  APX_ASSIGN_OR_RETURN(r.request, pipeline::ParseRequestValue(p.spec(), object));
+  return r;
 }
 
-HttpServer::~HttpServer() { Stop(); }
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
 
-Status HttpServer::Bind() {
-  if (options_.port == 0) {
-    port_ = server_->bind_to_any_port(options_.host);
-    if (port_ <= 0) return Status::Unavailable("cannot bind to " + options_.host);
-    return Status::Ok();
+// The path of a request target: the query string dropped, %XX decoded (the bytes may be
+// anything; they are only compared and quoted through DumpJson).
+std::string DecodePath(std::string_view target) {
+  target = target.substr(0, target.find('?'));
+  std::string out;
+  out.reserve(target.size());
+  for (size_t i = 0; i < target.size(); ++i) {
+    if (target[i] == '%' && i + 2 < target.size()) {
+      const int hi = HexDigit(target[i + 1]), lo = HexDigit(target[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(target[i]);
   }
-  if (!server_->bind_to_port(options_.host, options_.port)) {
-    return Status::Unavailable("cannot listen on " + options_.host + ":" +
-                               std::to_string(options_.port) + " (address in use?)");
+  return out;
+}
+
+// "/v1/pipelines/{name}/{action}" -> name, action; false for any other shape.
+bool SplitPipelinePath(std::string_view path, std::string* name, std::string* action) {
+  constexpr std::string_view kPrefix = "/v1/pipelines/";
+  if (path.substr(0, kPrefix.size()) != kPrefix) return false;
+  path.remove_prefix(kPrefix.size());
+  const size_t slash = path.find('/');
+  if (slash == std::string_view::npos || slash == 0) return false;
+  *name = std::string(path.substr(0, slash));
+  *action = std::string(path.substr(slash + 1));
+  return action->find('/') == std::string::npos;
+}
+
+}  // namespace
+
+class Session;
+
+// Everything the sessions share. Sessions hold a reference, not ownership: they live in the
+// io_context (pending handlers) or in worker callbacks, and ~Impl waits for the callbacks,
+// then destroys the io_context, which destroys the sessions still parked in it.
+class HttpServer::Impl {
+ public:
+  Impl(Service& service, Metrics& metrics, HttpOptions options)
+      : service_(service), metrics_(metrics), options_(std::move(options)),
+        ioc_(std::max(1, options_.io_threads)), acceptor_(ioc_), drain_timer_(ioc_),
+        accept_retry_(ioc_) {}
+  // REQUIRES: Run() has returned or was never called.
+  ~Impl() {
+    // Worker callbacks post into ioc_: none may be running when it goes.
+    while (callbacks_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  port_ = options_.port;
+
+  Status Bind();
+  void Run();
+  void Stop();
+  int port() const { return port_; }
+
+  // Routes one request; the answer goes out through session->Reply, at once or (predictions)
+  // from the event loop once the workers are done. Runs on the session's strand.
+  void Handle(const std::shared_ptr<Session>& session, Request&& req);
+
+  Service& service() { return service_; }
+  const HttpOptions& options() const { return options_; }
+  void ConnectionClosed() { connections_.fetch_sub(1, std::memory_order_relaxed); }
+  std::atomic<int>& in_flight() { return in_flight_; }
+
+ private:
+  void Accept();
+  void OnAccept(beast::error_code ec, tcp::socket socket);
+  void Drain(std::chrono::steady_clock::time_point until);
+  Response Listing(unsigned version, bool keep_alive);
+  void Predict(const std::shared_ptr<Session>& session, int index, bool batch, Request&& req);
+  // Service::HandleAsync with the callback counted in callbacks_ until it has returned.
+  void Submit(int index, ServeRequest request, Service::Done done);
+
+  Service& service_;
+  Metrics& metrics_;
+  const HttpOptions options_;
+  std::atomic<size_t> connections_{0};
+  std::atomic<int> in_flight_{0};   // requests handed to the Service, answer not yet written
+  std::atomic<int> callbacks_{0};   // Service callbacks not yet returned
+  std::atomic<bool> stopping_{false};
+  int port_ = 0;
+  // Declared after the counters: destroying it destroys parked sessions, which count down.
+  net::io_context ioc_;
+  tcp::acceptor acceptor_;
+  net::steady_timer drain_timer_;
+  net::steady_timer accept_retry_;
+};
+
+// One connection: read a request (whole within request_timeout), answer it, repeat.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket&& socket, HttpServer::Impl& server) : server_(server), stream_(std::move(socket)) {}
+  ~Session() { server_.ConnectionClosed(); }
+
+  void Start() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->WaitForRequest(); });
+  }
+
+  // Writes `res`, then reads the next request (or closes). Must run on the session's strand.
+  void Reply(Response res) {
+    auto shared = std::make_shared<Response>(std::move(res));
+    keep_alive_ = shared->keep_alive() && !closing_;
+    if (!keep_alive_) shared->keep_alive(false);
+    stream_.expires_after(server_.options().request_timeout);  // slow readers are cut off too
+    http::async_write(stream_, *shared,
+                      [self = shared_from_this(), shared](beast::error_code ec, size_t) {
+                        self->OnWrite(ec);
+                      });
+  }
+
+  // Reply from any thread (worker callbacks): posted onto the strand. After Stop the loop no
+  // longer runs and the handler is destroyed unrun with the io_context.
+  template <class MakeResponse>
+  void ReplyLater(MakeResponse make) {
+    net::post(stream_.get_executor(), [self = shared_from_this(), make = std::move(make)]() mutable {
+      self->Reply(make());
+      self->server_.in_flight().fetch_sub(1, std::memory_order_relaxed);
+    });
+  }
+
+  HttpServer::Impl& server() { return server_; }
+
+ private:
+  // Idle phase: wait (idle_timeout) for the first byte of the next request, unless bytes of it
+  // (pipelined) are already buffered.
+  void WaitForRequest() {
+    if (buffer_.size() > 0) return ReadRequest();
+    stream_.expires_after(server_.options().idle_timeout);
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              if (ec) return self->Close();
+                              self->buffer_.commit(n);
+                              self->ReadRequest();
+                            });
+  }
+
+  // The request, header then body, must be complete within request_timeout of now.
+  void ReadRequest() {
+    parser_.emplace();
+    parser_->header_limit(kHeaderLimit);
+    parser_->body_limit(server_.options().max_body_bytes);
+    stream_.expires_after(server_.options().request_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              self->OnHeader(ec);
+                            });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (ec) return OnReadError(ec);
+    const auto& req = parser_->get();
+    if (req[http::field::expect] == "100-continue" && !parser_->is_done()) {
+      auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, req.version());
+      http::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code wec, size_t) {
+        if (wec) return self->Close();
+        self->ReadBody();
+      });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->OnReadError(ec);
+      self->stream_.expires_never();  // the Service's deadline governs from here
+      self->server_.Handle(self, self->parser_->release());
+    });
+  }
+
+  // Malformed or oversized requests get an answer and the connection closes (the rest of the
+  // stream cannot be trusted); timeouts and resets just close.
+  void OnReadError(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      closing_ = true;
+      return Reply(ErrorResponse(11, false, 413, "PayloadTooLarge",
+                                 "request body exceeds " + std::to_string(server_.options().max_body_bytes) +
+                                     " bytes"));
+    }
+    if (ec == http::error::header_limit) {
+      closing_ = true;
+      return Reply(ErrorResponse(11, false, 431, "HeaderTooLarge",
+                                 "request header exceeds " + std::to_string(kHeaderLimit) + " bytes"));
+    }
+    if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message) {
+      closing_ = true;
+      return Reply(ErrorResponse(11, false, 400, "BadRequest", "malformed HTTP request: " + ec.message()));
+    }
+    Close();
+  }
+
+  void OnWrite(beast::error_code ec) {
+    if (ec) return Close();
+    if (closing_) return Linger();
+    if (!keep_alive_) return Close();
+    WaitForRequest();
+  }
+
+  // After an error answer sent before the request was read whole (413, 400): stop sending and
+  // discard what the client still sends for a moment, so that closing with unread bytes does
+  // not reset the connection before the client has read the answer.
+  void Linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::seconds(2));
+    DiscardInput();
+  }
+  void DiscardInput() {
+    buffer_.consume(buffer_.size());
+    stream_.async_read_some(buffer_.prepare(64 * 1024), [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->Close();
+      self->DiscardInput();
+    });
+  }
+
+  void Close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.close();
+  }
+
+  HttpServer::Impl& server_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  bool keep_alive_ = true;
+  bool closing_ = false;
+};
+
+Status HttpServer::Impl::Bind() {
+  beast::error_code ec;
+  const net::ip::address address = net::ip::make_address(options_.host, ec);
+  if (ec) {
+    return Status::InvalidArgument("--host '" + options_.host + "' is not an IP address (" +
+                                   ec.message() + ")");
+  }
+  if (options_.port < 0 || options_.port > 65535) {
+    return Status::InvalidArgument("--port " + std::to_string(options_.port) + " is not in 0..65535");
+  }
+  // Many idle connections are fine for an event loop, not for the default 1,024 descriptors.
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  const tcp::endpoint endpoint(address, static_cast<unsigned short>(options_.port));
+  const std::string where = options_.host + ":" + std::to_string(options_.port);
+  acceptor_.open(endpoint.protocol(), ec);
+  if (ec) return Status::Unavailable("cannot open a socket for " + where + ": " + ec.message());
+  // SO_REUSEADDR (rebind while old connections sit in TIME_WAIT) but never SO_REUSEPORT: a
+  // second server on the same port must fail, not share it silently.
+  acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+  acceptor_.bind(endpoint, ec);
+  if (ec) return Status::Unavailable("cannot listen on " + where + ": " + ec.message());
+  acceptor_.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) return Status::Unavailable("cannot listen on " + where + ": " + ec.message());
+  port_ = acceptor_.local_endpoint().port();
   return Status::Ok();
 }
 
-void HttpServer::Run() { server_->listen_after_bind(); }
-
-void HttpServer::Stop() {
-  if (server_) server_->stop();
+void HttpServer::Impl::Run() {
+  Accept();
+  std::vector<std::thread> extra;
+  for (int i = 1; i < options_.io_threads; ++i) extra.emplace_back([this] { ioc_.run(); });
+  ioc_.run();
+  for (std::thread& t : extra) t.join();
 }
 
-void HttpServer::Routes() {
-  httplib::Server& s = *server_;
-  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "unknown exception";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    SendError(res, 500, "Internal", what);
+void HttpServer::Impl::Stop() {
+  if (stopping_.exchange(true)) return;
+  net::post(ioc_, [this] {
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+    accept_retry_.cancel();
+    Drain(std::chrono::steady_clock::now() + kDrainTimeout);
   });
-  // Statuses set by httplib itself (404 no route, 413 too large, 400 bad request line, ...)
-  // get a JSON body too.
-  s.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    if (res.status == 404) {
-      SendError(res, 404, "NotFound", "no route for " + req.method + " " + req.path);
-    } else if (res.status == 413) {
-      SendError(res, 413, "PayloadTooLarge",
-                "request body exceeds " + std::to_string(options_.max_body_bytes) + " bytes");
-    } else {
-      SendError(res, res.status, "HttpError", "HTTP status " + std::to_string(res.status));
-    }
-  });
+}
 
-  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(R"({"status":"ok"})", "application/json");
-  });
-  s.Get("/readyz", [](const httplib::Request&, httplib::Response& res) {
-    // The server listens only once every pipeline is loaded and calibrated.
-    res.set_content(R"({"status":"ready"})", "application/json");
-  });
-  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics_.Render(), "text/plain; version=0.0.4");
-  });
-  s.Get("/v1/pipelines", [this](const httplib::Request&, httplib::Response& res) {
-    nlohmann::json list = nlohmann::json::array();
-    for (int i = 0; i < service_.num_pipelines(); ++i) {
-      const pipeline::Pipeline& p = service_.pipeline(i);
-      const pipeline::PipelineSpec& spec = p.spec();
-      const PipelineStatus st = service_.Snapshot(i);
-      nlohmann::json fields = nlohmann::json::object();
-      for (const pipeline::RequestField& f : spec.request_fields) {
-        fields[f.name] = f.type == pipeline::FieldType::kNumber      ? "number"
-                         : f.type == pipeline::FieldType::kTimestamp ? "timestamp"
-                                                                     : "string";
-      }
-      nlohmann::json service_ms = nlohmann::json::object();
-      for (int l = 0; l < kNumLevels; ++l) service_ms[std::string(LevelName(l))] = st.service_ms[l];
-      list.push_back({{"name", spec.name},
-                      {"task", model::TaskName(spec.task)},
-                      {"delta", spec.guarantee.delta},
-                      {"tau", spec.guarantee.tau},
-                      {"request_fields", fields},
-                      {"features", p.feature_names()},
-                      {"level", LevelName(st.level)},
-                      {"arrival_rate", st.arrival_rate},
-                      {"desired_replicas", st.desired_replicas},
-                      {"service_ms", service_ms}});
-    }
-    res.set_content(nlohmann::json{{"pipelines", list}, {"slo_ms", service_.options().slo_ms},
-                                   {"workers", service_.options().workers},
-                                   {"load_control", service_.options().load_control}}
-                        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                    "application/json");
-  });
+// Stops the event loop once every answer in flight is written (or at `until`).
+void HttpServer::Impl::Drain(std::chrono::steady_clock::time_point until) {
+  if (in_flight_.load() == 0 || std::chrono::steady_clock::now() >= until) {
+    // Give the last writes a moment to leave, then stop.
+    drain_timer_.expires_after(std::chrono::milliseconds(20));
+    drain_timer_.async_wait([this](beast::error_code) { ioc_.stop(); });
+    return;
+  }
+  drain_timer_.expires_after(std::chrono::milliseconds(10));
+  drain_timer_.async_wait([this, until](beast::error_code) { Drain(until); });
+}
 
-  auto find = [this](const httplib::Request& req, httplib::Response& res) {
-    const std::string name = req.matches[1];
+void HttpServer::Impl::Accept() {
+  acceptor_.async_accept(net::make_strand(ioc_),
+                         [this](beast::error_code ec, tcp::socket socket) { OnAccept(ec, std::move(socket)); });
+}
+
+void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
+  if (stopping_.load()) return;
+  if (ec) {
+    if (ec == net::error::operation_aborted) return;
+    // Out of descriptors (EMFILE/ENFILE) or a transient error: retry shortly, do not spin.
+    accept_retry_.expires_after(std::chrono::milliseconds(50));
+    accept_retry_.async_wait([this](beast::error_code wec) {
+      if (!wec) Accept();
+    });
+    return;
+  }
+  if (connections_.fetch_add(1, std::memory_order_relaxed) >= options_.max_connections) {
+    connections_.fetch_sub(1, std::memory_order_relaxed);
+    // Best effort, without blocking the loop: one 503 and close.
+    const std::string body = ErrorJson(503, "Unavailable", "too many open connections (limit " +
+                                                                std::to_string(options_.max_connections) + ")");
+    const std::string text = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
+                             "Content-Type: application/json\r\nContent-Length: " +
+                             std::to_string(body.size()) + "\r\n\r\n" + body;
+    beast::error_code ignored;
+    socket.non_blocking(true, ignored);
+    socket.write_some(net::buffer(text), ignored);
+    socket.close(ignored);
+  } else {
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    std::make_shared<Session>(std::move(socket), *this)->Start();
+  }
+  Accept();
+}
+
+Response HttpServer::Impl::Listing(unsigned version, bool keep_alive) {
+  nlohmann::json list = nlohmann::json::array();
+  for (int i = 0; i < service_.num_pipelines(); ++i) {
+    const pipeline::Pipeline& p = service_.pipeline(i);
+    const pipeline::PipelineSpec& spec = p.spec();
+    const PipelineStatus st = service_.Snapshot(i);
+    nlohmann::json fields = nlohmann::json::object();
+    for (const pipeline::RequestField& f : spec.request_fields) {
+      fields[f.name] = f.type == pipeline::FieldType::kNumber      ? "number"
+                       : f.type == pipeline::FieldType::kTimestamp ? "timestamp"
+                                                                   : "string";
+    }
+    nlohmann::json service_ms = nlohmann::json::object();
+    for (int l = 0; l < kNumLevels; ++l) service_ms[std::string(LevelName(l))] = st.service_ms[l];
+    list.push_back({{"name", spec.name},
+                    {"task", model::TaskName(spec.task)},
+                    {"delta", spec.guarantee.delta},
+                    {"tau", spec.guarantee.tau},
+                    {"request_fields", fields},
+                    {"features", p.feature_names()},
+                    {"level", LevelName(st.level)},
+                    {"arrival_rate", st.arrival_rate},
+                    {"desired_replicas", st.desired_replicas},
+                    {"service_ms", service_ms}});
+  }
+  return MakeResponse(version, keep_alive, 200,
+                      DumpJson({{"pipelines", list},
+                                {"slo_ms", service_.options().slo_ms},
+                                {"workers", service_.options().workers},
+                                {"load_control", service_.options().load_control}}));
+}
+
+void HttpServer::Impl::Handle(const std::shared_ptr<Session>& session, Request&& req) {
+  const unsigned version = req.version();
+  const bool keep_alive = req.keep_alive();
+  const std::string path = DecodePath(std::string_view(req.target().data(), req.target().size()));
+  const http::verb method = req.method();
+  const std::string method_name(req.method_string());
+  auto reply = [&](Response res) { session->Reply(std::move(res)); };
+  auto not_allowed = [&] {
+    reply(ErrorResponse(version, keep_alive, 405, "MethodNotAllowed",
+                        method_name + " is not allowed on " + path));
+  };
+
+  if (path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/v1/pipelines") {
+    if (method != http::verb::get) return not_allowed();
+    // The server listens only once every pipeline is loaded and calibrated: ready = up.
+    if (path == "/healthz") return reply(MakeResponse(version, keep_alive, 200, R"({"status":"ok"})"));
+    if (path == "/readyz") return reply(MakeResponse(version, keep_alive, 200, R"({"status":"ready"})"));
+    if (path == "/metrics") {
+      return reply(MakeResponse(version, keep_alive, 200, metrics_.Render(), "text/plain; version=0.0.4"));
+    }
+    return reply(Listing(version, keep_alive));
+  }
+  std::string name, action;
+  if (SplitPipelinePath(path, &name, &action) && (action == "predict" || action == "predict_batch")) {
+    if (method != http::verb::post) return not_allowed();
     const int index = service_.Find(name);
     if (index < 0) {
       std::string known;
       for (int i = 0; i < service_.num_pipelines(); ++i) {
         known += (known.empty() ? "" : ", ") + service_.pipeline(i).spec().name;
       }
-      SendError(res, 404, "NotFound", "unknown pipeline '" + name + "' (serving: " + known + ")");
+      return reply(ErrorResponse(version, keep_alive, 404, "NotFound",
+                                 "unknown pipeline '" + SanitizeUtf8(name, 100) + "' (serving: " + known + ")"));
     }
-    return index;
-  };
-  s.Post(R"(/v1/pipelines/([^/]+)/predict)", [this, find](const httplib::Request& req, httplib::Response& res) {
-    const int index = find(req, res);
-    if (index < 0) return;
-    auto body = ParseBody(req);
-    if (!body.ok()) return SendStatus(res, body.status());
-    auto request = ToServeRequest(service_.pipeline(index), std::move(*body));
-    if (!request.ok()) return SendStatus(res, request.status());
-    const ServeResult result = service_.Handle(index, std::move(*request));
-    res.status = HttpStatusOfResult(result);
-    if (result.outcome == Outcome::kRejected || result.outcome == Outcome::kDropped) {
-      res.set_header("Retry-After", "1");
-    }
-    res.set_content(DumpJson(ResultJson(service_.pipeline(index), result)), "application/json");
-  });
-  s.Post(R"(/v1/pipelines/([^/]+)/predict_batch)", [this, find](const httplib::Request& req,
-                                                                httplib::Response& res) {
-    const int index = find(req, res);
-    if (index < 0) return;
-    auto body = ParseBody(req);
-    if (!body.ok()) return SendStatus(res, body.status());
-    if (!body->is_object() || !body->contains("requests") || !(*body)["requests"].is_array()) {
-      return SendError(res, 400, "InvalidArgument", R"(body must be {"requests": [ ... ]})");
-    }
-    nlohmann::json& items = (*body)["requests"];
-    if (items.size() > options_.max_batch) {
-      return SendError(res, 413, "PayloadTooLarge",
-                       "batch of " + std::to_string(items.size()) + " requests exceeds the limit of " +
-                           std::to_string(options_.max_batch));
-    }
-    // Validate everything first: a malformed item fails the batch before any work is done.
-    std::vector<ServeRequest> requests;
-    for (size_t i = 0; i < items.size(); ++i) {
-      auto r = ToServeRequest(service_.pipeline(index), std::move(items[i]));
-      if (!r.ok()) return SendStatus(res, r.status().WithPrefix("requests[" + std::to_string(i) + "]"));
-      requests.push_back(std::move(*r));
-    }
-    nlohmann::json results = nlohmann::json::array();
-    for (ServeRequest& r : requests) {
-      results.push_back(ResultJson(service_.pipeline(index), service_.Handle(index, std::move(r))));
-    }
-    res.set_content(DumpJson(nlohmann::json{{"results", results}}), "application/json");
-  });
-  // Right path, wrong method: 405 rather than 404.
-  auto not_allowed = [](const httplib::Request& req, httplib::Response& res) {
-    SendError(res, 405, "MethodNotAllowed", req.method + " is not allowed on " + req.path);
-  };
-  s.Get(R"(/v1/pipelines/([^/]+)/(predict|predict_batch))", not_allowed);
-  s.Post("/v1/pipelines", not_allowed);
+    return Predict(session, index, action == "predict_batch", std::move(req));
+  }
+  reply(ErrorResponse(version, keep_alive, 404, "NotFound",
+                      "no route for " + method_name + " " + SanitizeUtf8(path, 200)));
 }
+
+void HttpServer::Impl::Predict(const std::shared_ptr<Session>& session, int index, bool batch, Request&& req) {
+  const unsigned version = req.version();
+  const bool keep_alive = req.keep_alive();
+  auto reply_error = [&](const Status& status) { session->Reply(StatusResponse(version, keep_alive, status)); };
+  auto body = ParseJson(req.body(), "body");
+  if (!body.ok()) return reply_error(body.status());
+  const pipeline::Pipeline& p = service_.pipeline(index);
+
+  if (!batch) {
+    auto request = ToServeRequest(p, std::move(*body));
+    if (!request.ok()) return reply_error(request.status());
+    in_flight_.fetch_add(1, std::memory_order_relaxed);
+    Submit(index, std::move(*request), [session, index, version, keep_alive](ServeResult r) {
+      session->ReplyLater([session, index, version, keep_alive, r = std::move(r)] {
+        const Service& service = session->server().service();
+        Response res = MakeResponse(version, keep_alive, HttpStatusOfResult(r),
+                                    DumpJson(ResultJson(service.pipeline(index), r)));
+        if (r.outcome == Outcome::kRejected || r.outcome == Outcome::kDropped) {
+          res.set(http::field::retry_after, "1");
+        }
+        return res;
+      });
+    });
+    return;
+  }
+
+  if (!body->is_object() || !body->contains("requests") || !(*body)["requests"].is_array()) {
+    return reply_error(Status::InvalidArgument(R"(body must be {"requests": [ ... ]})"));
+  }
+  nlohmann::json& items = (*body)["requests"];
+  if (items.size() > options_.max_batch) {
+    return session->Reply(ErrorResponse(version, keep_alive, 413, "PayloadTooLarge",
+                                        "batch of " + std::to_string(items.size()) +
+                                            " requests exceeds the limit of " + std::to_string(options_.max_batch)));
+  }
+  // Validate everything first: a malformed item fails the batch before any work is done.
+  std::vector<ServeRequest> requests;
+  requests.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    auto r = ToServeRequest(p, std::move(items[i]));
+    if (!r.ok()) return reply_error(r.status().WithPrefix("requests[" + std::to_string(i) + "]"));
+    requests.push_back(std::move(*r));
+  }
+  struct Batch {
+    std::vector<ServeResult> results;
+    std::atomic<size_t> remaining;
+  };
+  auto state = std::make_shared<Batch>();
+  state->results.resize(requests.size());
+  state->remaining.store(requests.size());
+  in_flight_.fetch_add(1, std::memory_order_relaxed);
+  auto complete = [session, index, version, keep_alive, state] {
+    session->ReplyLater([session, index, version, keep_alive, state] {
+      const Service& service = session->server().service();
+      nlohmann::json results = nlohmann::json::array();
+      for (const ServeResult& r : state->results) results.push_back(ResultJson(service.pipeline(index), r));
+      return MakeResponse(version, keep_alive, 200, DumpJson(nlohmann::json{{"results", results}}));
+    });
+  };
+  if (requests.empty()) return complete();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    Submit(index, std::move(requests[i]), [state, i, complete](ServeResult r) {
+      state->results[i] = std::move(r);
+      if (state->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) complete();
+    });
+  }
+}
+
+void HttpServer::Impl::Submit(int index, ServeRequest request, Service::Done done) {
+  callbacks_.fetch_add(1, std::memory_order_relaxed);
+  service_.HandleAsync(index, std::move(request), [this, done = std::move(done)](ServeResult r) {
+    done(std::move(r));
+    callbacks_.fetch_sub(1, std::memory_order_release);
+  });
+}
+
+HttpServer::HttpServer(Service& service, Metrics& metrics, HttpOptions options)
+    : impl_(std::make_unique<Impl>(service, metrics, std::move(options))) {}
+
+HttpServer::~HttpServer() = default;
+
+Status HttpServer::Bind() { return impl_->Bind(); }
+int HttpServer::port() const { return impl_->port(); }
+void HttpServer::Run() { impl_->Run(); }
+void HttpServer::Stop() { impl_->Stop(); }
 
 }  // namespace apx::serve
