@@ -12,6 +12,7 @@
 #include "pipeline/request.h"
 #include "pipeline/spec.h"
 #include "store/sampled_index.h"
+#include "store/table.h"
 
 namespace apx {
 namespace {
@@ -318,6 +319,52 @@ TEST(PipelineOpenTest, BadCsvRowNamesLineAndColumn) {
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.status().message().find("bad.csv:3: column 'delay'"), std::string::npos)
       << p.status().message();
+}
+
+// A snapshot ingested under an older spec (no time_column) was used by a newer one with
+// windows: windows silently ignored, wrong predictions. Now it is rebuilt from the CSV, or
+// refused when the CSV is gone; a user's file at the snapshot path is never replaced.
+TEST(PipelineOpenTest, StaleOrForeignSnapshotsAreRebuiltOrRefused) {
+  const std::string dir = TempDir() + "/stale";
+  std::filesystem::create_directories(dir);
+  auto spec = pipeline::LoadSpec(kSpec);
+  ASSERT_TRUE(spec.ok());
+  const std::string csv = dir + "/flights.csv";
+  std::filesystem::copy_file(spec->tables[0].csv, csv, std::filesystem::copy_options::overwrite_existing);
+  spec->tables[0].csv = csv;
+  spec->tables[0].snapshot = dir + "/flights.apxsnap";
+  std::filesystem::remove(spec->tables[0].snapshot);
+  pipeline::PipelineSpec old_spec = *spec;
+  old_spec.tables[0].schema.time_column.clear();
+  ASSERT_TRUE(pipeline::Pipeline::Open(old_spec, {.load_model = false}).ok());  // writes the old snapshot
+  auto rebuilt = pipeline::Pipeline::Open(*spec, {.load_model = false});
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status().ToString();
+  auto reread = store::ReadSnapshot(spec->tables[0].snapshot);
+  ASSERT_TRUE(reread.ok());
+  EXPECT_EQ((*reread)->schema().time_column, spec->tables[0].schema.time_column);
+
+  ASSERT_TRUE(pipeline::Pipeline::Open(old_spec, {.load_model = false}).ok());  // old again
+  std::filesystem::remove(csv);
+  auto refused = pipeline::Pipeline::Open(*spec, {.load_model = false});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("was built for another definition of table"), std::string::npos)
+      << refused.status().message();
+
+  // A user's file at the snapshot path: an error, and the file is untouched.
+  auto fresh = pipeline::LoadSpec(kSpec);
+  ASSERT_TRUE(fresh.ok());
+  fresh->tables[0].snapshot = dir + "/notes.txt";
+  {
+    std::ofstream out(fresh->tables[0].snapshot);
+    out << "my notes";
+  }
+  auto p = pipeline::Pipeline::Open(*fresh, {.load_model = false});
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("refusing to replace"), std::string::npos) << p.status().message();
+  std::ifstream in(fresh->tables[0].snapshot);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "my notes");
 }
 
 TEST(PipelineOpenTest, MissingModelSaysHowToTrainIt) {

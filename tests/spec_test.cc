@@ -174,6 +174,12 @@ TEST(RequestJsonTest, HostileRequestsAreClearErrors) {
   EXPECT_TRUE(ParseRequestJson(*spec, R"({"dep_time": "2001-02-10 08:30", "origin": "ORD"})").ok());
 }
 
+// `snapshot:` equal to `csv:` once destroyed the source CSV on the first load.
+TEST(SpecTest, SnapshotMayNotBeTheCsv) {
+  ExpectError(Edit("    csv: flights.csv\n", "    csv: flights.csv\n    snapshot: ./flights.csv\n"),
+              "snapshot: is the CSV itself");
+}
+
 TEST(SpecTest, MissingFileIsNotFound) {
   EXPECT_EQ(LoadSpec("no/such/spec.yaml").status().code(), StatusCode::kNotFound);
 }

@@ -124,8 +124,6 @@ Status PrepareData(const pipeline::PipelineSpec& spec, bool progress) {
       // Same columns, under the spec's table name.
       const std::string generated_name = g.name();
       g.set_name(target.schema.name);
-      const fs::path dir = fs::path(target.snapshot).parent_path();
-      if (!dir.empty()) fs::create_directories(dir);
       APX_RETURN_IF_ERROR(store::WriteSnapshot(g, target.snapshot));
       g.set_name(generated_name);
     }
@@ -210,13 +208,15 @@ Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, boo
                               .seed = spec.train.seed,
                               .scale_pos_weight = spec.model.scale_pos_weight};
   const auto train_start = Clock::now();
-  std::filesystem::create_directories(std::filesystem::path(spec.model.path).parent_path());
+  APX_RETURN_IF_ERROR(CheckReplaceable(spec.model.path, "model file", model::IsModelFileHead));
+  APX_RETURN_IF_ERROR(CreateParentDirectories(spec.model.path));
   if (spec.model.booster == "ols") {
     if (progress) std::fprintf(stderr, "train %s: least squares...\n", spec.name.c_str());
     APX_ASSIGN_OR_RETURN(model::LinearForm form, model::FitLeastSquares(X, requests.size(), d, y));
     report.train_seconds = Seconds(train_start);
     APX_RETURN_IF_ERROR(
-        WriteFileAtomically(spec.model.path, model::LinearModelJson(form, spec.task)));
+        WriteFileAtomically(spec.model.path, model::LinearModelJson(form, spec.task), "model file",
+                            model::IsModelFileHead));
   } else if (spec.model.booster == "mlp") {
     model::MlpOptions mlp{.hidden = spec.model.hidden,
                           .learning_rate = spec.model.eta,
@@ -243,7 +243,7 @@ Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, boo
       std::fprintf(stderr, "train %s: mlp stopped after %d epochs, loss %.6g (%.1f s)\n",
                    spec.name.c_str(), epochs, last_loss, report.train_seconds);
     }
-    APX_RETURN_IF_ERROR(WriteFileAtomically(spec.model.path, json));
+    APX_RETURN_IF_ERROR(WriteFileAtomically(spec.model.path, json, "model file", model::IsModelFileHead));
   } else {
     if (progress) std::fprintf(stderr, "train %s: fitting %s with %d trees...\n", spec.name.c_str(),
                                spec.model.booster.c_str(), spec.model.trees);

@@ -32,4 +32,13 @@ Result<std::unique_ptr<Model>> LoadModel(const std::string& path, Task task) {
   return model;
 }
 
+bool IsModelFileHead(std::string_view head) {
+  const size_t start = head.find_first_not_of(" \t\r\n");
+  if (start == std::string_view::npos || head[start] != '{') return false;
+  for (std::string_view key : {"\"learner\"", "\"apxserve_mlp\"", "\"apxserve_linear\""}) {
+    if (head.find(key) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
 }  // namespace apx::model

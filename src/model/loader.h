@@ -28,6 +28,11 @@ Result<std::unique_ptr<Model>> LoadModel(const std::string& path, Task task);
 // As LoadModel, from the JSON text.
 Result<std::unique_ptr<Model>> CompileModel(const std::string& xgboost_json, Task task);
 
+// True when `head` (the first KiB of a file) looks like a model file apxserve writes: a JSON
+// object with the top-level key "learner" (XGBoost), "apxserve_mlp" or "apxserve_linear".
+// Training replaces only such files (common/file.h CheckReplaceable).
+bool IsModelFileHead(std::string_view head);
+
 }  // namespace apx::model
 
 #endif  // APX_MODEL_LOADER_H_

@@ -1,5 +1,8 @@
 #include "model/xgboost_model.h"
 
+#include "common/file.h"
+#include "model/loader.h"
+
 #include <unistd.h>
 #include <xgboost/c_api.h>
 
@@ -228,28 +231,7 @@ Result<std::string> XGBoostModel::ToJson() const {
 
 Status XGBoostModel::Save(const std::string& path) const {
   APX_ASSIGN_OR_RETURN(const std::string json, ToJson());
-  // Unique per process and object, in the target's directory so that rename is atomic.
-  const std::string tmp_path = path + ".tmp." + std::to_string(::getpid()) + "." +
-                               std::to_string(reinterpret_cast<uintptr_t>(this));
-  {
-    std::ofstream out(tmp_path, std::ios::binary | std::ios::trunc);
-    if (!out) return Status::IoError("cannot create '" + tmp_path + "'");
-    out.write(json.data(), static_cast<std::streamsize>(json.size()));
-    out.close();
-    if (!out) {
-      std::error_code ignored;
-      std::filesystem::remove(tmp_path, ignored);
-      return Status::IoError("error writing '" + tmp_path + "'");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp_path, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp_path, ignored);
-    return Status::IoError("cannot rename '" + tmp_path + "' to '" + path + "': " + ec.message());
-  }
-  return Status::Ok();
+  return WriteFileAtomically(path, json, "model file", IsModelFileHead);
 }
 
 Result<std::unique_ptr<XGBoostModel>> TrainXGBoost(std::span<const float> X, size_t n_rows,

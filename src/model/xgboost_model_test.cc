@@ -121,21 +121,30 @@ TEST(XGBoostModelTest, SaveLoadRoundTripGivesIdenticalPredictions) {
   EXPECT_EQ(dir.NumEntries(), 6u) << "temporary files left behind";
 }
 
-TEST(XGBoostModelTest, SaveOverwritesAtomically) {
+TEST(XGBoostModelTest, SaveOverwritesAModelAtomicallyAndNothingElse) {
   TempDir dir;
   const std::string path = dir.File("model.json");
-  WriteFile(path, "old contents");
   auto trained = TrainSmall("gbtree", Task::kRegression, 4, 5, 3);
   ASSERT_NE(trained.model, nullptr);
   ASSERT_TRUE(trained.model->Save(path).ok());
+  ASSERT_TRUE(trained.model->Save(path).ok());  // a model file is replaced
   EXPECT_TRUE(XGBoostModel::Load(path, Task::kRegression).ok());
   EXPECT_EQ(dir.NumEntries(), 1u);
+  // A file that is not a model (a user's file at the model path) is never replaced.
+  const std::string users = dir.File("notes.json");
+  WriteFile(users, "old contents");
+  const Status refused = trained.model->Save(users);
+  EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition) << refused.ToString();
+  std::ifstream in(users);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()), "old contents");
 }
 
-TEST(XGBoostModelTest, SaveToMissingDirectoryIsIoError) {
+TEST(XGBoostModelTest, SaveUnderAFileIsIoError) {
+  TempDir dir;
+  WriteFile(dir.File("plain"), "x");
   auto trained = TrainSmall("gbtree", Task::kRegression, 4, 5, 3);
   ASSERT_NE(trained.model, nullptr);
-  const Status status = trained.model->Save("/nonexistent_apx_dir/model.json");
+  const Status status = trained.model->Save(dir.File("plain") + "/model.json");
   EXPECT_EQ(status.code(), StatusCode::kIoError) << status.ToString();
 }
 

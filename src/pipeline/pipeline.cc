@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <random>
 
@@ -44,10 +45,23 @@ Result<std::unique_ptr<store::Table>> LoadTable(const TableSpec& t,
         return Status::InvalidArgument("snapshot '" + t.snapshot + "' holds table '" +
                                        (*table)->name() + "', expected '" + t.schema.name + "'");
       }
-      return table;
+      // A snapshot ingested under an older definition of the table (another time column,
+      // other column types) would silently answer other questions: rebuild it or refuse.
+      const Status matches = store::CheckTableMatches(**table, t.schema);
+      if (matches.ok()) return table;
+      const std::string why = "snapshot '" + t.snapshot + "' was built for another definition of table '" +
+                              t.schema.name + "' (" + matches.message() + ")";
+      if (!have_csv || t.generated()) {
+        return Status::FailedPrecondition(why + "; delete it to rebuild it");
+      }
+      std::fprintf(stderr, "apxserve: %s: rebuilding it from '%s'\n", why.c_str(), t.csv.c_str());
+    } else {
+      if (!have_csv) return table.status();
+      // Ours but damaged: rebuilt from the CSV below (WriteSnapshot refuses to replace a file
+      // that is not a snapshot at all).
+      std::fprintf(stderr, "apxserve: snapshot '%s' cannot be used (%s): rebuilding it from '%s'\n",
+                   t.snapshot.c_str(), table.status().message().c_str(), t.csv.c_str());
     }
-    if (!have_csv) return table.status();
-    // A corrupt snapshot is rebuilt from the CSV below.
   }
   if (t.generated()) {
     return Status::NotFound("table '" + t.schema.name + "': snapshot '" + t.snapshot +

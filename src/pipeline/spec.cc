@@ -111,6 +111,11 @@ class SpecParser {
         table.csv = Resolve(spec->dir, csv);
         APX_ASSIGN_OR_RETURN(std::string snap, String(t, "snapshot", field, false));
         table.snapshot = snap.empty() ? table.csv + ".apxsnap" : Resolve(spec->dir, snap);
+        if (std::filesystem::path(table.snapshot).lexically_normal() ==
+            std::filesystem::path(table.csv).lexically_normal()) {
+          return Error(t["snapshot"], field + ".snapshot",
+                       "is the CSV itself; the snapshot needs its own file (default: <csv>.apxsnap)");
+        }
       }
       APX_ASSIGN_OR_RETURN(table.schema.time_column, String(t, "time_column", field, false));
       const YAML::Node cols = t["columns"];

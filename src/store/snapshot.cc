@@ -3,11 +3,15 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <unordered_set>
 #include <filesystem>
 #include <fstream>
 
+#include "common/file.h"
 #include "store/layout.h"
 #include "store/table.h"
 
@@ -117,7 +121,7 @@ class Reader {
   Status String(std::string* out) {
     uint32_t size = 0;
     APX_RETURN_IF_ERROR(Pod(&size));
-    if (pos_ + size > end_) return Truncated();
+    if (size > end_ - pos_) return Truncated();
     out->assign(data_.data() + pos_, size);
     pos_ += size;
     return Status::Ok();
@@ -130,7 +134,7 @@ class Reader {
       return Status::DataLoss(path_ + ": column has " + std::to_string(size) + " values, expected " +
                               std::to_string(expected));
     }
-    if (pos_ + size * sizeof(T) > end_) return Truncated();
+    if (size > (end_ - pos_) / sizeof(T)) return Truncated();  // no overflow for huge sizes
     out->resize(size);
     std::memcpy(out->data(), data_.data() + pos_, size * sizeof(T));
     pos_ += size * sizeof(T);
@@ -138,6 +142,7 @@ class Reader {
   }
   void set_end(size_t end) { end_ = end; }
   size_t pos() const { return pos_; }
+  size_t remaining() const { return end_ - pos_; }
 
  private:
   Status Truncated() const { return Status::DataLoss(path_ + ": snapshot is truncated"); }
@@ -147,11 +152,64 @@ class Reader {
   size_t end_ = 0;
 };
 
+// What every table the store serves satisfies (a CSV ingest guarantees it; a snapshot with a
+// valid checksum may still have been written by another version or crafted).
+Status CheckInvariants(const TableSchema& schema, const std::vector<Column>& columns,
+                       const std::string& path) {
+  for (size_t i = 0; i < columns.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (columns[i].name == columns[j].name) {
+        return Status::DataLoss(path + ": column '" + columns[i].name + "' appears twice");
+      }
+    }
+    const Column& c = columns[i];
+    if (c.type == ColumnType::kDouble) {
+      for (double v : c.doubles) {
+        if (!std::isfinite(v)) return Status::DataLoss(path + ": column '" + c.name + "' holds NaN or infinity");
+      }
+    }
+    if (c.type == ColumnType::kString) {
+      std::unordered_set<std::string_view> seen;
+      for (const std::string& s : c.dictionary) {
+        if (!seen.insert(s).second) {
+          return Status::DataLoss(path + ": column '" + c.name + "' has a duplicate dictionary entry");
+        }
+      }
+    }
+  }
+  if (!schema.time_column.empty()) {
+    const Column* time = nullptr;
+    for (const Column& c : columns) {
+      if (c.name == schema.time_column) time = &c;
+    }
+    if (time == nullptr || time->type != ColumnType::kTimestamp) {
+      return Status::DataLoss(path + ": time column '" + schema.time_column +
+                              "' is missing or not a timestamp column");
+    }
+    if (!std::is_sorted(time->ints.begin(), time->ints.end())) {
+      return Status::DataLoss(path + ": time column '" + schema.time_column + "' is not sorted");
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+bool IsSnapshotHead(std::string_view head) {
+  uint64_t magic = 0;
+  if (head.size() < sizeof(magic)) return false;
+  std::memcpy(&magic, head.data(), sizeof(magic));
+  return magic == kSnapshotMagic;
+}
 
 Status WriteSnapshot(const Table& table, const std::string& path,
                      const SnapshotWriteOptions& options) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  // Only ever replace a snapshot (magic) that is a regular file: never the CSV, a device
+  // node or a file of the user's that happens to sit at the snapshot path.
+  APX_RETURN_IF_ERROR(CheckReplaceable(path, "snapshot", IsSnapshotHead));
+  APX_RETURN_IF_ERROR(CreateParentDirectories(path));
+  RemoveStaleTemporaries(path);
+  const std::string tmp = TemporaryPathFor(path);
   std::FILE* file = std::fopen(tmp.c_str(), "wb");
   if (file == nullptr) {
     return Status::IoError("cannot create '" + tmp + "': " + std::strerror(errno));
@@ -164,24 +222,12 @@ Status WriteSnapshot(const Table& table, const std::string& path,
   }
   if (s.ok()) s = writer.Pod<uint64_t>(kSnapshotMagic);
   if (s.ok() && std::fflush(file) != 0) s = Status::IoError("flush failed");
-  if (s.ok() && ::fsync(::fileno(file)) != 0) s = Status::IoError("fsync failed");
   if (std::fclose(file) != 0 && s.ok()) s = Status::IoError("close failed");
   if (!s.ok()) {
     std::remove(tmp.c_str());
     return s.WithPrefix("writing snapshot '" + path + "'");
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return Status::IoError("cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(errno));
-  }
-  // Persist the rename itself.
-  const std::string dir = std::filesystem::path(path).parent_path().string();
-  const int dir_fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
-  return Status::Ok();
+  return CommitTemporary(tmp, path);  // fsync, rename, fsync of the folder
 }
 
 Result<std::unique_ptr<Table>> ReadSnapshot(const std::string& path) {
@@ -189,14 +235,13 @@ Result<std::unique_ptr<Table>> ReadSnapshot(const std::string& path) {
   if (!in) return Status::NotFound("cannot open snapshot '" + path + "'");
   std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   constexpr size_t kFooter = 2 * sizeof(uint64_t);
+  if (!IsSnapshotHead(data)) {
+    return Status::InvalidArgument(path + ": not an apxserve snapshot (bad magic)");
+  }
   if (data.size() < sizeof(uint64_t) + kFooter) {
     return Status::DataLoss(path + ": snapshot is truncated");
   }
-  uint64_t magic = 0;
-  std::memcpy(&magic, data.data(), sizeof(magic));
-  if (magic != kSnapshotMagic) {
-    return Status::InvalidArgument(path + ": not an apxserve snapshot (bad magic)");
-  }
+  uint64_t magic = kSnapshotMagic;
   uint64_t stored_checksum = 0, tail_magic = 0;
   std::memcpy(&stored_checksum, data.data() + data.size() - kFooter, sizeof(uint64_t));
   std::memcpy(&tail_magic, data.data() + data.size() - sizeof(uint64_t), sizeof(uint64_t));
@@ -224,6 +269,15 @@ Result<std::unique_ptr<Table>> ReadSnapshot(const std::string& path) {
   APX_RETURN_IF_ERROR(r.String(&schema.time_column));
   uint32_t num_columns = 0;
   APX_RETURN_IF_ERROR(r.Pod(&num_columns));
+  // Every column takes at least 13 bytes (name length, type, value count): a count the rest
+  // of the file cannot hold is corrupt, not an allocation to attempt.
+  if (num_columns == 0 || num_columns > r.remaining() / 13) {
+    return Status::DataLoss(path + ": snapshot declares " + std::to_string(num_columns) + " columns");
+  }
+  if (num_rows > (uint64_t{1} << 32)) {
+    return Status::DataLoss(path + ": snapshot declares " + std::to_string(num_rows) +
+                            " rows (more than 2^32 are not supported)");
+  }
   std::vector<Column> columns(num_columns);
   for (Column& c : columns) {
     APX_RETURN_IF_ERROR(r.String(&c.name));
@@ -241,6 +295,7 @@ Result<std::unique_ptr<Table>> ReadSnapshot(const std::string& path) {
       case ColumnType::kString: {
         uint32_t dict_size = 0;
         APX_RETURN_IF_ERROR(r.Pod(&dict_size));
+        if (dict_size > r.remaining() / 4) return Status::DataLoss(path + ": snapshot is truncated");
         c.dictionary.resize(dict_size);
         for (std::string& s : c.dictionary) APX_RETURN_IF_ERROR(r.String(&s));
         APX_RETURN_IF_ERROR(r.Array(&c.codes, num_rows));
@@ -254,8 +309,28 @@ Result<std::unique_ptr<Table>> ReadSnapshot(const std::string& path) {
     }
     schema.columns.push_back({c.name, c.type});
   }
+  if (r.pos() != data.size() - kFooter) return Status::DataLoss(path + ": trailing bytes in snapshot");
+  APX_RETURN_IF_ERROR(CheckInvariants(schema, columns, path));
   return std::make_unique<Table>(std::move(schema), std::move(columns),
                                  static_cast<int64_t>(num_rows));
+}
+
+Status CheckTableMatches(const Table& table, const TableSchema& expected) {
+  const TableSchema& have = table.schema();
+  if (have.time_column != expected.time_column) {
+    return Status::FailedPrecondition("time column is '" + have.time_column + "', the spec says '" +
+                                      expected.time_column + "'");
+  }
+  for (const ColumnSpec& want : expected.columns) {
+    auto column = table.column(want.name);
+    if (!column.ok()) return Status::FailedPrecondition("no column '" + want.name + "'");
+    if ((*column)->type != want.type) {
+      return Status::FailedPrecondition("column '" + want.name + "' is " +
+                                        std::string(ColumnTypeName((*column)->type)) + ", the spec says " +
+                                        std::string(ColumnTypeName(want.type)));
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace apx::store

@@ -106,16 +106,27 @@ Result<std::unique_ptr<Table>> ReadCsv(const std::string& path, const TableSchem
 
 // Writes `table` to `path` as one binary file (docs/snapshot-format.md). The data goes to a
 // temporary file in the same directory that is fsynced and renamed over `path`, so a crash
-// leaves either the old snapshot or the new one, never half a table.
+// leaves either the old snapshot or the new one, never half a table. An existing file at
+// `path` is replaced only if it is a regular file that starts with the snapshot magic
+// (FailedPrecondition otherwise: the CSV, a device, a file of the user's); temporaries left by
+// killed writers are removed.
 struct SnapshotWriteOptions {
   // Test hook: fail with IoError after this many bytes were written (-1: never).
   int64_t fail_after_bytes_for_testing = -1;
 };
 Status WriteSnapshot(const Table& table, const std::string& path,
                      const SnapshotWriteOptions& options = {});
-// Loads a snapshot written by WriteSnapshot. DataLoss when the file is truncated or its
-// checksum does not match; InvalidArgument when the magic or version is wrong.
+// Loads a snapshot written by WriteSnapshot. DataLoss when the file is truncated, its checksum
+// does not match or its contents break the table's invariants (sizes, a time column that is
+// not a sorted timestamp column, NaN or infinite doubles, duplicate names, bad dictionary
+// codes); InvalidArgument when the magic or version is wrong.
 Result<std::unique_ptr<Table>> ReadSnapshot(const std::string& path);
+// True when `head` starts with the snapshot magic.
+bool IsSnapshotHead(std::string_view head);
+
+// OK when `table` has `expected`'s time column and every one of its columns with the same
+// type; FailedPrecondition naming the first difference (a snapshot built from an older spec).
+Status CheckTableMatches(const Table& table, const TableSchema& expected);
 
 }  // namespace apx::store
 
