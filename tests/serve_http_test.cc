@@ -40,7 +40,7 @@ std::string ReadAll(const fs::path& path) {
 // --port 0 and learns the port from its log. Stopped with SIGTERM by the destructor.
 class ServerProcess {
  public:
-  ServerProcess() {
+  explicit ServerProcess(std::vector<std::string> extra_args = {}, std::string auth_token = "") {
     dir_ = fs::temp_directory_path() / ("apx_http_" + std::to_string(::getpid()));
     fs::create_directories(dir_);
     std::string spec = ReadAll("tests/pipelines/flight-small.yaml");
@@ -49,16 +49,26 @@ class ServerProcess {
                               "csv: " + csv + "\n    snapshot: " + (dir_ / "flights.apxsnap").string());
     spec = std::regex_replace(spec, std::regex(R"(path: \S+json)"), "path: " + (dir_ / "model.json").string());
     std::ofstream(dir_ / "spec.yaml") << spec;
-    log_ = dir_ / "server.log";
+    // A log of its own, created before the fork: never the previous server's port.
+    static int instance = 0;
+    log_ = dir_ / ("server-" + std::to_string(++instance) + ".log");
+    std::ofstream(log_, std::ios::trunc).flush();
+    const std::string spec_path = (dir_ / "spec.yaml").string();
+    std::vector<std::string> args = {APXSERVE_BINARY, "serve", "-p", spec_path, "--port", "0",
+                                     "--max-body-bytes", "400000", "--max-batch", "5",
+                                     "--request-timeout-s", "1", "--idle-timeout-s", "3",
+                                     "--workers", "2", "--max-connections", "300"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
     pid_ = fork();
     if (pid_ == 0) {
       const int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       dup2(fd, 2);
       dup2(fd, 1);
-      execl(APXSERVE_BINARY, APXSERVE_BINARY, "serve", "-p", (dir_ / "spec.yaml").c_str(), "--port", "0",
-            "--max-body-bytes", "400000", "--max-batch", "5", "--request-timeout-s", "1", "--idle-timeout-s", "3", "--workers", "2",
-            "--max-connections", "300",
-            static_cast<char*>(nullptr));
+      if (!auth_token.empty()) setenv("APXSERVE_AUTH_TOKEN", auth_token.c_str(), 1);
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(APXSERVE_BINARY, argv.data());
       _exit(127);
     }
     // Wait (up to 60 s: it trains the fixture model first) for the listening line.
@@ -412,6 +422,62 @@ TEST_F(HttpApiTest, PipelinedRequestsAreAllAnsweredInOrder) {
   EXPECT_LT(none, ready);
 }
 
+// Framing that another hop could read differently (request smuggling): the body of a
+// request with "Transfer-Encoding: gzip" was read as empty and its bytes served as a second
+// request. Now: one 400 and the connection closes.
+TEST_F(HttpApiTest, AmbiguousFramingIsRefusedNotSmuggled) {
+  const std::string smuggle =
+      "POST /v1/pipelines/flight-small/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
+      "GET /v1/pipelines HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  std::string raw = RawExchange(server_->port(), smuggle, 3);
+  EXPECT_EQ(StatusCodes(raw), std::vector<int>{400}) << raw;
+  EXPECT_EQ(raw.find("\"pipelines\""), std::string::npos) << raw;
+  raw = RawExchange(server_->port(), "GET /healthz HTTP/1.1\r\n\r\n", 3);  // no Host
+  EXPECT_EQ(StatusCodes(raw), std::vector<int>{400}) << raw;
+  // A chunk extension without end (150 MB once grew the server by 260 MB): refused early.
+  const std::string chunked =
+      "POST /v1/pipelines/flight-small/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n51;" +
+      std::string(3'000'000, 'a');
+  raw = RawExchange(server_->port(), chunked, 3);
+  ASSERT_FALSE(StatusCodes(raw).empty()) << raw.substr(0, 200);
+  EXPECT_GE(StatusCodes(raw)[0], 400);
+  // Absolute-form targets are accepted.
+  raw = RawExchange(server_->port(), "GET http://127.0.0.1/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3);
+  EXPECT_EQ(StatusCodes(raw), std::vector<int>{200}) << raw;
+}
+
+// Values that passed validation and broke later: epoch seconds far outside any calendar (UB
+// casts, window overflow), delta 0 on a regression pipeline (counted as an internal error).
+TEST_F(HttpApiTest, OutOfRangeValuesAreClientErrors) {
+  const std::string path = "/v1/pipelines/flight-small/predict";
+  ExpectError(Post(path, R"({"dep_time": -9223372036854775808, "origin": "ORD", "dest": "ATL", "distance": 606})"),
+              400, "outside years 0000-9999");
+  ExpectError(Post(path, R"({"dep_time": 18446744073709551615, "origin": "ORD", "dest": "ATL", "distance": 606})"),
+              400, "outside years 0000-9999");
+  ExpectError(Post(path, R"({"dep_time": "2001-02-30 08:30", "origin": "ORD", "dest": "ATL", "distance": 606})"),
+              400, "bad timestamp");
+  json zero = json::parse(kGood);
+  zero["delta"] = 0;
+  ExpectError(Post(path, zero.dump()), 400, "'delta' must be > 0 for a regression pipeline");
+  ExpectError(Post("/v1/pipelines/flight-small/predict_batch", std::string(R"({"requests": [)") + kGood + R"(], "x": 1})"),
+              400, "no other keys");
+}
+
+// A batch runs one item at a time, so it never competes with itself for the queue or the
+// exact share (a batch of 3 exact items once rejected 2 of its own).
+TEST_F(HttpApiTest, BatchItemsDoNotCrowdEachOtherOut) {
+  json item = json::parse(kGood);
+  item["exact"] = true;
+  json body = {{"requests", json::array({item, item, item, item, item})}};
+  auto r = Post("/v1/pipelines/flight-small/predict_batch", body.dump());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  for (const json& result : json::parse(r->body)["results"]) {
+    EXPECT_FALSE(result.contains("error")) << result.dump();
+    EXPECT_EQ(result["exact"], true);
+  }
+}
+
 // Load refusals say when to come back.
 TEST_F(HttpApiTest, SheddingAnswers503WithRetryAfter) {
   json body = json::parse(kGood);
@@ -444,6 +510,45 @@ TEST_F(HttpApiTest, MetricsCountOutcomes) {
 TEST_F(HttpApiTest, StopsCleanlyOnSigterm) {
   // Last test (gtest runs them in order): the server exits 0 on SIGTERM.
   EXPECT_EQ(server_->Stop(), 0) << server_->log();
+}
+
+// With a token (here from APXSERVE_AUTH_TOKEN), every route but the health probes needs it.
+TEST(HttpAuthTest, BearerTokenIsRequiredExceptForProbes) {
+  const std::string token = "s3cret-token-0123456789";
+  ServerProcess server({}, token);
+  ASSERT_GT(server.port(), 0) << server.log();
+  EXPECT_NE(server.log().find("authentication bearer token"), std::string::npos) << server.log();
+  httplib::Client client("127.0.0.1", server.port());
+  auto health = client.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  auto anonymous = client.Post("/v1/pipelines/flight-small/predict", kGood, "application/json");
+  ASSERT_TRUE(anonymous);
+  EXPECT_EQ(anonymous->status, 401) << anonymous->body;
+  EXPECT_EQ(anonymous->get_header_value("WWW-Authenticate"), "Bearer");
+  auto wrong = client.Get("/metrics", {{"Authorization", "Bearer s3cret-token-0123456780"}});
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 401);
+  auto good = client.Post("/v1/pipelines/flight-small/predict", {{"Authorization", "Bearer " + token}}, kGood,
+                          "application/json");
+  ASSERT_TRUE(good);
+  EXPECT_EQ(good->status, 200) << good->body;
+  EXPECT_EQ(server.Stop(), 0);
+}
+
+// Bad listen addresses fail before any data is loaded, with a clear message.
+TEST(HttpAuthTest, BadAddressesAndShortTokensFailFast) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--host", "not-an-ip"}, std::vector<std::string>{"--port", "70000"}}) {
+    ServerProcess server(args);
+    EXPECT_EQ(server.port(), 0);
+    EXPECT_TRUE(server.log().find("not an IP address") != std::string::npos ||
+                server.log().find("70000") != std::string::npos)
+        << server.log();
+  }
+  ServerProcess short_token({}, "short");
+  EXPECT_EQ(short_token.port(), 0);
+  EXPECT_NE(short_token.log().find("use at least 16"), std::string::npos) << short_token.log();
 }
 
 }  // namespace

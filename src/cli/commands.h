@@ -15,6 +15,7 @@
 namespace apx::cli {
 
 struct ServeArgs {
+  std::string auth_token_file;  // "" and no APXSERVE_AUTH_TOKEN: no authentication
   serve::ServiceOptions service;
   serve::HttpOptions http;
   int train_threads = 0;

@@ -595,9 +595,13 @@ int main(int argc, char** argv) {
   auto* serve_cmd = app.add_subcommand("serve", "Serve pipelines over HTTP/JSON (docs/api.md)");
   serve_cmd->add_option("--pipelines,-p", serve_specs, "pipeline specs")->required();
   serve_cmd->add_option("--host", serve_args.http.host, "listen address")->default_val("127.0.0.1");
-  serve_cmd->add_option("--port", serve_args.http.port, "listen port (0: any free port)")->default_val(8080);
+  serve_cmd->add_option("--port", serve_args.http.port, "listen port (0: any free port)")
+      ->default_val(8080)->check(CLI::Range(0, 65535));
   serve_cmd->add_option("--workers", serve_args.service.workers, "worker threads (0: one per core)")
-      ->default_val(0);
+      ->default_val(0)->check(CLI::Range(0, 1024));
+  serve_cmd->add_option("--auth-token-file", serve_args.auth_token_file,
+                        "require 'Authorization: Bearer <token>' (token: this file's first line; "
+                        "or set APXSERVE_AUTH_TOKEN); /healthz and /readyz stay open");
   serve_cmd->add_option("--queue", serve_args.service.queue_capacity, "requests waiting for a worker")
       ->default_val(256)->check(CLI::Range(1, 1'000'000));
   serve_cmd->add_option("--slo-ms", serve_args.service.slo_ms, "latency objective and default deadline")

@@ -1,6 +1,8 @@
 // `apxserve serve` (docs/api.md, docs/serving.md).
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <thread>
 
@@ -13,8 +15,43 @@
 
 namespace apx::cli {
 
-Status RunServe(const std::vector<pipeline::PipelineSpec>& specs, const ServeArgs& args) {
+namespace {
+
+// The bearer token: the first line of --auth-token-file, else $APXSERVE_AUTH_TOKEN, else none.
+Result<std::string> AuthToken(const std::string& file) {
+  std::string token;
+  if (!file.empty()) {
+    std::ifstream in(file);
+    if (!in) return Status::NotFound("--auth-token-file '" + file + "' cannot be read");
+    std::getline(in, token);
+    if (!token.empty() && token.back() == '\r') token.pop_back();
+    if (token.empty()) return Status::InvalidArgument("--auth-token-file '" + file + "' starts with an empty line");
+  } else if (const char* env = std::getenv("APXSERVE_AUTH_TOKEN"); env != nullptr) {
+    token = env;
+    if (token.empty()) return Status::InvalidArgument("APXSERVE_AUTH_TOKEN is set but empty");
+  }
+  if (!token.empty() && token.size() < 16) {
+    return Status::InvalidArgument("the auth token has " + std::to_string(token.size()) +
+                                   " characters; use at least 16 (e.g. `openssl rand -hex 24`)");
+  }
+  return token;
+}
+
+}  // namespace
+
+Status RunServe(const std::vector<pipeline::PipelineSpec>& specs, const ServeArgs& input_args) {
   if (specs.empty()) return Status::InvalidArgument("serve: no pipelines given");
+  ServeArgs args = input_args;
+  // Everything about the address and the token is checked before any data is loaded.
+  APX_ASSIGN_OR_RETURN(args.http.auth_token, AuthToken(args.auth_token_file));
+  APX_RETURN_IF_ERROR(serve::CheckListenAddress(args.http.host, args.http.port));
+  if (!serve::IsLoopback(args.http.host) && args.http.auth_token.empty()) {
+    std::fprintf(stderr,
+                 "apxserve: WARNING: listening on %s, reachable from other machines, WITHOUT "
+                 "authentication: anyone who can connect can use and load this server. Set "
+                 "--auth-token-file (or APXSERVE_AUTH_TOKEN), or listen on 127.0.0.1 behind a proxy.\n",
+                 args.http.host.c_str());
+  }
   // SIGINT/SIGTERM are taken by one thread (sigwait) that stops the server; block them in
   // every thread started from here on.
   sigset_t stop_signals;
@@ -49,9 +86,10 @@ Status RunServe(const std::vector<pipeline::PipelineSpec>& specs, const ServeArg
   const serve::ServiceOptions& o = (*service)->options();
   std::fprintf(stderr,
                "apxserve: serving %d pipeline(s) on http://%s:%d (workers %d, queue %zu, SLO %g ms, "
-               "load control %s)\n",
+               "load control %s, authentication %s)\n",
                (*service)->num_pipelines(), args.http.host.c_str(), server.port(), o.workers,
-               o.queue_capacity, o.slo_ms, o.load_control ? "on" : "off");
+               o.queue_capacity, o.slo_ms, o.load_control ? "on" : "off",
+               args.http.auth_token.empty() ? "off" : "bearer token");
   for (int i = 0; i < (*service)->num_pipelines(); ++i) {
     const serve::PipelineStatus st = (*service)->Snapshot(i);
     std::fprintf(stderr, "  %s: service ms exact %.3f, spec %.3f, relaxed %.3f, relaxed2 %.3f, capped %.3f\n",

@@ -47,6 +47,15 @@ Result<Request> ParseRequestValue(const PipelineSpec& spec, const nlohmann::json
       }
       case FieldType::kTimestamp: {
         if (it->is_number_integer()) {
+          // Epoch seconds within the timestamps' range (years 0000-9999): no wrap of huge
+          // unsigned values, no overflow in window arithmetic.
+          const bool in_range = it->is_number_unsigned()
+                                    ? it->get<uint64_t>() <= static_cast<uint64_t>(store::kMaxTimestamp)
+                                    : store::ValidTimestamp(it->get<int64_t>());
+          if (!in_range) {
+            return Status::InvalidArgument("request field '" + f.name + "': epoch seconds " + DescribeJson(*it) +
+                                           " outside years 0000-9999");
+          }
           r.numbers[i] = static_cast<double>(it->get<int64_t>());
         } else if (it->is_string()) {
           auto t = store::ParseTimestamp(it->get<std::string>());

@@ -1,6 +1,7 @@
 #include "serve/api_json.h"
 
 #include <cmath>
+#include <limits>
 
 #include "common/json.h"
 
@@ -61,9 +62,10 @@ Status ExtractServeOptions(nlohmann::json& object, ServeRequest* out) {
     object.erase(it);
     return Status::Ok();
   };
-  APX_RETURN_IF_ERROR(number("delta", &out->delta, 0, 1e300, "a finite number >= 0"));
+  APX_RETURN_IF_ERROR(number("delta", &out->delta, 0, std::numeric_limits<double>::max(),
+                             "a finite number >= 0 (> 0 for regression)"));
   APX_RETURN_IF_ERROR(number("tau", &out->tau, 1e-9, 1 - 1e-9, "in (0, 1)"));
-  APX_RETURN_IF_ERROR(number("deadline_ms", &out->deadline_ms, 1e-3, 600'000, "in (0, 600000]"));
+  APX_RETURN_IF_ERROR(number("deadline_ms", &out->deadline_ms, 1e-3, 600'000, "in [0.001, 600000]"));
   if (auto it = object.find("exact"); it != object.end()) {
     if (!it->is_boolean()) return Status::InvalidArgument("'exact' must be true or false, got " + DescribeJson(*it));
     out->exact = it->get<bool>();

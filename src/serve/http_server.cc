@@ -7,6 +7,7 @@
 #include <boost/beast/http.hpp>
 
 #include <atomic>
+#include <functional>
 #include <cstdio>
 #include <optional>
 #include <thread>
@@ -28,6 +29,12 @@ using Response = http::response<http::string_body>;
 using Request = http::request<http::string_body>;
 
 constexpr size_t kHeaderLimit = 16 * 1024;
+// Chunked framing: extensions per chunk and chunks per request (each chunk costs parsing
+// however small its payload).
+constexpr size_t kMaxChunkExtension = 256;
+constexpr size_t kMaxChunks = 4096;
+// Bodies larger than this are parsed off the event loop (a 1 MB body takes ~100 ms).
+constexpr size_t kInlineParseBytes = 16 * 1024;
 // How long Stop() waits for answers in flight before it closes everything.
 constexpr auto kDrainTimeout = std::chrono::seconds(5);
 
@@ -77,6 +84,9 @@ nlohmann::json ResultJson(const pipeline::Pipeline& p, const ServeResult& r) {
 Result<ServeRequest> ToServeRequest(const pipeline::Pipeline& p, nlohmann::json object) {
   ServeRequest r;
   APX_RETURN_IF_ERROR(ExtractServeOptions(object, &r));
+  if (r.delta == 0 && p.spec().task == model::Task::kRegression) {
+    return Status::InvalidArgument("'delta' must be > 0 for a regression pipeline, got 0");
+  }
   APX_ASSIGN_OR_RETURN(r.request, pipeline::ParseRequestValue(p.spec(), object));
   return r;
 }
@@ -91,6 +101,14 @@ int HexDigit(char c) {
 // The path of a request target: the query string dropped, %XX decoded (the bytes may be
 // anything; they are only compared and quoted through DumpJson).
 std::string DecodePath(std::string_view target) {
+  // Absolute form (http://host:port/path), which servers must accept.
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (target.substr(0, scheme.size()) == scheme) {
+      const size_t slash = target.find('/', scheme.size());
+      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+      break;
+    }
+  }
   target = target.substr(0, target.find('?'));
   std::string out;
   out.reserve(target.size());
@@ -120,7 +138,47 @@ bool SplitPipelinePath(std::string_view path, std::string* name, std::string* ac
   return action->find('/') == std::string::npos;
 }
 
+// Constant-time comparison (no early exit on the first differing byte).
+bool SameSecret(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const size_t n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
 }  // namespace
+
+bool IsLoopback(const std::string& host) {
+  beast::error_code ec;
+  const net::ip::address address = net::ip::make_address(host, ec);
+  if (ec) return false;
+  if (address.is_loopback()) return true;
+  return address.is_v6() && address.to_v6().is_v4_mapped() &&
+         net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6()).is_loopback();
+}
+
+Status CheckListenAddress(const std::string& host, int port) {
+  beast::error_code ec;
+  const net::ip::address address = net::ip::make_address(host, ec);
+  if (ec) return Status::InvalidArgument("--host '" + host + "' is not an IP address (" + ec.message() + ")");
+  if (port < 0 || port > 65535) {
+    return Status::InvalidArgument("--port " + std::to_string(port) + " is not in 0..65535");
+  }
+  net::io_context ioc;
+  tcp::acceptor probe(ioc);
+  const tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
+  probe.open(endpoint.protocol(), ec);
+  if (!ec) probe.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) probe.bind(endpoint, ec);
+  if (ec) {
+    return Status::Unavailable("cannot listen on " + host + ":" + std::to_string(port) + ": " + ec.message());
+  }
+  return Status::Ok();
+}
 
 class Session;
 
@@ -152,13 +210,21 @@ class HttpServer::Impl {
   const HttpOptions& options() const { return options_; }
   void ConnectionClosed() { connections_.fetch_sub(1, std::memory_order_relaxed); }
   std::atomic<int>& in_flight() { return in_flight_; }
+  bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
 
  private:
   void Accept();
   void OnAccept(beast::error_code ec, tcp::socket socket);
   void Drain(std::chrono::steady_clock::time_point until);
   Response Listing(unsigned version, bool keep_alive);
+  // Predictions: parse (off the loop for large bodies), validate, submit; the answer goes out
+  // through Session::Finish / FinishLater. REQUIRES: in_flight_ counted for this request.
   void Predict(const std::shared_ptr<Session>& session, int index, bool batch, Request&& req);
+  void PredictParsed(const std::shared_ptr<Session>& session, int index, bool batch, const Request& req,
+                     bool on_loop);
+  // A batch runs one item at a time (a batch takes at most one worker, never the queue).
+  struct Batch;
+  void SubmitBatchItem(const std::shared_ptr<Batch>& batch, size_t i);
   // Service::HandleAsync with the callback counted in callbacks_ until it has returned.
   void Submit(int index, ServeRequest request, Service::Done done);
 
@@ -166,8 +232,8 @@ class HttpServer::Impl {
   Metrics& metrics_;
   const HttpOptions options_;
   std::atomic<size_t> connections_{0};
-  std::atomic<int> in_flight_{0};   // requests handed to the Service, answer not yet written
-  std::atomic<int> callbacks_{0};   // Service callbacks not yet returned
+  std::atomic<int> in_flight_{0};   // prediction requests read, answer not yet written
+  std::atomic<int> callbacks_{0};   // Service callbacks and parse tasks not yet returned
   std::atomic<bool> stopping_{false};
   int port_ = 0;
   // Declared after the counters: destroying it destroys parked sessions, which count down.
@@ -175,6 +241,7 @@ class HttpServer::Impl {
   tcp::acceptor acceptor_;
   net::steady_timer drain_timer_;
   net::steady_timer accept_retry_;
+  net::thread_pool parse_pool_{1};  // destroyed (joined) before ioc_
 };
 
 // One connection: read a request (whole within request_timeout), answer it, repeat.
@@ -190,6 +257,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // Writes `res`, then reads the next request (or closes). Must run on the session's strand.
   void Reply(Response res) {
     auto shared = std::make_shared<Response>(std::move(res));
+    // While stopping, every answer closes its connection ("Connection: close"): pipelined
+    // requests behind it are not read, and the client knows to retry them elsewhere.
+    if (server_.stopping()) closing_ = true;
     keep_alive_ = shared->keep_alive() && !closing_;
     if (!keep_alive_) shared->keep_alive(false);
     stream_.expires_after(server_.options().request_timeout);  // slow readers are cut off too
@@ -199,13 +269,18 @@ class Session : public std::enable_shared_from_this<Session> {
                       });
   }
 
-  // Reply from any thread (worker callbacks): posted onto the strand. After Stop the loop no
-  // longer runs and the handler is destroyed unrun with the io_context.
+  // The answer to a prediction request (counted in in_flight): Reply and count it down. On
+  // the strand.
+  void Finish(Response res) {
+    Reply(std::move(res));
+    server_.in_flight().fetch_sub(1, std::memory_order_relaxed);
+  }
+  // Finish from any thread (workers, the parse thread): `make` runs on the strand. After Stop
+  // the loop no longer runs and the handler is destroyed unrun with the io_context.
   template <class MakeResponse>
-  void ReplyLater(MakeResponse make) {
+  void FinishLater(MakeResponse make) {
     net::post(stream_.get_executor(), [self = shared_from_this(), make = std::move(make)]() mutable {
-      self->Reply(make());
-      self->server_.in_flight().fetch_sub(1, std::memory_order_relaxed);
+      self->Finish(make());
     });
   }
 
@@ -230,6 +305,8 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(server_.options().max_body_bytes);
+    chunks_ = 0;
+    parser_->on_chunk_header(chunk_limit_);  // the parser keeps a reference: a member
     stream_.expires_after(server_.options().request_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -240,6 +317,21 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
     const auto& req = parser_->get();
+    // Framing that another hop could read differently is refused (request smuggling): a
+    // Transfer-Encoding other than exactly "chunked" (the body would otherwise be read as
+    // empty and its bytes as the next request), chunked on HTTP/1.0, and HTTP/1.1 without
+    // exactly one Host.
+    if (req.count(http::field::transfer_encoding) > 0) {
+      const auto te = req[http::field::transfer_encoding];
+      if (req.count(http::field::transfer_encoding) != 1 || !beast::iequals(te, "chunked") ||
+          req.version() < 11) {
+        return RefuseAndClose(400, "BadRequest",
+                              "unsupported Transfer-Encoding (only 'chunked', on HTTP/1.1)");
+      }
+    }
+    if (req.version() >= 11 && req.count(http::field::host) != 1) {
+      return RefuseAndClose(400, "BadRequest", "an HTTP/1.1 request needs exactly one Host header");
+    }
     if (req[http::field::expect] == "100-continue" && !parser_->is_done()) {
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, req.version());
       http::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code wec, size_t) {
@@ -259,9 +351,17 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  void RefuseAndClose(int status, std::string_view code, std::string message) {
+    closing_ = true;
+    Reply(ErrorResponse(11, false, status, code, message));
+  }
+
   // Malformed or oversized requests get an answer and the connection closes (the rest of the
   // stream cannot be trusted); timeouts and resets just close.
   void OnReadError(beast::error_code ec) {
+    if (ec == http::error::buffer_overflow) {
+      return RefuseAndClose(413, "PayloadTooLarge", "request framing exceeds the connection's buffer");
+    }
     if (ec == http::error::body_limit) {
       closing_ = true;
       return Reply(ErrorResponse(11, false, 413, "PayloadTooLarge",
@@ -313,8 +413,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   HttpServer::Impl& server_;
   beast::tcp_stream stream_;
-  beast::flat_buffer buffer_;
+  // Bounded: a request (header, framing and body) never makes the connection hold more.
+  beast::flat_buffer buffer_{kHeaderLimit + 64 * 1024 + 2 * (1 << 20)};
   std::optional<http::request_parser<http::string_body>> parser_;
+  size_t chunks_ = 0;
+  std::function<void(std::uint64_t, beast::string_view, beast::error_code&)> chunk_limit_ =
+      [this](std::uint64_t, beast::string_view extensions, beast::error_code& ec) {
+        if (extensions.size() > kMaxChunkExtension || ++chunks_ > kMaxChunks) ec = http::error::bad_chunk_extension;
+      };
   bool keep_alive_ = true;
   bool closing_ = false;
 };
@@ -453,13 +559,27 @@ void HttpServer::Impl::Handle(const std::shared_ptr<Session>& session, Request&&
   const bool keep_alive = req.keep_alive();
   const std::string path = DecodePath(std::string_view(req.target().data(), req.target().size()));
   const http::verb method = req.method();
-  const std::string method_name(req.method_string());
+  const std::string method_name = SanitizeUtf8(std::string_view(req.method_string().data(), req.method_string().size()), 32);
   auto reply = [&](Response res) { session->Reply(std::move(res)); };
   auto not_allowed = [&] {
     reply(ErrorResponse(version, keep_alive, 405, "MethodNotAllowed",
                         method_name + " is not allowed on " + path));
   };
 
+  if (!options_.auth_token.empty() && path != "/healthz" && path != "/readyz") {
+    const auto header = req[http::field::authorization];
+    const std::string_view given(header.data(), header.size());
+    constexpr std::string_view kBearer = "Bearer ";
+    const bool ok = given.substr(0, kBearer.size()) == kBearer &&
+                    SameSecret(given.substr(kBearer.size()), options_.auth_token);
+    if (!ok) {
+      Response res = ErrorResponse(version, keep_alive, 401, "Unauthenticated",
+                                   header.empty() ? "this server requires 'Authorization: Bearer <token>'"
+                                                  : "the bearer token is not valid");
+      res.set(http::field::www_authenticate, "Bearer");
+      return reply(std::move(res));
+    }
+  }
   if (path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/v1/pipelines") {
     if (method != http::verb::get) return not_allowed();
     // The server listens only once every pipeline is loaded and calibrated: ready = up.
@@ -482,6 +602,7 @@ void HttpServer::Impl::Handle(const std::shared_ptr<Session>& session, Request&&
       return reply(ErrorResponse(version, keep_alive, 404, "NotFound",
                                  "unknown pipeline '" + SanitizeUtf8(name, 100) + "' (serving: " + known + ")"));
     }
+    in_flight_.fetch_add(1, std::memory_order_relaxed);
     return Predict(session, index, action == "predict_batch", std::move(req));
   }
   reply(ErrorResponse(version, keep_alive, 404, "NotFound",
@@ -489,19 +610,56 @@ void HttpServer::Impl::Handle(const std::shared_ptr<Session>& session, Request&&
 }
 
 void HttpServer::Impl::Predict(const std::shared_ptr<Session>& session, int index, bool batch, Request&& req) {
+  if (req.body().size() <= kInlineParseBytes) return PredictParsed(session, index, batch, req, true);
+  callbacks_.fetch_add(1, std::memory_order_relaxed);
+  net::post(parse_pool_, [this, session, index, batch, req = std::move(req)] {
+    PredictParsed(session, index, batch, req, false);
+    callbacks_.fetch_sub(1, std::memory_order_release);
+  });
+}
+
+struct HttpServer::Impl::Batch {
+  std::shared_ptr<Session> session;
+  int index = 0;
+  unsigned version = 11;
+  bool keep_alive = true;
+  std::vector<ServeRequest> requests;
+  std::vector<ServeResult> results;
+};
+
+void HttpServer::Impl::SubmitBatchItem(const std::shared_ptr<Batch>& batch, size_t i) {
+  if (i == batch->requests.size()) {
+    return batch->session->FinishLater([batch] {
+      const Service& service = batch->session->server().service();
+      nlohmann::json results = nlohmann::json::array();
+      for (const ServeResult& r : batch->results) results.push_back(ResultJson(service.pipeline(batch->index), r));
+      return MakeResponse(batch->version, batch->keep_alive, 200, DumpJson(nlohmann::json{{"results", results}}));
+    });
+  }
+  Submit(batch->index, std::move(batch->requests[i]), [this, batch, i](ServeResult r) {
+    batch->results[i] = std::move(r);
+    SubmitBatchItem(batch, i + 1);
+  });
+}
+
+void HttpServer::Impl::PredictParsed(const std::shared_ptr<Session>& session, int index, bool batch,
+                                     const Request& req, bool on_loop) {
   const unsigned version = req.version();
   const bool keep_alive = req.keep_alive();
-  auto reply_error = [&](const Status& status) { session->Reply(StatusResponse(version, keep_alive, status)); };
+  auto finish = [&](Response res) {
+    if (on_loop) return session->Finish(std::move(res));
+    session->FinishLater([res = std::move(res)]() mutable { return std::move(res); });
+  };
+  auto fail = [&](const Status& status) { finish(StatusResponse(version, keep_alive, status)); };
   auto body = ParseJson(req.body(), "body");
-  if (!body.ok()) return reply_error(body.status());
+  if (!body.ok()) return fail(body.status());
   const pipeline::Pipeline& p = service_.pipeline(index);
 
   if (!batch) {
     auto request = ToServeRequest(p, std::move(*body));
-    if (!request.ok()) return reply_error(request.status());
-    in_flight_.fetch_add(1, std::memory_order_relaxed);
+    if (!request.ok()) return fail(request.status());
     Submit(index, std::move(*request), [session, index, version, keep_alive](ServeResult r) {
-      session->ReplyLater([session, index, version, keep_alive, r = std::move(r)] {
+      session->FinishLater([session, index, version, keep_alive, r = std::move(r)] {
         const Service& service = session->server().service();
         Response res = MakeResponse(version, keep_alive, HttpStatusOfResult(r),
                                     DumpJson(ResultJson(service.pipeline(index), r)));
@@ -514,46 +672,29 @@ void HttpServer::Impl::Predict(const std::shared_ptr<Session>& session, int inde
     return;
   }
 
-  if (!body->is_object() || !body->contains("requests") || !(*body)["requests"].is_array()) {
-    return reply_error(Status::InvalidArgument(R"(body must be {"requests": [ ... ]})"));
+  if (!body->is_object() || !body->contains("requests") || !(*body)["requests"].is_array() || body->size() != 1) {
+    return fail(Status::InvalidArgument(R"(body must be {"requests": [ ... ]} (no other keys))"));
   }
   nlohmann::json& items = (*body)["requests"];
   if (items.size() > options_.max_batch) {
-    return session->Reply(ErrorResponse(version, keep_alive, 413, "PayloadTooLarge",
-                                        "batch of " + std::to_string(items.size()) +
-                                            " requests exceeds the limit of " + std::to_string(options_.max_batch)));
+    return finish(ErrorResponse(version, keep_alive, 413, "PayloadTooLarge",
+                                "batch of " + std::to_string(items.size()) + " requests exceeds the limit of " +
+                                    std::to_string(options_.max_batch)));
   }
   // Validate everything first: a malformed item fails the batch before any work is done.
-  std::vector<ServeRequest> requests;
-  requests.reserve(items.size());
+  auto state = std::make_shared<Batch>();
+  state->session = session;
+  state->index = index;
+  state->version = version;
+  state->keep_alive = keep_alive;
+  state->requests.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
     auto r = ToServeRequest(p, std::move(items[i]));
-    if (!r.ok()) return reply_error(r.status().WithPrefix("requests[" + std::to_string(i) + "]"));
-    requests.push_back(std::move(*r));
+    if (!r.ok()) return fail(r.status().WithPrefix("requests[" + std::to_string(i) + "]"));
+    state->requests.push_back(std::move(*r));
   }
-  struct Batch {
-    std::vector<ServeResult> results;
-    std::atomic<size_t> remaining;
-  };
-  auto state = std::make_shared<Batch>();
-  state->results.resize(requests.size());
-  state->remaining.store(requests.size());
-  in_flight_.fetch_add(1, std::memory_order_relaxed);
-  auto complete = [session, index, version, keep_alive, state] {
-    session->ReplyLater([session, index, version, keep_alive, state] {
-      const Service& service = session->server().service();
-      nlohmann::json results = nlohmann::json::array();
-      for (const ServeResult& r : state->results) results.push_back(ResultJson(service.pipeline(index), r));
-      return MakeResponse(version, keep_alive, 200, DumpJson(nlohmann::json{{"results", results}}));
-    });
-  };
-  if (requests.empty()) return complete();
-  for (size_t i = 0; i < requests.size(); ++i) {
-    Submit(index, std::move(requests[i]), [state, i, complete](ServeResult r) {
-      state->results[i] = std::move(r);
-      if (state->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) complete();
-    });
-  }
+  state->results.resize(state->requests.size());
+  SubmitBatchItem(state, 0);
 }
 
 void HttpServer::Impl::Submit(int index, ServeRequest request, Service::Done done) {

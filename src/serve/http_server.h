@@ -6,7 +6,8 @@
 //   GET  /v1/pipelines                       what is served
 //   GET  /healthz, /readyz, /metrics
 // Every error is JSON {"error": {"status": N, "code": "...", "message": "..."}} with the
-// matching 4xx/5xx status; refusals for load (503) carry Retry-After.
+// matching 4xx/5xx status; refusals for load (503) carry Retry-After. With an auth token,
+// requests without it get 401 (health probes stay open).
 //
 // I/O is event-driven (Boost.Beast over Asio, epoll): a connection costs a socket and a few
 // KiB, never a thread, so idle and slow clients cannot take the server's capacity. Each
@@ -41,7 +42,16 @@ struct HttpOptions {
   int io_threads = 1;                                // event-loop threads
   std::chrono::milliseconds request_timeout{5000};   // first byte to last of one request
   std::chrono::milliseconds idle_timeout{10000};     // keep-alive wait between requests
+  // Non-empty: every route but /healthz and /readyz requires "Authorization: Bearer <token>"
+  // (compared in constant time); others get 401.
+  std::string auth_token;
 };
+
+// Checks that `host` is an IP address and `host:port` can be bound now (then releases it), so
+// that a bad address fails before any data is loaded. InvalidArgument / Unavailable.
+Status CheckListenAddress(const std::string& host, int port);
+// True for 127.0.0.0/8, ::1 and ::ffff:127.x (only this machine can connect).
+bool IsLoopback(const std::string& host);
 
 class HttpServer {
  public:

@@ -190,6 +190,14 @@ Status CheckInvariants(const TableSchema& schema, const std::vector<Column>& col
       return Status::DataLoss(path + ": time column '" + schema.time_column + "' is not sorted");
     }
   }
+  for (const Column& c : columns) {
+    if (c.type != ColumnType::kTimestamp) continue;
+    for (int64_t t : c.ints) {
+      if (!ValidTimestamp(t)) {
+        return Status::DataLoss(path + ": column '" + c.name + "' holds a timestamp outside years 0000-9999");
+      }
+    }
+  }
   return Status::Ok();
 }
 

@@ -61,6 +61,23 @@ TEST(TimestampTest, ParsesAndFormats) {
   EXPECT_FALSE(ParseDuration("7 days").ok());
 }
 
+// Once silently accepted (issue 9): 2001-02-30 became March 2, huge epoch values and window
+// durations overflowed.
+TEST(TimestampTest, ImpossibleDatesAndHugeValuesAreErrors) {
+  EXPECT_FALSE(ParseTimestamp("2001-02-30").ok());
+  EXPECT_FALSE(ParseTimestamp("2001-04-31 10:00").ok());
+  EXPECT_FALSE(ParseTimestamp("2001-01-01 10:00:60").ok());
+  EXPECT_TRUE(ParseTimestamp("2000-02-29").ok());   // leap year
+  EXPECT_FALSE(ParseTimestamp("1900-02-29").ok());  // not one
+  EXPECT_EQ(*ParseTimestamp("9999-12-31 23:59:59"), kMaxTimestamp);
+  EXPECT_EQ(*ParseTimestamp("0000-01-01"), kMinTimestamp);
+  EXPECT_FALSE(ParseTimestamp("253402300800").ok());
+  EXPECT_FALSE(ParseTimestamp("-9223372036854775808").ok());
+  EXPECT_FALSE(ParseDuration("9223372036854775807s").ok());
+  EXPECT_FALSE(ParseDuration("200000000000d").ok());
+  EXPECT_TRUE(ParseDuration("2000000d").ok());
+}
+
 TEST(CsvTest, ReadsAndSortsByTime) {
   const std::string path = TempPath("ok.csv");
   WriteFile(path, SyntheticCsv(300, 1));

@@ -103,14 +103,16 @@ bool ParseDigits(std::string_view text, size_t pos, size_t len, int* out) {
 
 Result<int64_t> ParseTimestamp(std::string_view text) {
   auto bad = [&] {
-    return Status::InvalidArgument("bad timestamp '" + std::string(text) +
-                                   "' (expected YYYY-MM-DD[ HH:MM[:SS]] or epoch seconds)");
+    const std::string quoted = text.size() > 40 ? std::string(text.substr(0, 40)) + "..." : std::string(text);
+    return Status::InvalidArgument("bad timestamp '" + quoted +
+                                   "' (expected YYYY-MM-DD[ HH:MM[:SS]] or epoch seconds, years 0000-9999)");
   };
   if (text.empty()) return bad();
   if (text.size() < 10 || text[4] != '-') {
     int64_t seconds = 0;
     auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
     if (ec != std::errc() || ptr != text.data() + text.size()) return bad();
+    if (!ValidTimestamp(seconds)) return bad();
     return seconds;
   }
   int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
@@ -127,9 +129,10 @@ Result<int64_t> ParseTimestamp(std::string_view text) {
       if (text.size() != 19 || text[16] != ':' || !ParseDigits(text, 17, 2, &second)) return bad();
     }
   }
-  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
-    return bad();
-  }
+  static constexpr int kDays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59) return bad();
+  if (day < 1 || day > kDays[month - 1] + (month == 2 && leap ? 1 : 0)) return bad();  // 2001-02-30
   return DaysFromCivil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
 }
 
@@ -172,6 +175,10 @@ Result<int64_t> ParseDuration(std::string_view text) {
   int64_t value = 0;
   auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
   if (digits.empty() || ec != std::errc() || ptr != digits.data() + digits.size()) return bad();
+  // Windows span at most the timestamps' own range (no overflow in now + duration).
+  if (value > kMaxTimestamp / unit || value < -kMaxTimestamp / unit) {
+    return Status::InvalidArgument("duration '" + std::string(text) + "' exceeds 10,000 years");
+  }
   return value * unit;
 }
 

@@ -85,6 +85,11 @@ class Table {
 // Parses "YYYY-MM-DD", "YYYY-MM-DD HH:MM", "YYYY-MM-DD HH:MM:SS" (a 'T' may replace the
 // space) or an integer number of seconds. Returns seconds since 1970-01-01 (zone-naive).
 Result<int64_t> ParseTimestamp(std::string_view text);
+// The timestamps apxserve accepts: 0000-01-01 00:00:00 .. 9999-12-31 23:59:59 UTC (epoch
+// seconds), so that window arithmetic never overflows.
+inline constexpr int64_t kMinTimestamp = -62167219200;
+inline constexpr int64_t kMaxTimestamp = 253402300799;
+inline bool ValidTimestamp(int64_t t) { return t >= kMinTimestamp && t <= kMaxTimestamp; }
 // Formats seconds as "YYYY-MM-DD HH:MM:SS".
 std::string FormatTimestamp(int64_t seconds);
 // Parses a duration such as "30d", "-7d", "1h", "90m", "15s", "0".
