@@ -8,6 +8,7 @@ PKGS=(
   libxgboost-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libboost-dev libeigen3-dev libcpp-httplib-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev wrk
+  clang libclang-rt-14-dev
   ca-certificates curl
 )
 

@@ -472,7 +472,8 @@ TEST_F(HttpApiTest, BatchItemsDoNotCrowdEachOtherOut) {
   auto r = Post("/v1/pipelines/flight-small/predict_batch", body.dump());
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
-  for (const json& result : json::parse(r->body)["results"]) {
+  const json answer = json::parse(r->body);
+  for (const json& result : answer["results"]) {
     EXPECT_FALSE(result.contains("error")) << result.dump();
     EXPECT_EQ(result["exact"], true);
   }

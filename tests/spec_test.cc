@@ -180,6 +180,25 @@ TEST(SpecTest, SnapshotMayNotBeTheCsv) {
               "snapshot: is the CSV itself");
 }
 
+// Silently accepted before (issue 9): duplicate keys (one of them ignored), test.n 1e10 (an
+// undefined cast, "0 requests"), seed -1 (wrapped), absurd network sizes, deep flow nesting.
+TEST(SpecTest, SilentlyAcceptedValuesAreErrors) {
+  ExpectError(Edit("name: t\n", "name: t\nname: u\n"), "duplicate key");
+  ExpectError(Edit("guarantee: {delta: 1.5, tau: 0.9}", "guarantee: {delta: 1.5, tau: 0.9, tau: 0.5}"),
+              "duplicate key");
+  ExpectError(Edit("n: 10}\nlabel", "n: 1e10}\nlabel"), "test.n: expected an integer in 1..10000000");
+  ExpectError(Edit("to: 2001-02-01, n: 10}", "to: 2001-02-01, n: 10, seed: -1}"), "train.seed: expected an integer");
+  ExpectError(Edit("guarantee: {delta: 1.5, tau: 0.9}", "guarantee: {delta: 1.5, tau: 0.9, seed: 0.5}"),
+              "guarantee.seed: expected an integer");
+  ExpectError(Edit("model: {path: m.json}", "model: {path: m.json, booster: mlp, hidden: [100000, 100000]}"),
+              "at most 20,000,000");
+  ExpectError(Edit("label: {column: delay}", "label: {column: delay}\nx: " + std::string(100, '[') +
+                                                 std::string(100, ']')),
+              "nested deeper than 64 levels");
+  ExpectError(Edit("window: {from: -7d, to: 0}", "window: {from: -9999999999d, to: 0}"), "10,000 years");
+  ExpectError(Edit("keys: {origin: origin}", "keys: {origin: dep_time}"), "keys pair a string column with a string request field");
+}
+
 TEST(SpecTest, MissingFileIsNotFound) {
   EXPECT_EQ(LoadSpec("no/such/spec.yaml").status().code(), StatusCode::kNotFound);
 }

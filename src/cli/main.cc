@@ -504,6 +504,42 @@ int Demo(const std::vector<std::string>& specs, int n, int threads) {
 }  // namespace
 }  // namespace apx::cli
 
+namespace {
+
+// CLI11's Range lets NaN through (both comparisons are false): these do not.
+CLI::Validator OpenUnitInterval() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double v = 0;
+        try {
+          size_t used = 0;
+          v = std::stod(text, &used);
+          if (used != text.size()) return "'" + text + "' is not a number";
+        } catch (...) {
+          return "'" + text + "' is not a number";
+        }
+        return v > 0 && v < 1 ? std::string() : "must be in (0, 1), got " + text;
+      },
+      "in (0, 1)");
+}
+CLI::Validator FiniteNonNegative() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double v = 0;
+        try {
+          size_t used = 0;
+          v = std::stod(text, &used);
+          if (used != text.size()) return "'" + text + "' is not a number";
+        } catch (...) {
+          return "'" + text + "' is not a number";
+        }
+        return std::isfinite(v) && v >= 0 ? std::string() : "must be a finite number >= 0, got " + text;
+      },
+      "finite, >= 0");
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace apx::cli;
   CLI::App app{"apxserve: serve ML inference pipelines fast, with approximate aggregation "
@@ -519,7 +555,8 @@ int main(int argc, char** argv) {
   bool json = false;
   auto* train = app.add_subcommand("train", "Train the pipeline's model on exact features");
   train->add_option("--pipeline,-p", spec_path, "pipeline spec (YAML)")->required();
-  train->add_option("--threads", threads, "threads for feature computation and training");
+  train->add_option("--threads", threads, "threads for feature computation and training")
+      ->check(CLI::Range(1, 256));
   train->add_flag("--json", json, "print a JSON report");
 
   std::string request;
@@ -529,19 +566,20 @@ int main(int argc, char** argv) {
   predict->add_option("--pipeline,-p", spec_path, "pipeline spec (YAML)")->required();
   predict->add_option("--request,-r", request, "request JSON, @file, or - for stdin")->required();
   predict->add_flag("--exact", exact, "compute every feature exactly");
-  predict->add_option("--delta", delta, "error bound (default: the spec's)");
-  predict->add_option("--tau", tau, "confidence level (default: the spec's)");
+  predict->add_option("--delta", delta, "error bound (default: the spec's)")->check(FiniteNonNegative());
+  predict->add_option("--tau", tau, "confidence level (default: the spec's)")->check(OpenUnitInterval());
 
   int n = -1;
   std::string out_path;
   auto* eval = app.add_subcommand("eval", "Exact vs approximate on the test requests, same run");
   eval->add_option("--pipeline,-p", spec_path, "pipeline spec (YAML)")->required();
-  eval->add_option("--n", n, "number of test requests (default: the spec's test.n)");
+  eval->add_option("--n", n, "number of test requests (default: the spec's test.n)")
+      ->check(CLI::Range(1, 10'000'000));
   eval->add_flag("--json", json, "print one JSON object");
-  eval->add_option("--delta", delta, "error bound (default: the spec's)");
-  eval->add_option("--tau", tau, "confidence level (default: the spec's)");
+  eval->add_option("--delta", delta, "error bound (default: the spec's)")->check(FiniteNonNegative());
+  eval->add_option("--tau", tau, "confidence level (default: the spec's)")->check(OpenUnitInterval());
   eval->add_option("--out", out_path, "also write the JSON report to this file");
-  eval->add_option("--threads", threads, "threads for training a missing model");
+  eval->add_option("--threads", threads, "threads for training a missing model")->check(CLI::Range(1, 256));
   eval->add_flag("--approx-first", g_approx_first,
                  "measure the approximate pass before the exact one (order check)");
 
@@ -549,8 +587,8 @@ int main(int argc, char** argv) {
   int demo_n = 300;
   auto* demo = app.add_subcommand("demo", "Train (if needed) and evaluate the flight pipelines");
   demo->add_option("--pipelines", demo_specs, "pipeline specs");
-  demo->add_option("--n", demo_n, "test requests per pipeline");
-  demo->add_option("--threads", threads, "threads for training");
+  demo->add_option("--n", demo_n, "test requests per pipeline")->check(CLI::Range(1, 10'000'000));
+  demo->add_option("--threads", threads, "threads for training")->check(CLI::Range(1, 256));
 
   app.add_option("--scale", g_scale,
                  "data scale of generated tables (1 = published scale; smaller for quick runs)")
@@ -564,8 +602,9 @@ int main(int argc, char** argv) {
   int suite_n = -1;
   auto* suite = app.add_subcommand("suite", "Evaluate several pipelines (exact and approximate, same run)");
   suite->add_option("--pipelines", suite_specs, "pipeline specs");
-  suite->add_option("--n", suite_n, "test requests per pipeline (default: each spec's test.n)");
-  suite->add_option("--threads", threads, "threads for training missing models");
+  suite->add_option("--n", suite_n, "test requests per pipeline (default: each spec's test.n)")
+      ->check(CLI::Range(1, 10'000'000));
+  suite->add_option("--threads", threads, "threads for training missing models")->check(CLI::Range(1, 256));
   suite->add_option("--results", results_dir, "folder for the JSON reports");
   suite->add_option("--markdown", markdown, "Markdown file whose suite section gets the table");
   suite->add_flag("--check-meet", check_meet, "exit 1 when a pipeline's meet rate is below its tau");
@@ -580,8 +619,8 @@ int main(int argc, char** argv) {
   int sweep_n = 300;
   auto* sweep = app.add_subcommand("sweep", "Vary tau, delta, alpha and gamma one at a time (same-run ratios)");
   sweep->add_option("--pipeline,-p", spec_path, "pipeline spec (YAML)")->required();
-  sweep->add_option("--n", sweep_n, "test requests per setting");
-  sweep->add_option("--threads", threads, "threads for training a missing model");
+  sweep->add_option("--n", sweep_n, "test requests per setting")->check(CLI::Range(1, 10'000'000));
+  sweep->add_option("--threads", threads, "threads for training a missing model")->check(CLI::Range(1, 256));
   sweep->add_option("--markdown", sweep_md, "also write the table to this Markdown file");
   sweep->add_option("--plots", sweep_plots, "folder for sweep-<pipeline>.svg");
   std::vector<std::string> plot_files;
@@ -620,7 +659,8 @@ int main(int argc, char** argv) {
       ->default_val(10000)->check(CLI::Range(1, 1'000'000));
   serve_cmd->add_option("--io-threads", serve_args.http.io_threads, "event-loop threads")
       ->default_val(1)->check(CLI::Range(1, 64));
-  serve_cmd->add_option("--threads", serve_args.train_threads, "threads for training a missing model");
+  serve_cmd->add_option("--threads", serve_args.train_threads, "threads for training a missing model")
+      ->check(CLI::Range(0, 256));
   double request_timeout_s = 5, idle_timeout_s = 10;
   serve_cmd->add_option("--request-timeout-s", request_timeout_s,
                         "a request must arrive whole within this many seconds of its first byte")

@@ -102,7 +102,7 @@ class SpecParser {
         }
         APX_ASSIGN_OR_RETURN(table.generator.name, String(g, "name", field + ".generator", true));
         APX_ASSIGN_OR_RETURN(table.generator.table, String(g, "table", field + ".generator", true));
-        APX_ASSIGN_OR_RETURN(double seed, Number(g, "seed", field + ".generator", false, 1));
+        APX_ASSIGN_OR_RETURN(int64_t seed, Integer(g, "seed", field + ".generator", 1, 0, kMaxSeed));
         table.generator.seed = static_cast<uint64_t>(seed);
         APX_ASSIGN_OR_RETURN(std::string snap, String(t, "snapshot", field, true));
         table.snapshot = Resolve(spec->dir, snap);
@@ -275,8 +275,18 @@ class SpecParser {
             return Error(kv.first, field + ".keys." + col,
                          "table '" + fs.table + "' has no column '" + col + "'");
           }
-          if (spec->FindField(req) == nullptr) {
+          const RequestField* rf = spec->FindField(req);
+          if (rf == nullptr) {
             return Error(kv.second, field + ".keys." + col, "'" + req + "' is not a request field");
+          }
+          // Keys are matched as strings: a number field would silently match nothing.
+          const auto column = std::find_if(table->schema.columns.begin(), table->schema.columns.end(),
+                                           [&](const auto& c) { return c.name == col; });
+          if (column->type != store::ColumnType::kString || rf->type != FieldType::kString) {
+            return Error(kv.second, field + ".keys." + col,
+                         "keys pair a string column with a string request field ('" + col + "' is " +
+                             std::string(store::ColumnTypeName(column->type)) + ", '" + req + "' is " +
+                             (rf->type == FieldType::kString ? "string" : rf->type == FieldType::kNumber ? "number" : "timestamp") + ")");
           }
           fs.keys.emplace_back(col, req);
         }
@@ -353,16 +363,16 @@ class SpecParser {
     APX_ASSIGN_OR_RETURN(r.from, Time(node, "from", field));
     APX_ASSIGN_OR_RETURN(r.to, Time(node, "to", field));
     if (r.from >= r.to) return Error(node, field, "from must be before to");
-    APX_ASSIGN_OR_RETURN(double n, Number(node, "n", field, false, 1000));
-    if (n < 1 || n != std::floor(n)) return Error(node["n"], field + ".n", "expected a positive integer");
+    APX_ASSIGN_OR_RETURN(int64_t n, Integer(node, "n", field, 1000, 1, 10'000'000));
     r.n = static_cast<int>(n);
-    APX_ASSIGN_OR_RETURN(double seed, Number(node, "seed", field, false, 1));
+    APX_ASSIGN_OR_RETURN(int64_t seed, Integer(node, "seed", field, 1, 0, kMaxSeed));
     r.seed = static_cast<uint64_t>(seed);
     return r;
   }
 
   Result<PipelineSpec> Parse(const std::string& text) {
     YAML::Node root;
+    APX_RETURN_IF_ERROR(CheckFlowDepth(text));
     try {
       root = YAML::Load(text);
     } catch (const YAML::Exception& e) {
@@ -370,11 +380,75 @@ class SpecParser {
                                      ": YAML syntax error: " + e.msg);
     }
     try {
+      APX_RETURN_IF_ERROR(CheckDuplicateKeys(root, 0));
       return ParseRoot(root);
     } catch (const YAML::Exception& e) {
       return Status::InvalidArgument(path_ + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
     }
   }
+
+  // yaml-cpp parses recursively: flow collections ([ and {, one byte a level) nested deeper
+  // than this are refused before it sees them. (Block nesting needs one more space of
+  // indentation per level, so a spec-sized text cannot nest deeply that way.)
+  static constexpr int kMaxYamlDepth = 64;
+  Status CheckFlowDepth(const std::string& text) const {
+    int depth = 0, line = 1;
+    char quote = 0;
+    bool comment = false;
+    for (char c : text) {
+      if (c == '\n') {
+        ++line;
+        comment = false;
+        continue;
+      }
+      if (comment) continue;
+      if (quote != 0) {
+        if (c == quote) quote = 0;
+        continue;
+      }
+      if (c == '"' || c == '\'') quote = c;
+      else if (c == '#') comment = true;
+      else if (c == '[' || c == '{') {
+        if (++depth > kMaxYamlDepth) {
+          return Status::InvalidArgument(path_ + ":" + std::to_string(line) + ": nested deeper than " +
+                                         std::to_string(kMaxYamlDepth) + " levels");
+        }
+      } else if ((c == ']' || c == '}') && depth > 0) {
+        --depth;
+      }
+    }
+    return Status::Ok();
+  }
+
+  // yaml-cpp keeps one of two equal keys without a word; a spec must say each thing once.
+  Status CheckDuplicateKeys(const YAML::Node& node, int depth) const {
+    if (depth > kMaxYamlDepth) return Error(node, "spec", "nested deeper than 64 levels");
+    if (node.IsMap()) {
+      std::set<std::string> seen;
+      for (const auto& kv : node) {
+        if (kv.first.IsScalar() && !seen.insert(kv.first.Scalar()).second) {
+          return Error(kv.first, kv.first.Scalar(), "duplicate key (each key may appear once per mapping)");
+        }
+        APX_RETURN_IF_ERROR(CheckDuplicateKeys(kv.second, depth + 1));
+      }
+    } else if (node.IsSequence()) {
+      for (const auto& item : node) APX_RETURN_IF_ERROR(CheckDuplicateKeys(item, depth + 1));
+    }
+    return Status::Ok();
+  }
+
+  // An integer field in [lo, hi] (no fraction, no exponent overflow, no silent cast).
+  Result<int64_t> Integer(const YAML::Node& map, const char* key, const std::string& field, int64_t def,
+                          int64_t lo, int64_t hi) const {
+    APX_ASSIGN_OR_RETURN(double value, Number(map, key, field, false, static_cast<double>(def)));
+    if (value != std::floor(value) || value < static_cast<double>(lo) || value > static_cast<double>(hi)) {
+      return Error(map[key], field + "." + key,
+                   "expected an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got '" +
+                       (map[key].IsScalar() ? map[key].Scalar() : std::string("?")) + "'");
+    }
+    return static_cast<int64_t>(value);
+  }
+  static constexpr int64_t kMaxSeed = int64_t{1} << 53;  // exact in a double
 
   Result<PipelineSpec> ParseRoot(const YAML::Node& root) {
     if (!root.IsMap()) return Status::InvalidArgument(path_ + ": expected a YAML mapping at the top");
@@ -436,6 +510,16 @@ class SpecParser {
         }
         spec.model.hidden.push_back(width);
       }
+      // Weights between hidden layers (the input layer is at most a few hundred features):
+      // beyond this the network would not fit in memory or train in any reasonable time.
+      double weights = 0;
+      for (size_t i = 1; i < spec.model.hidden.size(); ++i) {
+        weights += static_cast<double>(spec.model.hidden[i - 1]) * spec.model.hidden[i];
+      }
+      if (weights > 20e6) {
+        return Error(hidden, "model.hidden", "layers this wide need " + std::to_string(static_cast<int64_t>(weights)) +
+                                                 " weights; at most 20,000,000");
+      }
     }
 
     if (spec.model.booster == "ols" && spec.task != model::Task::kRegression) {
@@ -467,7 +551,7 @@ class SpecParser {
     APX_ASSIGN_OR_RETURN(gs.alpha, Number(g, "alpha", "guarantee", false, 0.05));
     APX_ASSIGN_OR_RETURN(gs.gamma, Number(g, "gamma", "guarantee", false, 1.0));
     APX_ASSIGN_OR_RETURN(double qmc, Number(g, "qmc_points", "guarantee", false, 128));
-    APX_ASSIGN_OR_RETURN(double seed, Number(g, "seed", "guarantee", false, 0));
+    APX_ASSIGN_OR_RETURN(int64_t seed, Integer(g, "seed", "guarantee", 0, 0, kMaxSeed));
     APX_ASSIGN_OR_RETURN(gs.confidence_margin,
                          Number(g, "confidence_margin", "guarantee", false, kDefaultConfidenceMargin));
     if (!(gs.confidence_margin >= 0 && gs.confidence_margin <= 5)) {

@@ -93,6 +93,32 @@ TEST(CsvTest, ReadsAndSortsByTime) {
   EXPECT_EQ(origin->FindCode("Z"), -1);
 }
 
+// Many quoted fields in one line: the unescaped values once lived in a vector whose growth
+// moved them under the views (use-after-free; fuzz/csv_fuzz under ASan).
+TEST(CsvTest, ManyQuotedFieldsInOneLine) {
+  const std::string path = TempPath("quoted.csv");
+  std::string header, row;
+  TableSchema schema{.name = "q", .columns = {}, .time_column = ""};
+  for (int c = 0; c < 20; ++c) {
+    const std::string name = "c" + std::to_string(c);
+    header += (c ? "," : "") + std::string("\"") + name + "\"";
+    row += (c ? "," : "") + std::string("\"v") + std::to_string(c) + "\"\"x\"";
+    schema.columns.push_back({name, ColumnType::kString});
+  }
+  WriteFile(path, header + "\n" + row + "\n" + row + "\n");
+  auto table = ReadCsv(path, schema);
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  for (int c = 0; c < 20; ++c) {
+    const Column* col = *(*table)->column("c" + std::to_string(c));
+    ASSERT_EQ(col->dictionary.size(), 1u);
+    EXPECT_EQ(col->dictionary[0], "v" + std::to_string(c) + "\"x");
+  }
+  // Not a regular file: an error, not an endless read.
+  EXPECT_EQ(ReadCsv("/dev/zero", schema).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReadCsv(std::filesystem::path(path).parent_path().string(), schema).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 TEST(CsvTest, BadRowsNameLineAndColumn) {
   const std::string path = TempPath("bad.csv");
   WriteFile(path, "dep_time,delay,origin\n2001-01-01 00:01,3,ORD\n2001-01-01 00:02,abc,ORD\n");

@@ -108,6 +108,9 @@ void SortRowsByTime(const Column& time, std::vector<Column>& columns);
 // bad timestamp. Rows are stably sorted by the time column when the schema has one.
 Result<std::unique_ptr<Table>> ReadCsv(const std::string& path, const TableSchema& schema,
                                        const ProgressFn& progress = nullptr);
+// ReadCsv on text already in memory; `path` only names it in messages.
+Result<std::unique_ptr<Table>> ParseCsv(std::string_view text, const std::string& path,
+                                        const TableSchema& schema, const ProgressFn& progress = nullptr);
 
 // Writes `table` to `path` as one binary file (docs/snapshot-format.md). The data goes to a
 // temporary file in the same directory that is fsynced and renamed over `path`, so a crash
@@ -126,6 +129,10 @@ Status WriteSnapshot(const Table& table, const std::string& path,
 // not a sorted timestamp column, NaN or infinite doubles, duplicate names, bad dictionary
 // codes); InvalidArgument when the magic or version is wrong.
 Result<std::unique_ptr<Table>> ReadSnapshot(const std::string& path);
+// ReadSnapshot on bytes in memory; `path` only names them in messages. verify_checksum =
+// false is for fuzzing the parser behind the checksum.
+Result<std::unique_ptr<Table>> ParseSnapshot(const std::string& data, const std::string& path,
+                                             bool verify_checksum = true);
 // True when `head` starts with the snapshot magic.
 bool IsSnapshotHead(std::string_view head);
 
