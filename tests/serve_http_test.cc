@@ -108,17 +108,11 @@ class ServerProcess {
 
 // Sends raw bytes (no client library to normalise them) and returns what the server sent back
 // until it closed the connection or `timeout_s` passed.
+int Connect(int port);
+
 std::string RawExchange(int port, const std::string& bytes, double timeout_s = 5) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = Connect(port);
   if (fd < 0) return "";
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
   size_t sent = 0;
   while (sent < bytes.size()) {
     const ssize_t n = write(fd, bytes.data() + sent, bytes.size() - sent);

@@ -506,36 +506,26 @@ int Demo(const std::vector<std::string>& specs, int n, int threads) {
 
 namespace {
 
-// CLI11's Range lets NaN through (both comparisons are false): these do not.
-CLI::Validator OpenUnitInterval() {
+// CLI11's Range lets NaN through (both comparisons are false): these validators do not.
+// `ok` says whether a parsed number is acceptable; `what` describes the acceptable ones.
+CLI::Validator NumberWhere(bool (*ok)(double), const std::string& what) {
   return CLI::Validator(
-      [](std::string& text) -> std::string {
-        double v = 0;
+      [ok, what](std::string& text) -> std::string {
         try {
           size_t used = 0;
-          v = std::stod(text, &used);
-          if (used != text.size()) return "'" + text + "' is not a number";
+          const double v = std::stod(text, &used);
+          if (used == text.size() && ok(v)) return std::string();
         } catch (...) {
-          return "'" + text + "' is not a number";
         }
-        return v > 0 && v < 1 ? std::string() : "must be in (0, 1), got " + text;
+        return "must be " + what + ", got " + text;
       },
-      "in (0, 1)");
+      what);
+}
+CLI::Validator OpenUnitInterval() {
+  return NumberWhere([](double v) { return v > 0 && v < 1; }, "in (0, 1)");
 }
 CLI::Validator FiniteNonNegative() {
-  return CLI::Validator(
-      [](std::string& text) -> std::string {
-        double v = 0;
-        try {
-          size_t used = 0;
-          v = std::stod(text, &used);
-          if (used != text.size()) return "'" + text + "' is not a number";
-        } catch (...) {
-          return "'" + text + "' is not a number";
-        }
-        return std::isfinite(v) && v >= 0 ? std::string() : "must be a finite number >= 0, got " + text;
-      },
-      "finite, >= 0");
+  return NumberWhere([](double v) { return std::isfinite(v) && v >= 0; }, "a finite number >= 0");
 }
 
 }  // namespace
