@@ -82,6 +82,20 @@ TEST_F(EndToEndTest, ModelOfAnotherFamilyIsRefused) {
       << p.status().message();
 }
 
+// Same number of features, other features (issue 9: a renamed or reordered feature was fed
+// the wrong column without a word). Trained models store their feature names.
+TEST_F(EndToEndTest, ModelTrainedOnOtherFeaturesIsRefused) {
+  ASSERT_NE(pipeline_, nullptr);
+  pipeline::PipelineSpec spec = pipeline_->spec();
+  ASSERT_GE(spec.features.size(), 2u);
+  std::swap(spec.features[0], spec.features[1]);  // same count, other order
+  auto p = pipeline::Pipeline::Open(spec);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(p.status().message().find("was trained on other features (feature 0"), std::string::npos)
+      << p.status().message();
+}
+
 TEST_F(EndToEndTest, MeetRateAtLeastTau) {
   ASSERT_NE(pipeline_, nullptr);
   auto report = eval::RunEval(*pipeline_, {.n = 300, .progress = false});

@@ -206,7 +206,8 @@ Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, boo
                               .eta = spec.model.eta,
                               .nthread = threads,
                               .seed = spec.train.seed,
-                              .scale_pos_weight = spec.model.scale_pos_weight};
+                              .scale_pos_weight = spec.model.scale_pos_weight,
+                              .feature_names = pipeline.feature_names()};
   const auto train_start = Clock::now();
   APX_RETURN_IF_ERROR(CheckReplaceable(spec.model.path, "model file", model::IsModelFileHead));
   APX_RETURN_IF_ERROR(CreateParentDirectories(spec.model.path));

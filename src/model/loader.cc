@@ -32,6 +32,21 @@ Result<std::unique_ptr<Model>> LoadModel(const std::string& path, Task task) {
   return model;
 }
 
+Result<std::vector<std::string>> ModelFeatureNames(const std::string& path) {
+  APX_ASSIGN_OR_RETURN(const std::string text, internal::ReadFile(path));
+  APX_ASSIGN_OR_RETURN(const nlohmann::json root, internal::ParseJson(text, "model"));
+  std::vector<std::string> names;
+  const nlohmann::json* learner = internal::Find(root, "learner");
+  const nlohmann::json* stored = learner != nullptr ? internal::Find(*learner, "feature_names") : nullptr;
+  if (stored != nullptr && stored->is_array()) {
+    for (const nlohmann::json& name : *stored) {
+      if (!name.is_string()) return Status::DataLoss("loading model '" + path + "': a feature name is not a string");
+      names.push_back(name.get<std::string>());
+    }
+  }
+  return names;
+}
+
 bool IsModelFileHead(std::string_view head) {
   const size_t start = head.find_first_not_of(" \t\r\n");
   if (start == std::string_view::npos || head[start] != '{') return false;

@@ -33,6 +33,11 @@ Result<std::unique_ptr<Model>> CompileModel(const std::string& xgboost_json, Tas
 // Training replaces only such files (common/file.h CheckReplaceable).
 bool IsModelFileHead(std::string_view head);
 
+// The feature names a model file stores (XGBoost: learner.feature_names, set by training
+// since 2026-12; empty when the file stores none, e.g. older models and the MLP and least
+// squares formats). Errors as LoadModel.
+Result<std::vector<std::string>> ModelFeatureNames(const std::string& path);
+
 }  // namespace apx::model
 
 #endif  // APX_MODEL_LOADER_H_

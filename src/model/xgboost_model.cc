@@ -247,6 +247,19 @@ Result<std::unique_ptr<XGBoostModel>> TrainXGBoost(std::span<const float> X, siz
   APX_RETURN_IF_ERROR(XgbCall(
       XGDMatrixSetFloatInfo(dtrain.get(), "label", y.data(), static_cast<bst_ulong>(n_rows)),
       "XGDMatrixSetFloatInfo(label)"));
+  std::vector<const char*> feature_name_ptrs;  // also set on the booster below (saved with it)
+  if (!options.feature_names.empty()) {
+    if (options.feature_names.size() != n_features) {
+      return Status::InvalidArgument("feature_names has " + std::to_string(options.feature_names.size()) +
+                                     " names for " + std::to_string(n_features) + " features");
+    }
+    std::vector<const char*> names;
+    for (const std::string& name : options.feature_names) names.push_back(name.c_str());
+    APX_RETURN_IF_ERROR(XgbCall(XGDMatrixSetStrFeatureInfo(dtrain.get(), "feature_name", names.data(),
+                                                           static_cast<bst_ulong>(names.size())),
+                                "XGDMatrixSetStrFeatureInfo(feature_name)"));
+    feature_name_ptrs = std::move(names);
+  }
 
   void* booster_handle = nullptr;
   void* const cache[] = {dtrain.get()};
@@ -254,6 +267,11 @@ Result<std::unique_ptr<XGBoostModel>> TrainXGBoost(std::span<const float> X, siz
   XGBoostModel::BoosterPtr booster(booster_handle);
   void* const b = booster.get();
 
+  if (!feature_name_ptrs.empty()) {
+    APX_RETURN_IF_ERROR(XgbCall(XGBoosterSetStrFeatureInfo(b, "feature_name", feature_name_ptrs.data(),
+                                                           static_cast<bst_ulong>(feature_name_ptrs.size())),
+                                "XGBoosterSetStrFeatureInfo(feature_name)"));
+  }
   const bool binary = options.task == Task::kBinary;
   APX_RETURN_IF_ERROR(SetParam(b, "objective", binary ? "binary:logistic" : "reg:squarederror"));
   APX_RETURN_IF_ERROR(SetParam(b, "nthread", std::to_string(options.nthread)));

@@ -43,6 +43,10 @@ struct TrainOptions {
   // Binary only: weight of positive examples (XGBoost `scale_pos_weight`); about
   // #negatives / #positives balances an imbalanced label so that p >= 0.5 finds positives.
   double scale_pos_weight = 1.0;
+  // Names of the n_features columns, stored in the model (learner.feature_names) so that a
+  // model trained on other features is refused at load (model/loader.h ModelFeatureNames).
+  // Empty: none stored.
+  std::vector<std::string> feature_names;
 };
 
 // Deleters for the opaque C API handles (BoosterHandle and DMatrixHandle are void*).

@@ -168,6 +168,18 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
           spec.model.booster + "'; retrain it (`apxserve train --pipeline " + spec.path +
           "`) or delete the file");
     }
+    // Same count is not enough: a model trained on other features (renamed, reordered) would
+    // be fed the wrong columns without a word.
+    APX_ASSIGN_OR_RETURN(const std::vector<std::string> trained_on, model::ModelFeatureNames(spec.model.path));
+    if (!trained_on.empty() && trained_on != p->feature_names_) {
+      size_t i = 0;
+      while (i < trained_on.size() && i < p->feature_names_.size() && trained_on[i] == p->feature_names_[i]) ++i;
+      return Status::FailedPrecondition(
+          "pipeline '" + spec.name + "': model '" + spec.model.path + "' was trained on other features (feature " +
+          std::to_string(i) + ": '" + (i < trained_on.size() ? trained_on[i] : std::string("-")) + "' in the model, '" +
+          (i < p->feature_names_.size() ? p->feature_names_[i] : std::string("-")) + "' in the spec); retrain it (`apxserve train --pipeline " +
+          spec.path + "`)");
+    }
     Status set = p->SetModel(std::move(*model));
     if (!set.ok()) return set.WithPrefix("model '" + spec.model.path + "'");
   }
