@@ -268,7 +268,14 @@ void Service::HandleAsync(int index, ServeRequest request, Done done) {
   }
 
   st.in_system.fetch_add(1, std::memory_order_relaxed);
-  const bool queued = pool_->TrySubmit([this, job](int worker) { Run(*job, worker); });
+  // Still queued at its deadline: refused then by the pool's reaper, not when a worker gets
+  // to it (which could be a service time later).
+  const bool queued = pool_->TrySubmit([this, job](int worker) { Run(*job, worker); }, job->deadline,
+                                       [this, job] {
+                                         job->result.queue_ms = MsSince(job->arrival);
+                                         SetDroppedWhileQueued(job->result);
+                                         Leave(*job);
+                                       });
   if (!queued) {
     st.in_system.fetch_sub(1, std::memory_order_relaxed);
     if (exact) exact_in_system_.fetch_sub(1, std::memory_order_relaxed);
@@ -283,9 +290,7 @@ void Service::Run(Job& job, int worker) {
   const auto start = Clock::now();
   result.queue_ms = MsSince(job.arrival);
   if (start > job.deadline) {
-    result.outcome = Outcome::kDropped;
-    result.reason = "deadline passed while queued";
-    result.status = Status::Unavailable(result.reason);
+    SetDroppedWhileQueued(result);
   } else {
     pipeline::PredictOptions opts = LevelOptions(job.index, result.level, request.delta);
     if (request.tau >= 0) opts.tau = request.tau;
@@ -316,8 +321,18 @@ void Service::Run(Job& job, int worker) {
       }
     }
   }
-  st.in_system.fetch_sub(1, std::memory_order_relaxed);
-  if (request.exact) exact_in_system_.fetch_sub(1, std::memory_order_relaxed);
+  Leave(job);
+}
+
+void Service::SetDroppedWhileQueued(ServeResult& result) {
+  result.outcome = Outcome::kDropped;
+  result.reason = "deadline passed while queued";
+  result.status = Status::Unavailable(result.reason);
+}
+
+void Service::Leave(Job& job) {
+  state_[job.index]->in_system.fetch_sub(1, std::memory_order_relaxed);
+  if (job.request.exact) exact_in_system_.fetch_sub(1, std::memory_order_relaxed);
   Finish(job);
 }
 

@@ -167,6 +167,9 @@ class Service {
   void Run(Job& job, int worker);
   // Records the outcome (metrics, controller counters) and calls the job's `done`.
   void Finish(Job& job);
+  // An admitted job leaves the system (in_system and exact counts), then Finish.
+  void Leave(Job& job);
+  static void SetDroppedWhileQueued(ServeResult& result);
 
   ServiceOptions options_;
   std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines_;

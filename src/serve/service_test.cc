@@ -5,6 +5,8 @@
 
 #include <filesystem>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "eval/eval.h"
@@ -173,6 +175,39 @@ TEST_F(ServiceTest, ExactRequestsGetAShareNotTheWorkers) {
   for (const ServeResult& r : normal) {
     EXPECT_TRUE(r.outcome == Outcome::kOk || r.outcome == Outcome::kDegraded) << r.status.ToString();
   }
+}
+
+// A task still queued at its expiry is refused then (on_expire), not when a worker frees up:
+// the 3x overload probe saw a refusal 57 ms after arrival for a 50 ms deadline.
+TEST(WorkerPoolTest, QueuedTasksExpireAtTheirDeadlineWhileWorkersAreBusy) {
+  WorkerPool pool(1, 8);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  ASSERT_TRUE(pool.TrySubmit([&](int) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return release; });
+  }));
+  std::atomic<int> ran{0}, expired{0}, kept{0};
+  const auto now = WorkerPool::Clock::now();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(pool.TrySubmit([&](int) { ran.fetch_add(1); }, now + std::chrono::milliseconds(20),
+                               [&] { expired.fetch_add(1); }));
+  }
+  ASSERT_TRUE(pool.TrySubmit([&](int) { kept.fetch_add(1); }, WorkerPool::Clock::time_point::max(),
+                             [&] { ADD_FAILURE() << "no expiry was set"; }));
+  // The worker stays blocked: only the reaper can take the three out, at ~20 ms.
+  for (int i = 0; i < 500 && expired.load() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_EQ(expired.load(), 3);
+  EXPECT_EQ(pool.queued(), 1u);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  for (int i = 0; i < 500 && kept.load() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_EQ(kept.load(), 1);
+  EXPECT_EQ(ran.load(), 0);  // exactly one of task and on_expire
 }
 
 TEST_F(ServiceTest, AsyncCallbackRunsOnceAndMayOutliveTheCaller) {
