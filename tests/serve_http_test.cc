@@ -308,12 +308,17 @@ TEST_F(HttpApiTest, SlowClientIsDisconnectedAndServerStaysUp) {
   // The server's read timeout is 1 s: it must close the connection (read returns 0 or an error).
   timeval tv{.tv_sec = 5, .tv_usec = 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  char buf[256];
+  // It answers 408 first (the client learns why), then closes.
+  std::string answer;
+  char buf[4096];
   const auto start = std::chrono::steady_clock::now();
-  const ssize_t n = read(fd, buf, sizeof(buf));
+  ssize_t n = 0;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) answer.append(buf, static_cast<size_t>(n));
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   close(fd);
   EXPECT_LT(waited, 4.5) << "connection was not closed (read returned " << n << ")";
+  EXPECT_EQ(StatusCodes(answer), std::vector<int>{408}) << answer;
+  EXPECT_NE(answer.find("did not arrive whole within 1000 ms"), std::string::npos) << answer;
   auto h = client_->Get("/healthz");
   ASSERT_TRUE(h);
   EXPECT_EQ(h->status, 200);
@@ -343,25 +348,38 @@ TEST_F(HttpApiTest, TricklingClientIsCutOffAtTheRequestDeadline) {
   const std::string request = "POST /v1/pipelines/flight-small/predict HTTP/1.1\r\nHost: x\r\nX-Pad: " +
                               std::string(200, 'a');
   const auto start = std::chrono::steady_clock::now();
-  double cut_after = -1;
+  auto since_start = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  double cut_after = -1, answered_after = -1;
+  std::string answer;
+  char buf[4096];
   for (size_t i = 0; i < request.size(); ++i) {
     if (send(fd, request.data() + i, 1, MSG_NOSIGNAL) != 1) {
-      cut_after = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      cut_after = since_start();
       break;
+    }
+    const ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n > 0) {
+      if (answered_after < 0) answered_after = since_start();
+      answer.append(buf, static_cast<size_t>(n));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   close(fd);
-  // The request deadline is 1 s: the server closes at ~1 s; a write fails once the close has
-  // come back (within a few more sends).
+  // The request deadline is 1 s: the server answers 408 at ~1 s, then stops reading after a
+  // short linger (2 s, so that the client can read the answer); a write fails once the close
+  // has come back.
+  ASSERT_GT(answered_after, 0) << "no answer to a client that kept trickling for " << request.size() * 0.05 << " s";
+  EXPECT_LT(answered_after, 2.0);
+  EXPECT_EQ(StatusCodes(answer), std::vector<int>{408}) << answer;
   ASSERT_GT(cut_after, 0) << "the server never closed a client that kept trickling for "
                           << request.size() * 0.05 << " s";
-  EXPECT_LT(cut_after, 3.0);
+  EXPECT_LT(cut_after, 4.5);
 }
 
 // Idle connections cost no thread: with 250 connected clients that send nothing, /healthz
 // and predictions are answered at once. Beyond --max-connections (300), new connections get
-// 503 with Retry-After and are closed.
+// 503 with Retry-After and are closed, except health probes, which are still answered (a
+// full server is up, not dead).
 TEST_F(HttpApiTest, IdleConnectionsDoNotStarveAndTheLimitIsExplicit) {
   std::vector<int> idle;
   for (int i = 0; i < 250; ++i) {
@@ -384,7 +402,13 @@ TEST_F(HttpApiTest, IdleConnectionsDoNotStarveAndTheLimitIsExplicit) {
     idle.push_back(fd);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  const std::string over = RawExchange(server_->port(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 2);
+  const std::string probe = RawExchange(server_->port(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 2);
+  EXPECT_EQ(StatusCodes(probe), std::vector<int>{200}) << probe;
+  EXPECT_NE(probe.find("Connection: close"), std::string::npos) << probe;
+  const std::string body = kGood;
+  const std::string over = RawExchange(server_->port(),
+                                       "POST /v1/pipelines/flight-small/predict HTTP/1.1\r\nHost: x\r\n"
+                                       "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body, 2);
   EXPECT_NE(over.find("HTTP/1.1 503"), std::string::npos) << over;
   EXPECT_NE(over.find("Retry-After: 1"), std::string::npos) << over;
   EXPECT_NE(over.find("too many open connections (limit 300)"), std::string::npos) << over;

@@ -215,9 +215,9 @@ Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, boo
     if (progress) std::fprintf(stderr, "train %s: least squares...\n", spec.name.c_str());
     APX_ASSIGN_OR_RETURN(model::LinearForm form, model::FitLeastSquares(X, requests.size(), d, y));
     report.train_seconds = Seconds(train_start);
-    APX_RETURN_IF_ERROR(
-        WriteFileAtomically(spec.model.path, model::LinearModelJson(form, spec.task), "model file",
-                            model::IsModelFileHead));
+    APX_ASSIGN_OR_RETURN(const std::string json,
+                         model::WithFeatureNames(model::LinearModelJson(form, spec.task), pipeline.feature_names()));
+    APX_RETURN_IF_ERROR(WriteFileAtomically(spec.model.path, json, "model file", model::IsModelFileHead));
   } else if (spec.model.booster == "mlp") {
     model::MlpOptions mlp{.hidden = spec.model.hidden,
                           .learning_rate = spec.model.eta,
@@ -237,8 +237,8 @@ Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, boo
         std::fprintf(stderr, "train %s: mlp epoch %d, loss %.6g\n", spec.name.c_str(), epoch, loss);
       }
     };
-    APX_ASSIGN_OR_RETURN(std::string json,
-                         model::TrainMlp(X, requests.size(), d, y, spec.task, mlp));
+    APX_ASSIGN_OR_RETURN(const std::string trained, model::TrainMlp(X, requests.size(), d, y, spec.task, mlp));
+    APX_ASSIGN_OR_RETURN(const std::string json, model::WithFeatureNames(trained, pipeline.feature_names()));
     report.train_seconds = Seconds(train_start);
     if (progress) {
       std::fprintf(stderr, "train %s: mlp stopped after %d epochs, loss %.6g (%.1f s)\n",

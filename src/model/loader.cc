@@ -37,7 +37,8 @@ Result<std::vector<std::string>> ModelFeatureNames(const std::string& path) {
   APX_ASSIGN_OR_RETURN(const nlohmann::json root, internal::ParseJson(text, "model"));
   std::vector<std::string> names;
   const nlohmann::json* learner = internal::Find(root, "learner");
-  const nlohmann::json* stored = learner != nullptr ? internal::Find(*learner, "feature_names") : nullptr;
+  const nlohmann::json* stored = learner != nullptr ? internal::Find(*learner, "feature_names")
+                                                    : internal::Find(root, "feature_names");
   if (stored != nullptr && stored->is_array()) {
     for (const nlohmann::json& name : *stored) {
       if (!name.is_string()) return Status::DataLoss("loading model '" + path + "': a feature name is not a string");
@@ -45,6 +46,15 @@ Result<std::vector<std::string>> ModelFeatureNames(const std::string& path) {
     }
   }
   return names;
+}
+
+Result<std::string> WithFeatureNames(const std::string& model_json, const std::vector<std::string>& names) {
+  APX_ASSIGN_OR_RETURN(nlohmann::json root, internal::ParseJson(model_json, "model"));
+  if (!root.is_object() || !(root.contains("apxserve_mlp") || root.contains("apxserve_linear"))) {
+    return Status::InvalidArgument("feature names go into apxserve_mlp and apxserve_linear models only");
+  }
+  root["feature_names"] = names;
+  return root.dump();
 }
 
 bool IsModelFileHead(std::string_view head) {

@@ -33,10 +33,14 @@ Result<std::unique_ptr<Model>> CompileModel(const std::string& xgboost_json, Tas
 // Training replaces only such files (common/file.h CheckReplaceable).
 bool IsModelFileHead(std::string_view head);
 
-// The feature names a model file stores (XGBoost: learner.feature_names, set by training
-// since 2026-12; empty when the file stores none, e.g. older models and the MLP and least
-// squares formats). Errors as LoadModel.
+// The feature names a model file stores (XGBoost: learner.feature_names; the MLP and least
+// squares formats: a top-level "feature_names"), set by training since 2026-12; empty when
+// the file stores none (older models). Errors as LoadModel.
 Result<std::vector<std::string>> ModelFeatureNames(const std::string& path);
+
+// `model_json` (an "apxserve_mlp" or "apxserve_linear" model) with `names` stored as its
+// top-level "feature_names". InvalidArgument for other JSON.
+Result<std::string> WithFeatureNames(const std::string& model_json, const std::vector<std::string>& names);
 
 }  // namespace apx::model
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "model/linear_model.h"
 #include "model/model_test_util.h"
 #include "model/xgboost_model.h"
 
@@ -109,6 +110,29 @@ TEST(LoaderTest, Errors) {
   status = CompileModel(root.dump(), Task::kBinary).status();
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(status.message().find("gbforest"), std::string::npos) << status.message();
+}
+
+// The least-squares and MLP formats store the feature names too (issue 9: only XGBoost
+// models did, so an OLS or MLP model trained on other features of the same count loaded).
+TEST(LoaderTest, ApxFormatsStoreTheirFeatureNames) {
+  const std::string plain = LinearModelJson({.weights = {1.0, 2.0}, .bias = 0.5}, Task::kRegression);
+  auto named = WithFeatureNames(plain, {"avg_delay", "count_7d"});
+  ASSERT_TRUE(named.ok()) << named.status().ToString();
+  const std::string path = TempPath("linear.json");
+  WriteFile(path, *named);
+  auto names = ModelFeatureNames(path);
+  ASSERT_TRUE(names.ok()) << names.status().ToString();
+  EXPECT_EQ(*names, (std::vector<std::string>{"avg_delay", "count_7d"}));
+  auto model = LoadModel(path, Task::kRegression);  // the names do not disturb the model
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  EXPECT_EQ((*model)->num_features(), 2u);
+  WriteFile(path, plain);  // older files: no names, accepted
+  names = ModelFeatureNames(path);
+  std::filesystem::remove(path);
+  ASSERT_TRUE(names.ok());
+  EXPECT_TRUE(names->empty());
+  // Only our own formats take them (XGBoost's live in learner.feature_names).
+  EXPECT_EQ(WithFeatureNames(R"({"learner": {}})", {"a"}).status().code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -35,6 +35,9 @@ constexpr size_t kMaxChunkExtension = 256;
 constexpr size_t kMaxChunks = 4096;
 // Bodies larger than this are parsed off the event loop (a 1 MB body takes ~100 ms).
 constexpr size_t kInlineParseBytes = 16 * 1024;
+// Connections beyond max_connections that are still read, for /healthz and /readyz only
+// (an orchestrator's probe must see a full server as up); the rest of them get 503.
+constexpr size_t kProbeReserve = 64;
 // How long Stop() waits for answers in flight before it closes everything.
 constexpr auto kDrainTimeout = std::chrono::seconds(5);
 
@@ -247,7 +250,11 @@ class HttpServer::Impl {
 // One connection: read a request (whole within request_timeout), answer it, repeat.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, HttpServer::Impl& server) : server_(server), stream_(std::move(socket)) {}
+  // probe_only: a connection beyond max_connections (the probe reserve), answered only for
+  // /healthz and /readyz, once, then closed.
+  Session(tcp::socket&& socket, HttpServer::Impl& server, bool probe_only)
+      : server_(server), stream_(std::move(socket)), deadline_(stream_.get_executor()),
+        probe_only_(probe_only) {}
   ~Session() { server_.ConnectionClosed(); }
 
   void Start() {
@@ -285,13 +292,15 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   HttpServer::Impl& server() { return server_; }
+  bool probe_only() const { return probe_only_; }
 
  private:
   // Idle phase: wait (idle_timeout) for the first byte of the next request, unless bytes of it
   // (pipelined) are already buffered.
   void WaitForRequest() {
     if (buffer_.size() > 0) return ReadRequest();
-    stream_.expires_after(server_.options().idle_timeout);
+    stream_.expires_after(probe_only_ ? std::min(server_.options().idle_timeout, server_.options().request_timeout)
+                                      : server_.options().idle_timeout);
     stream_.async_read_some(buffer_.prepare(4096),
                             [self = shared_from_this()](beast::error_code ec, size_t n) {
                               if (ec) return self->Close();
@@ -300,14 +309,25 @@ class Session : public std::enable_shared_from_this<Session> {
                             });
   }
 
-  // The request, header then body, must be complete within request_timeout of now.
+  // The request, header then body, must be complete within request_timeout of now. The
+  // deadline is a timer of its own, not the stream's expiry (which closes the socket): when
+  // it passes, the read is cancelled and the client still gets a 408.
   void ReadRequest() {
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(server_.options().max_body_bytes);
     chunks_ = 0;
     parser_->on_chunk_header(chunk_limit_);  // the parser keeps a reference: a member
-    stream_.expires_after(server_.options().request_timeout);
+    stream_.expires_never();
+    reading_ = true;
+    timed_out_ = false;
+    deadline_.expires_after(server_.options().request_timeout);
+    deadline_.async_wait([self = shared_from_this(), generation = ++generation_](beast::error_code ec) {
+      if (ec || !self->reading_ || generation != self->generation_) return;
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);
+    });
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = shared_from_this()](beast::error_code ec, size_t) {
                               self->OnHeader(ec);
@@ -316,6 +336,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
+    if (timed_out_) return OnReadError(net::error::operation_aborted);
     const auto& req = parser_->get();
     // Framing that another hop could read differently is refused (request smuggling): a
     // Transfer-Encoding other than exactly "chunked" (the body would otherwise be read as
@@ -346,19 +367,29 @@ class Session : public std::enable_shared_from_this<Session> {
   void ReadBody() {
     http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
       if (ec) return self->OnReadError(ec);
-      self->stream_.expires_never();  // the Service's deadline governs from here
+      self->reading_ = false;  // the Service's deadline governs from here
+      self->deadline_.cancel();
       self->server_.Handle(self, self->parser_->release());
     });
   }
 
   void RefuseAndClose(int status, std::string_view code, std::string message) {
+    reading_ = false;
+    deadline_.cancel();
     closing_ = true;
     Reply(ErrorResponse(11, false, status, code, message));
   }
 
-  // Malformed or oversized requests get an answer and the connection closes (the rest of the
-  // stream cannot be trusted); timeouts and resets just close.
+  // Malformed, oversized or late requests get an answer and the connection closes (the rest
+  // of the stream cannot be trusted); resets just close.
   void OnReadError(beast::error_code ec) {
+    if (timed_out_) {
+      return RefuseAndClose(408, "RequestTimeout",
+                            "the request did not arrive whole within " +
+                                std::to_string(server_.options().request_timeout.count()) + " ms of its first byte");
+    }
+    reading_ = false;
+    deadline_.cancel();
     if (ec == http::error::buffer_overflow) {
       return RefuseAndClose(413, "PayloadTooLarge", "request framing exceeds the connection's buffer");
     }
@@ -413,6 +444,11 @@ class Session : public std::enable_shared_from_this<Session> {
 
   HttpServer::Impl& server_;
   beast::tcp_stream stream_;
+  net::steady_timer deadline_;  // the request deadline (ReadRequest)
+  uint64_t generation_ = 0;     // which request the deadline belongs to
+  bool reading_ = false;        // a request is being read (its deadline applies)
+  bool timed_out_ = false;      // the deadline cancelled the read
+  const bool probe_only_;
   // Bounded: a request (header, framing and body) never makes the connection hold more.
   beast::flat_buffer buffer_{kHeaderLimit + 64 * 1024 + 2 * (1 << 20)};
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -502,7 +538,8 @@ void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
     });
     return;
   }
-  if (connections_.fetch_add(1, std::memory_order_relaxed) >= options_.max_connections) {
+  const size_t open = connections_.fetch_add(1, std::memory_order_relaxed);
+  if (open >= options_.max_connections + kProbeReserve) {
     connections_.fetch_sub(1, std::memory_order_relaxed);
     // Best effort, without blocking the loop: one 503 and close.
     const std::string body = ErrorJson(503, "Unavailable", "too many open connections (limit " +
@@ -517,7 +554,7 @@ void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
   } else {
     beast::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    std::make_shared<Session>(std::move(socket), *this)->Start();
+    std::make_shared<Session>(std::move(socket), *this, open >= options_.max_connections)->Start();
   }
   Accept();
 }
@@ -579,6 +616,17 @@ void HttpServer::Impl::Handle(const std::shared_ptr<Session>& session, Request&&
       res.set(http::field::www_authenticate, "Bearer");
       return reply(std::move(res));
     }
+  }
+  if (session->probe_only()) {
+    // Beyond the connection limit: health probes are answered, everything else refused;
+    // either way the connection closes (the reserve is for probes, not for clients).
+    if (method == http::verb::get && (path == "/healthz" || path == "/readyz")) {
+      return reply(MakeResponse(version, false, 200,
+                                path == "/healthz" ? R"({"status":"ok"})" : R"({"status":"ready"})"));
+    }
+    return reply(ErrorResponse(version, false, 503, "Unavailable",
+                               "too many open connections (limit " + std::to_string(options_.max_connections) +
+                                   "); only /healthz and /readyz are answered"));
   }
   if (path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/v1/pipelines") {
     if (method != http::verb::get) return not_allowed();

@@ -15,8 +15,10 @@
 // trickles bytes is cut off however often it sends); a kept-alive connection may idle
 // `idle_timeout` between requests. Requests on one connection are answered in order, so
 // pipelined requests (several in one write) all get their answers. Predictions run on the
-// Service's workers: the event loop only parses, routes and writes. Beyond `max_connections`
-// open connections, new ones get an immediate 503 and are closed.
+// Service's workers: the event loop only parses, routes and writes. A request not whole by its
+// deadline gets 408. Beyond `max_connections` open connections, 64 more are read for
+// /healthz and /readyz only (answered, then closed); other requests on them, and connections
+// beyond those, get 503 and are closed.
 //
 // Thread safety: Run() blocks in the calling thread; Stop() may be called from any thread
 // (it stops accepting, lets answers in flight be written, then returns from Run()).

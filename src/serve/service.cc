@@ -76,6 +76,9 @@ Result<std::unique_ptr<Service>> Service::Start(
   if (!(options.exact_share > 0 && options.exact_share <= 1)) {
     return Status::InvalidArgument("exact_share must be in (0, 1]");
   }
+  if (!(options.admit_fraction > 0 && options.admit_fraction <= 1)) {
+    return Status::InvalidArgument("admit_fraction must be in (0, 1]");
+  }
   if (!(options.target_utilisation > 0 && options.target_utilisation <= 1)) {
     return Status::InvalidArgument("target_utilisation must be in (0, 1]");
   }
@@ -251,19 +254,22 @@ void Service::HandleAsync(int index, ServeRequest request, Done done) {
   // Most-accurate-first routing: the planned level unless the queue predicts a late answer;
   // then (load control on, not exact) the most accurate level predicted to be in time; none:
   // shed now, before any work, rather than answer late.
+  // A prediction must fit in admit_fraction of the deadline: the rest absorbs its error.
   const QueueState queue = Queue();
+  const double budget_ms = options_.admit_fraction * job->deadline_ms;
   if (options_.load_control && !exact) {
-    while (result.level < kCapped && PredictedLatencyMs(queue, index, result.level) > job->deadline_ms) {
+    while (result.level < kCapped && PredictedLatencyMs(queue, index, result.level) > budget_ms) {
       ++result.level;
     }
   }
   const double predicted = PredictedLatencyMs(queue, index, result.level);
-  if (predicted > job->deadline_ms) {
+  if (predicted > budget_ms) {
     if (exact) exact_in_system_.fetch_sub(1, std::memory_order_relaxed);
     char reason[200];
     std::snprintf(reason, sizeof(reason),
-                  "overloaded: predicted latency %.1f ms at level %s exceeds the deadline of %.1f ms",
-                  predicted, std::string(LevelName(result.level)).c_str(), job->deadline_ms);
+                  "overloaded: predicted latency %.1f ms at level %s exceeds %.0f %% of the deadline of %.1f ms",
+                  predicted, std::string(LevelName(result.level)).c_str(), 100 * options_.admit_fraction,
+                  job->deadline_ms);
     return refuse(Outcome::kDropped, reason);
   }
 

@@ -63,6 +63,10 @@ struct ServiceOptions {
   double target_utilisation = 0.8; // controller: keep predicted worker load under this
   double exact_share = 0.5;        // "exact": true requests admitted at once: this share of
                                    // the workers (at least 1); beyond it they are rejected
+  double admit_fraction = 0.8;     // admitted only if the predicted latency fits in this
+                                   // share of the deadline: the rest is headroom for the
+                                   // prediction's error, so that shedding happens at
+                                   // admission (fast 503) rather than at the deadline
   int calibration_requests = 40;   // per level, at start-up
   std::chrono::milliseconds control_interval{1000};
 };
