@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/commands.h"
+#include "cli/cli_common.h"
 #include "common/file.h"
 #include "eval/eval.h"
 #include "eval/svg.h"
@@ -62,7 +62,11 @@ std::string TimelineSvg(const std::string& title, const serve::LoadgenReport& r,
 
 }  // namespace
 
-Status RunLoadgenCommand(const pipeline::PipelineSpec& spec, const LoadgenArgs& args) {
+Status RunLoadgenCommand(const LoadgenArgs& args, const GlobalOptions& global) {
+  // The schedule's syntax is checked before the spec is loaded (its x-rates are only known
+  // once the server has said its capacity: any positive unit checks the same syntax).
+  APX_RETURN_IF_ERROR(serve::ParseSchedule(args.schedule, 1.0).status());
+  APX_ASSIGN_OR_RETURN(const pipeline::PipelineSpec spec, LoadCliSpec(args.spec_path, global));
   // What the server says about the pipeline: its exact-level cost (the unit of x-rates).
   httplib::Client client(args.host, args.port);
   client.set_connection_timeout(3);

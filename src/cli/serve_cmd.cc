@@ -1,4 +1,6 @@
 // `apxserve serve` (docs/api.md, docs/serving.md).
+#include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -8,7 +10,7 @@
 
 #include <pthread.h>
 
-#include "cli/commands.h"
+#include "cli/cli_common.h"
 #include "common/progress.h"
 #include "eval/eval.h"
 #include "serve/metrics.h"
@@ -39,12 +41,21 @@ Result<std::string> AuthToken(const std::string& file) {
 
 }  // namespace
 
-Status RunServe(const std::vector<pipeline::PipelineSpec>& specs, const ServeArgs& input_args) {
-  if (specs.empty()) return Status::InvalidArgument("serve: no pipelines given");
+Status RunServe(const ServeArgs& input_args, const GlobalOptions& global) {
+  if (input_args.spec_paths.empty()) return Status::InvalidArgument("serve: no pipelines given");
   ServeArgs args = input_args;
-  // Everything about the address and the token is checked before any data is loaded.
+  // Every flag (level, token, address) is checked before any spec or data is loaded.
+  args.service.load_control = args.control == "on";
+  args.http.request_timeout = std::chrono::milliseconds(std::llround(args.request_timeout_s * 1000));
+  args.http.idle_timeout = std::chrono::milliseconds(std::llround(args.idle_timeout_s * 1000));
+  APX_ASSIGN_OR_RETURN(args.service.fixed_level, serve::ParseLevel(args.level));
   APX_ASSIGN_OR_RETURN(args.http.auth_token, AuthToken(args.auth_token_file));
   APX_RETURN_IF_ERROR(serve::CheckListenAddress(args.http.host, args.http.port));
+  std::vector<pipeline::PipelineSpec> specs;
+  for (const std::string& path : args.spec_paths) {
+    APX_ASSIGN_OR_RETURN(pipeline::PipelineSpec spec, LoadCliSpec(path, global));
+    specs.push_back(std::move(spec));
+  }
   if (!serve::IsLoopback(args.http.host) && args.http.auth_token.empty()) {
     std::fprintf(stderr,
                  "apxserve: WARNING: listening on %s, reachable from other machines, WITHOUT "
