@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/requests.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/session.h"
 #include "planner/planner.h"
@@ -51,7 +52,7 @@ Loaded& Load(const std::string& spec_path) {
   pipeline::RequestSetSpec set = spec->test;
   set.n = 200;
   std::vector<double> labels;
-  Status s = l.pipeline->MakeRequests(set, &l.requests, &labels);
+  Status s = eval::MakeRequests(*l.pipeline, set, &l.requests, &labels);
   if (!s.ok()) l.error = s.ToString();
   return l;
 }

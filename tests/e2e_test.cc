@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "eval/requests.h"
 #include "eval/eval.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/session.h"
@@ -58,7 +59,7 @@ TEST_F(EndToEndTest, AlphaOneEqualsExact) {
   ASSERT_TRUE(full.ok()) << full.status().ToString();
   std::vector<pipeline::Request> requests;
   std::vector<double> labels;
-  ASSERT_TRUE((*full)->MakeRequests(spec.test, &requests, &labels).ok());
+  ASSERT_TRUE(eval::MakeRequests(**full, spec.test, &requests, &labels).ok());
   pipeline::Session session(**full);
   for (size_t i = 0; i < 50; ++i) {
     pipeline::Prediction exact, approx;
@@ -129,7 +130,7 @@ TEST_F(EndToEndTest, SampleCapBoundsReadsAndIsReportedHonestly) {
   ASSERT_NE(pipeline_, nullptr);
   std::vector<pipeline::Request> requests;
   std::vector<double> labels;
-  ASSERT_TRUE(pipeline_->MakeRequests(pipeline_->spec().test, &requests, &labels).ok());
+  ASSERT_TRUE(eval::MakeRequests(*pipeline_, pipeline_->spec().test, &requests, &labels).ok());
   pipeline::Session session(*pipeline_);
   int capped = 0, meets = 0;
   for (size_t i = 0; i < 150; ++i) {
@@ -161,7 +162,7 @@ TEST_F(EndToEndTest, PastDeadlineAnswersAfterOneRound) {
   ASSERT_NE(pipeline_, nullptr);
   std::vector<pipeline::Request> requests;
   std::vector<double> labels;
-  ASSERT_TRUE(pipeline_->MakeRequests(pipeline_->spec().test, &requests, &labels).ok());
+  ASSERT_TRUE(eval::MakeRequests(*pipeline_, pipeline_->spec().test, &requests, &labels).ok());
   pipeline::Session session(*pipeline_);
   int stopped = 0;
   for (size_t i = 0; i < 100; ++i) {
@@ -192,7 +193,7 @@ std::unique_ptr<pipeline::Pipeline> FreshPipeline(const pipeline::Pipeline& trai
   EXPECT_TRUE(p.ok()) << p.status().ToString();
   if (!p.ok()) return nullptr;
   std::vector<double> labels;
-  EXPECT_TRUE((*p)->MakeRequests(trained.spec().test, requests, &labels).ok());
+  EXPECT_TRUE(eval::MakeRequests(**p, trained.spec().test, requests, &labels).ok());
   return std::move(*p);
 }
 
@@ -274,7 +275,7 @@ TEST_F(EndToEndTest, SameRequestSameAnswer) {
   ASSERT_NE(pipeline_, nullptr);
   std::vector<pipeline::Request> requests;
   std::vector<double> labels;
-  ASSERT_TRUE(pipeline_->MakeRequests(pipeline_->spec().test, &requests, &labels).ok());
+  ASSERT_TRUE(eval::MakeRequests(*pipeline_, pipeline_->spec().test, &requests, &labels).ok());
   pipeline::Session a(*pipeline_), b(*pipeline_);
   for (size_t i = 0; i < 20; ++i) {
     pipeline::Prediction pa, pb;

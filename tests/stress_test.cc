@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/requests.h"
 #include "eval/eval.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/session.h"
@@ -85,7 +86,7 @@ Answers Answer(const pipeline::Pipeline& p, int n) {
   set.n = n;
   std::vector<pipeline::Request> requests;
   std::vector<double> labels;
-  Status made = p.MakeRequests(set, &requests, &labels);
+  Status made = eval::MakeRequests(p, set, &requests, &labels);
   EXPECT_TRUE(made.ok()) << made.ToString();
   pipeline::Session session(p);
   pipeline::Prediction exact, approx;
@@ -124,7 +125,7 @@ TEST_P(StressTest, ModelUsesTheAggregates) {
   set.n = 200;
   std::vector<pipeline::Request> requests;
   std::vector<double> labels;
-  ASSERT_TRUE(p->MakeRequests(set, &requests, &labels).ok());
+  ASSERT_TRUE(eval::MakeRequests(*p, set, &requests, &labels).ok());
   const size_t n = requests.size(), d = p->num_features();
   std::vector<float> x(n * d), swapped(n * d);
   pipeline::Session session(*p);

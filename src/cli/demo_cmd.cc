@@ -1,6 +1,7 @@
 // `apxserve demo`.
 #include <cstdio>
 
+#include "eval/requests.h"
 #include "cli/cli_common.h"
 #include "pipeline/request.h"
 #include "pipeline/session.h"
@@ -24,7 +25,7 @@ Status RunDemo(const DemoArgs& args, const GlobalOptions& global) {
     one.n = 1;
     std::vector<pipeline::Request> requests;
     std::vector<double> labels;
-    APX_RETURN_IF_ERROR(p->MakeRequests(one, &requests, &labels));
+    APX_RETURN_IF_ERROR(eval::MakeRequests(*p, one, &requests, &labels));
     pipeline::Session session(*p);
     pipeline::Prediction exact, approx;
     APX_RETURN_IF_ERROR(session.Predict(requests[0], {.exact = true}, &exact));

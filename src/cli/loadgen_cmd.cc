@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eval/requests.h"
 #include "cli/cli_common.h"
 #include "common/file.h"
 #include "eval/eval.h"
@@ -94,7 +95,7 @@ Status RunLoadgenCommand(const LoadgenArgs& args, const GlobalOptions& global) {
   std::vector<double> labels;
   pipeline::RequestSetSpec set = spec.test;
   set.n = args.requests;
-  APX_RETURN_IF_ERROR(p->MakeRequests(set, &requests, &labels));
+  APX_RETURN_IF_ERROR(eval::MakeRequests(*p, set, &requests, &labels));
   serve::LoadgenOptions options{.host = args.host,
                                 .port = args.port,
                                 .pipeline = spec.name,
@@ -157,6 +158,11 @@ Status RunLoadgenCommand(const LoadgenArgs& args, const GlobalOptions& global) {
               report.errors, report.late, 100 * report.violation_rate, 100 * report.agreement,
               100 * report.meet_reported, report.mean_tau_reported, options.binary ? "label accuracy %" : "label MAE", report.label_metric_served,
               report.label_metric_exact, report.p50_ms, report.p99_ms);
+  if (report.dropped + report.rejected > 0) {
+    std::printf("refused (503): p50 %.2f ms, p99 %.2f ms, max %.2f ms; %d without Retry-After\n",
+                report.refused_p50_ms, report.refused_p99_ms, report.refused_max_ms,
+                report.refused_without_retry_after);
+  }
   if (!args.out_json.empty()) {
     nlohmann::json j = report.ToJson();
     j["config"] = {{"pipeline", spec.name}, {"schedule", args.schedule}, {"unit_rate", capacity},

@@ -120,6 +120,9 @@ int main(int argc, char** argv) {
       ->default_val(256)->check(CLI::Range(1, 1'000'000));
   serve_cmd->add_option("--slo-ms", serve.service.slo_ms, "latency objective and default deadline")
       ->default_val(50)->check(CLI::PositiveNumber);
+  serve_cmd->add_option("--admit-fraction", serve.service.admit_fraction,
+                        "admit a request only if its predicted latency fits this share of its deadline")
+      ->default_val(serve.service.admit_fraction)->check(NumberWhere([](double v) { return v > 0 && v <= 1; }, "in (0, 1]"));
   serve_cmd->add_option("--control", serve.control, "load control (accuracy scaling): on or off")
       ->default_val("on")->check(CLI::IsMember({"on", "off"}));
   serve_cmd->add_option("--level", serve.level,

@@ -13,6 +13,7 @@
 #include "cli/cli_common.h"
 #include "common/progress.h"
 #include "eval/eval.h"
+#include "eval/requests.h"
 #include "serve/metrics.h"
 
 namespace apx::cli {
@@ -72,12 +73,18 @@ Status RunServe(const ServeArgs& input_args, const GlobalOptions& global) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines;
+  std::vector<std::vector<pipeline::Request>> calibration;
   for (const pipeline::PipelineSpec& spec : specs) {
     APX_ASSIGN_OR_RETURN(auto p, eval::PrepareAndOpen(spec, args.train_threads, true));
+    // The levels are calibrated on the spec's test requests.
+    pipeline::RequestSetSpec set = spec.test;
+    set.n = std::max(1, std::min(set.n, args.service.calibration_requests));
+    std::vector<double> labels;
+    APX_RETURN_IF_ERROR(eval::MakeRequests(*p, set, &calibration.emplace_back(), &labels));
     pipelines.push_back(std::move(p));
   }
   std::unique_ptr<ProgressBar> bar;
-  auto service = serve::Service::Start(std::move(pipelines), args.service, [&](int64_t done, int64_t total) {
+  auto service = serve::Service::Start(std::move(pipelines), std::move(calibration), args.service, [&](int64_t done, int64_t total) {
     if (bar == nullptr) bar = std::make_unique<ProgressBar>("calibrate levels", total);
     bar->Update(done);
   });

@@ -12,6 +12,7 @@
 #include "common/file.h"
 #include "common/progress.h"
 #include "eval/generators.h"
+#include "eval/requests.h"
 #include "model/linear_model.h"
 #include "model/loader.h"
 #include "model/mlp.h"
@@ -168,7 +169,7 @@ Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, boo
   TrainReport report;
   std::vector<pipeline::Request> requests;
   std::vector<double> labels;
-  APX_RETURN_IF_ERROR(pipeline.MakeRequests(spec.train, &requests, &labels));
+  APX_RETURN_IF_ERROR(MakeRequests(pipeline, spec.train, &requests, &labels));
   report.requests = static_cast<int>(requests.size());
   const size_t d = pipeline.num_features();
   std::vector<float> X(requests.size() * d);
@@ -276,7 +277,7 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
   if (options.n > 0) set.n = options.n;
   std::vector<pipeline::Request> requests;
   std::vector<double> labels;
-  APX_RETURN_IF_ERROR(pipeline.MakeRequests(set, &requests, &labels));
+  APX_RETURN_IF_ERROR(MakeRequests(pipeline, set, &requests, &labels));
   const size_t n = requests.size();
 
   EvalReport r;

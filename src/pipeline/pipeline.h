@@ -78,12 +78,6 @@ class Pipeline {
   // REQUIRES: no Session of this pipeline exists yet.
   Status SetModel(std::unique_ptr<model::Model> model);
 
-  // Draws a request set (spec.train or spec.test) from its table: `n` rows with time in
-  // [from, to), uniformly without replacement, seeded; each row becomes a request (request
-  // fields are read from the table's columns of the same names) and its label.
-  Status MakeRequests(const RequestSetSpec& set, std::vector<Request>* requests,
-                      std::vector<double>* labels) const;
-
   // Cost statistics shared by sessions (relaxed atomics; they only steer the cut-over):
   // one propagation round, and reading + aggregating one row of each query. Both start from a
   // calibration at Open() and follow an outlier-clamped moving average of what requests measure.

@@ -43,6 +43,7 @@ struct Record {
   int status = 0;     // HTTP status, 0: no answer (connection failed)
   bool degraded = false;
   bool dropped = false;
+  bool retry_after = false;  // a 503 carried Retry-After
   int level = -1;
   double prediction = NAN;
   double delta = NAN;  // δ the answer reports
@@ -146,7 +147,11 @@ nlohmann::json LoadgenReport::ToJson() const {
             {"label_metric_served", label_metric_served},
             {"label_metric_exact", label_metric_exact},
             {"p50_ms", p50_ms},
-            {"p99_ms", p99_ms}}},
+            {"p99_ms", p99_ms},
+            {"refused_p50_ms", refused_p50_ms},
+            {"refused_p99_ms", refused_p99_ms},
+            {"refused_max_ms", refused_max_ms},
+            {"refused_without_retry_after", refused_without_retry_after}}},
           {"per_second", per_second}};
 }
 
@@ -194,6 +199,7 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
             auto level = ParseLevel(j.value("level", std::string()));
             rec.level = level.ok() ? *level : -1;
           } else if (res->status == 503) {
+            rec.retry_after = res->has_header("Retry-After");
             rec.dropped = j["error"].value("code", std::string()) == "dropped";
           }
         } catch (const nlohmann::json::exception&) {
@@ -224,7 +230,7 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
   report.seconds.resize(n_seconds);
   std::vector<std::vector<double>> lat(n_seconds);
   std::vector<int> known(n_seconds, 0), meets(n_seconds, 0), levels(n_seconds, 0);
-  std::vector<double> level_sum(n_seconds, 0), all_lat;
+  std::vector<double> level_sum(n_seconds, 0), all_lat, refused_lat;
   int known_total = 0, meets_total = 0, labelled = 0, meets_reported = 0;
   double tau_reported_sum = 0;
   double served_metric = 0, exact_metric = 0;
@@ -272,6 +278,10 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
       }
     } else if (r.status == 503) {
       (r.dropped ? s.dropped : s.rejected) += 1;
+      if (counted) {
+        refused_lat.push_back(r.latency_ms);
+        report.refused_without_retry_after += !r.retry_after;
+      }
     } else {
       ++s.errors;
     }
@@ -308,6 +318,9 @@ Result<LoadgenReport> RunLoadgen(const LoadgenOptions& options) {
   }
   report.p50_ms = Percentile(all_lat, 50);
   report.p99_ms = Percentile(all_lat, 99);
+  report.refused_p50_ms = Percentile(refused_lat, 50);
+  report.refused_p99_ms = Percentile(refused_lat, 99);
+  report.refused_max_ms = refused_lat.empty() ? 0 : *std::max_element(refused_lat.begin(), refused_lat.end());
   return report;
 }
 

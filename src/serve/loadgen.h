@@ -79,7 +79,10 @@ struct LoadgenReport {
   // of correct classes (percent) of the served answers and of the exact answers on the same
   // requests; regression, the mean absolute error of each.
   double label_metric_served = 0, label_metric_exact = 0;
-  double p50_ms = 0, p99_ms = 0;
+  double p50_ms = 0, p99_ms = 0;   // latency of answered requests
+  // Latency of the 503 answers (from scheduled arrival), and how many lacked Retry-After.
+  double refused_p50_ms = 0, refused_p99_ms = 0, refused_max_ms = 0;
+  int refused_without_retry_after = 0;
   double duration_s = 0;
   nlohmann::json ToJson() const;
 };

@@ -59,9 +59,19 @@ Service::Service(std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines,
     : options_(options), pipelines_(std::move(pipelines)) {}
 
 Result<std::unique_ptr<Service>> Service::Start(
-    std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines, const ServiceOptions& options,
+    std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines,
+    std::vector<std::vector<pipeline::Request>> calibration, const ServiceOptions& options,
     const store::ProgressFn& progress) {
   if (pipelines.empty()) return Status::InvalidArgument("no pipelines to serve");
+  if (calibration.size() != pipelines.size()) {
+    return Status::InvalidArgument("calibration requests for " + std::to_string(calibration.size()) + " of " +
+                                   std::to_string(pipelines.size()) + " pipelines");
+  }
+  for (size_t i = 0; i < pipelines.size(); ++i) {
+    if (calibration[i].empty()) {
+      return Status::InvalidArgument("pipeline '" + pipelines[i]->spec().name + "' has no calibration requests");
+    }
+  }
   std::set<std::string> names;
   for (const auto& p : pipelines) {
     if (!p->has_model()) return Status::FailedPrecondition("pipeline '" + p->spec().name + "' has no model");
@@ -95,7 +105,7 @@ Result<std::unique_ptr<Service>> Service::Start(
   for (auto& per_worker : s->sessions_) {
     for (const auto& p : s->pipelines_) per_worker.push_back(std::make_unique<pipeline::Session>(*p));
   }
-  APX_RETURN_IF_ERROR(s->Calibrate(progress));
+  APX_RETURN_IF_ERROR(s->Calibrate(calibration, progress));
   s->exact_slots_ = std::max(1, static_cast<int>(opts.workers * opts.exact_share));
   s->pool_ = std::make_unique<WorkerPool>(opts.workers, opts.queue_capacity);
   if (opts.load_control) s->controller_ = std::thread([svc = s.get()] { svc->ControlLoop(); });
@@ -119,15 +129,15 @@ int Service::Find(std::string_view name) const {
   return -1;
 }
 
-apx::Status Service::Calibrate(const store::ProgressFn& progress) {
+apx::Status Service::Calibrate(const std::vector<std::vector<pipeline::Request>>& calibration,
+                               const store::ProgressFn& progress) {
   const int64_t total = static_cast<int64_t>(pipelines_.size()) * kNumLevels;
   int64_t done = 0;
   for (size_t i = 0; i < pipelines_.size(); ++i) {
-    std::vector<pipeline::Request> requests;
-    std::vector<double> labels;
-    pipeline::RequestSetSpec set = pipelines_[i]->spec().test;
-    set.n = std::max(1, std::min(set.n, options_.calibration_requests));
-    APX_RETURN_IF_ERROR(pipelines_[i]->MakeRequests(set, &requests, &labels));
+    const std::vector<pipeline::Request> requests(
+        calibration[i].begin(),
+        calibration[i].begin() + std::min<ptrdiff_t>(std::max(1, options_.calibration_requests),
+                                                     static_cast<ptrdiff_t>(calibration[i].size())));
     pipeline::Session& session = *sessions_[0][i];
     pipeline::Prediction pred;
     for (const pipeline::Request& r : requests) {  // warm-up: touch the data once
@@ -177,11 +187,29 @@ Service::QueueState Service::Queue() const {
   return q;
 }
 
-double Service::PredictedLatencyMs(const QueueState& queue, int index, int level) const {
-  // The work ahead (queued requests in full, running ones at half) spread over the workers,
-  // then this request's own service time.
+double Service::PredictedWaitMs(const QueueState& queue, int index, int level) const {
+  // The work ahead (queued requests in full, running ones at half) spread over the workers.
   const double service_ms = state_[index]->service_ms[level].load(std::memory_order_relaxed);
-  return std::max(0.0, queue.ahead_ms - 0.5 * queue.busy * service_ms) / options_.workers + service_ms;
+  return std::max(0.0, queue.ahead_ms - 0.5 * queue.busy * service_ms) / options_.workers;
+}
+
+double Service::PredictedLatencyMs(const QueueState& queue, int index, int level) const {
+  return PredictedWaitMs(queue, index, level) * wait_correction_.load(std::memory_order_relaxed) +
+         state_[index]->service_ms[level].load(std::memory_order_relaxed);
+}
+
+void Service::ObserveWait(double predicted_ms, double actual_ms) {
+  // Only waits long enough to say something about the queue (an idle server's waits are
+  // scheduling noise). Concurrent updates may lose one another: it is a moving average.
+  if (std::max(predicted_ms, actual_ms) < 1.0) return;
+  constexpr double kWeight = 0.02;
+  const double actual = (1 - kWeight) * wait_actual_ms_.load(std::memory_order_relaxed) + kWeight * actual_ms;
+  const double predicted =
+      (1 - kWeight) * wait_predicted_ms_.load(std::memory_order_relaxed) + kWeight * predicted_ms;
+  wait_actual_ms_.store(actual, std::memory_order_relaxed);
+  wait_predicted_ms_.store(predicted, std::memory_order_relaxed);
+  wait_correction_.store(predicted > 0 ? std::clamp(actual / predicted, 1.0, 20.0) : 1.0,
+                         std::memory_order_relaxed);
 }
 
 ServeResult Service::Handle(int index, ServeRequest request) {
@@ -201,6 +229,7 @@ struct Service::Job {
   Clock::time_point arrival;
   Clock::time_point deadline;
   double deadline_ms = 0;
+  double predicted_wait_ms = 0;  // at admission, uncorrected (ObserveWait)
   Done done;
 };
 
@@ -273,12 +302,14 @@ void Service::HandleAsync(int index, ServeRequest request, Done done) {
     return refuse(Outcome::kDropped, reason);
   }
 
+  job->predicted_wait_ms = PredictedWaitMs(queue, index, result.level);
   st.in_system.fetch_add(1, std::memory_order_relaxed);
   // Still queued at its deadline: refused then by the pool's reaper, not when a worker gets
   // to it (which could be a service time later).
   const bool queued = pool_->TrySubmit([this, job](int worker) { Run(*job, worker); }, job->deadline,
                                        [this, job] {
                                          job->result.queue_ms = MsSince(job->arrival);
+                                         ObserveWait(job->predicted_wait_ms, job->result.queue_ms);
                                          SetDroppedWhileQueued(job->result);
                                          Leave(*job);
                                        });
@@ -295,6 +326,7 @@ void Service::Run(Job& job, int worker) {
   const ServeRequest& request = job.request;
   const auto start = Clock::now();
   result.queue_ms = MsSince(job.arrival);
+  ObserveWait(job.predicted_wait_ms, result.queue_ms);
   if (start > job.deadline) {
     SetDroppedWhileQueued(result);
   } else {

@@ -115,10 +115,13 @@ using ResultObserver = std::function<void(int pipeline, const ServeResult&)>;
 
 class Service {
  public:
-  // Takes loaded pipelines (with models), calibrates the levels and starts the workers and the
-  // controller. InvalidArgument for bad options or duplicate pipeline names.
+  // Takes loaded pipelines (with models), calibrates the levels on calibration[i] (requests
+  // of pipeline i, typically its test requests; the first calibration_requests of them) and
+  // starts the workers and the controller. InvalidArgument for bad options, duplicate
+  // pipeline names, or a pipeline without calibration requests.
   static Result<std::unique_ptr<Service>> Start(
-      std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines, const ServiceOptions& options,
+      std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines,
+      std::vector<std::vector<pipeline::Request>> calibration, const ServiceOptions& options,
       const store::ProgressFn& progress = nullptr);
   ~Service();  // stops the controller, finishes queued work, joins the workers
 
@@ -141,6 +144,12 @@ class Service {
 
   PipelineStatus Snapshot(int index) const;
   size_t queued() const { return pool_->queued(); }
+  // Queue waits are predicted from service times, then scaled by wait_correction() >= 1, the
+  // ratio of waits as they happened to waits as predicted (moving averages over waits of at
+  // least 1 ms). ObserveWait feeds it one request's predicted and actual wait (ms); the
+  // service calls it for every admitted request when it leaves the queue.
+  double wait_correction() const { return wait_correction_.load(std::memory_order_relaxed); }
+  void ObserveWait(double predicted_ms, double actual_ms);
   int busy() const { return pool_->busy(); }
 
   void set_observer(ResultObserver observer) { observer_ = std::move(observer); }
@@ -153,7 +162,8 @@ class Service {
   struct Job;
 
   Service(std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines, const ServiceOptions& options);
-  apx::Status Calibrate(const store::ProgressFn& progress);
+  apx::Status Calibrate(const std::vector<std::vector<pipeline::Request>>& calibration,
+                        const store::ProgressFn& progress);
   // Options of `level` for pipeline `index`; relaxed regression levels multiply `delta`
   // (< 0: the spec's δ).
   pipeline::PredictOptions LevelOptions(int index, int level, double delta = -1) const;
@@ -164,8 +174,12 @@ class Service {
     int busy = 0;
   };
   QueueState Queue() const;
-  // Predicted latency (ms) of a request of `index` at `level` behind `queue`.
+  // Predicted wait (ms) in the queue behind `queue` for a request of `index` at `level`, from
+  // the service times alone (uncorrected).
+  double PredictedWaitMs(const QueueState& queue, int index, int level) const;
+  // Predicted latency (ms): the wait scaled by wait_correction_, plus the service time.
   double PredictedLatencyMs(const QueueState& queue, int index, int level) const;
+
   void ControlLoop();
   // Runs an admitted job on `worker`, then Finish.
   void Run(Job& job, int worker);
@@ -184,6 +198,10 @@ class Service {
   ResultObserver observer_;
   int exact_slots_ = 1;
   std::atomic<int> exact_in_system_{0};
+  // Waits as they happened against waits as predicted (moving averages, ms): the service
+  // times see only the workers' own time, not a CPU shared with the event loop and the
+  // clients, so predictions can run short; admission scales them by actual / predicted (>= 1).
+  std::atomic<double> wait_actual_ms_{0}, wait_predicted_ms_{0}, wait_correction_{1};
 
   std::mutex control_mu_;
   std::condition_variable control_cv_;

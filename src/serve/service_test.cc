@@ -1,4 +1,5 @@
 // The serving core on the committed fixture: levels, bounded queue, deadlines, controller.
+#include "eval/requests.h"
 #include "serve/service.h"
 
 #include <gtest/gtest.h>
@@ -35,24 +36,30 @@ class ServiceTest : public ::testing::Test {
     ASSERT_TRUE(eval::Prepare(FixtureSpec(), 2, false).ok());
   }
 
+  // The fixture's first n test requests.
+  static std::vector<pipeline::Request> TestRequests(const pipeline::Pipeline& p, int n) {
+    std::vector<pipeline::Request> requests;
+    std::vector<double> labels;
+    pipeline::RequestSetSpec set = p.spec().test;
+    set.n = n;
+    EXPECT_TRUE(eval::MakeRequests(p, set, &requests, &labels).ok());
+    return requests;
+  }
+
   static std::unique_ptr<Service> Start(ServiceOptions options) {
     std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines;
     auto p = pipeline::Pipeline::Open(FixtureSpec());
     EXPECT_TRUE(p.ok()) << p.status().ToString();
+    std::vector<std::vector<pipeline::Request>> calibration = {TestRequests(**p, 10)};
     pipelines.push_back(std::move(*p));
     options.calibration_requests = 10;
-    auto s = Service::Start(std::move(pipelines), options);
+    auto s = Service::Start(std::move(pipelines), std::move(calibration), options);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return std::move(*s);
   }
 
   static std::vector<pipeline::Request> Requests(const Service& s, int n) {
-    std::vector<pipeline::Request> requests;
-    std::vector<double> labels;
-    pipeline::RequestSetSpec set = s.pipeline(0).spec().test;
-    set.n = n;
-    EXPECT_TRUE(s.pipeline(0).MakeRequests(set, &requests, &labels).ok());
-    return requests;
+    return TestRequests(s.pipeline(0), n);
   }
 };
 
@@ -246,14 +253,16 @@ TEST_F(ServiceTest, SharedWorkersDegradeTheBusiestPipelineFirst) {
   // Two copies of the fixture pipeline on one worker; only "busy" gets traffic. The
   // controller lowers busy's level and leaves the idle one at exact.
   std::vector<std::unique_ptr<pipeline::Pipeline>> pipelines;
+  std::vector<std::vector<pipeline::Request>> calibration;
   for (const char* name : {"busy", "idle"}) {
     pipeline::PipelineSpec spec = FixtureSpec();
     spec.name = name;
     auto p = pipeline::Pipeline::Open(spec);
     ASSERT_TRUE(p.ok()) << p.status().ToString();
+    calibration.push_back(TestRequests(**p, 10));
     pipelines.push_back(std::move(*p));
   }
-  auto s = Service::Start(std::move(pipelines), {.workers = 1,
+  auto s = Service::Start(std::move(pipelines), std::move(calibration), {.workers = 1,
                                                  .load_control = true,
                                                  .calibration_requests = 10,
                                                  .control_interval = std::chrono::hours(1)});
@@ -306,9 +315,30 @@ TEST_F(ServiceTest, AdmissionKeepsHeadroomForItsPredictionError) {
   }
 }
 
+// Waits that run longer than predicted (the workers share the CPU with the event loop and
+// the clients) scale later predictions up; short waits say nothing; it never scales down.
+TEST_F(ServiceTest, QueueWaitPredictionsLearnFromActualWaits) {
+  auto s = Start({.workers = 1, .load_control = false, .control_interval = std::chrono::hours(1)});
+  EXPECT_EQ(s->wait_correction(), 1.0);
+  for (int i = 0; i < 50; ++i) s->ObserveWait(0.2, 0.5);  // under 1 ms: noise, ignored
+  EXPECT_EQ(s->wait_correction(), 1.0);
+  for (int i = 0; i < 500; ++i) s->ObserveWait(10, 30);
+  EXPECT_NEAR(s->wait_correction(), 3.0, 0.01);
+  for (int i = 0; i < 2000; ++i) s->ObserveWait(10, 2);  // waits shorter than predicted
+  EXPECT_EQ(s->wait_correction(), 1.0);
+}
+
 TEST_F(ServiceTest, BadOptionsAreRejected) {
   std::vector<std::unique_ptr<pipeline::Pipeline>> none;
-  EXPECT_EQ(Service::Start(std::move(none), {}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Service::Start(std::move(none), {}, {}).status().code(), StatusCode::kInvalidArgument);
+  std::vector<std::unique_ptr<pipeline::Pipeline>> uncalibrated;
+  auto p = pipeline::Pipeline::Open(FixtureSpec());
+  ASSERT_TRUE(p.ok());
+  uncalibrated.push_back(std::move(*p));
+  auto refused = Service::Start(std::move(uncalibrated), {{}}, {});
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("has no calibration requests"), std::string::npos)
+      << refused.status().message();
   auto s = Start({.workers = 1, .load_control = false});
   const auto requests = Requests(*s, 1);
   ServeResult r = s->Handle(0, {.request = requests[0], .tau = 1.5});
