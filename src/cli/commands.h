@@ -62,6 +62,7 @@ struct EvalArgs {
   std::string out_path;  // optional: the JSON report also goes here
   int threads = 2;       // for training a missing model
   bool approx_first = false;  // measure the approximate pass before the exact one
+  bool interleave = false;    // answer each request both ways back to back (eval.h)
 };
 
 // `apxserve eval`: exact vs approximate on the spec's test requests, in the same run.

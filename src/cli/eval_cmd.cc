@@ -14,7 +14,8 @@ Status RunEval(const EvalArgs& args, const GlobalOptions& global) {
                                           .progress = true,
                                           .delta = args.delta,
                                           .tau = args.tau,
-                                          .approx_first = args.approx_first}));
+                                          .approx_first = args.approx_first,
+                                          .interleave = args.interleave}));
   const std::string js = report.ToJson().dump(2);
   if (!args.out_path.empty()) APX_RETURN_IF_ERROR(WriteFileAtomically(args.out_path, js + "\n"));
   if (args.json) {

@@ -60,6 +60,9 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--out", eval.out_path, "also write the JSON report to this file");
   eval_cmd->add_option("--threads", eval.threads, "threads for training a missing model")
       ->check(CLI::Range(1, 256));
+  eval_cmd->add_flag("--interleave", eval.interleave,
+                     "answer each request exactly and approximately back to back, alternating "
+                     "which goes first (same-moment ratios for sub-0.1 ms pipelines)");
   eval_cmd->add_flag("--approx-first", eval.approx_first,
                      "measure the approximate pass before the exact one (order check)");
 

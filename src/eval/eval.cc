@@ -317,9 +317,7 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
   std::vector<double> exact_y(n), exact_ms(n), approx_y(n), approx_ms(n);
   double exact_rows = 0, exact_data_ms = 0, exact_model_ms = 0;
   std::vector<double> matching(n);
-  auto exact_pass = [&]() -> Status {
-    ProgressBar bar("eval " + spec.name + ": exact", static_cast<int64_t>(n), options.progress);
-    for (size_t i = 0; i < n; ++i) {
+  auto exact_one = [&](size_t i) -> Status {
       APX_RETURN_IF_ERROR(session.Predict(requests[i], exact_opts, &pred));
       exact_y[i] = pred.y;
       exact_ms[i] = pred.total_ms;
@@ -327,6 +325,12 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
       exact_data_ms += pred.data_ms;
       exact_model_ms += pred.model_ms;
       matching[i] = static_cast<double>(pred.rows_matching);
+      return Status::Ok();
+  };
+  auto exact_pass = [&]() -> Status {
+    ProgressBar bar("eval " + spec.name + ": exact", static_cast<int64_t>(n), options.progress);
+    for (size_t i = 0; i < n; ++i) {
+      APX_RETURN_IF_ERROR(exact_one(i));
       bar.Update(static_cast<int64_t>(i + 1));
     }
     return Status::Ok();
@@ -336,9 +340,7 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
   std::vector<double> q_ratio(num_queries, 0.0), q_rows(num_queries, 0.0);
   double data_ms = 0, model_ms = 0, planner_ms = 0;
   std::vector<double> approx_delta(n);
-  auto approx_pass = [&]() -> Status {
-    ProgressBar bar("eval " + spec.name + ": approximate", static_cast<int64_t>(n), options.progress);
-    for (size_t i = 0; i < n; ++i) {
+  auto approx_one = [&](size_t i) -> Status {
       APX_RETURN_IF_ERROR(session.Predict(requests[i], approx_opts, &pred));
       approx_y[i] = pred.y;
       approx_ms[i] = pred.total_ms;
@@ -357,11 +359,25 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
       data_ms += pred.data_ms;
       model_ms += pred.model_ms;
       planner_ms += pred.planner_ms;
+      return Status::Ok();
+  };
+  auto approx_pass = [&]() -> Status {
+    ProgressBar bar("eval " + spec.name + ": approximate", static_cast<int64_t>(n), options.progress);
+    for (size_t i = 0; i < n; ++i) {
+      APX_RETURN_IF_ERROR(approx_one(i));
       bar.Update(static_cast<int64_t>(i + 1));
     }
     return Status::Ok();
   };
-  if (options.approx_first) {
+  if (options.interleave) {
+    ProgressBar bar("eval " + spec.name + ": interleaved", static_cast<int64_t>(n), options.progress);
+    for (size_t i = 0; i < n; ++i) {
+      const bool exact_first = (i % 2 == 0) != options.approx_first;
+      APX_RETURN_IF_ERROR(exact_first ? exact_one(i) : approx_one(i));
+      APX_RETURN_IF_ERROR(exact_first ? approx_one(i) : exact_one(i));
+      bar.Update(static_cast<int64_t>(i + 1));
+    }
+  } else if (options.approx_first) {
     APX_RETURN_IF_ERROR(approx_pass());
     APX_RETURN_IF_ERROR(exact_pass());
   } else {

@@ -66,6 +66,11 @@ struct EvalOptions {
   // Request set to use instead of the spec's test set (n and the other fields as given).
   std::optional<pipeline::RequestSetSpec> requests;
   bool approx_first = false;  // measure the approximate pass before the exact one
+  // Instead of two passes, answer each request both ways back to back, the exact path first
+  // on even requests and second on odd ones: both see the same machine moment, and each is
+  // the second (warm) one half the time. For sub-0.1 ms pipelines, where the drift between
+  // two whole passes is larger than the difference being measured.
+  bool interleave = false;
 };
 
 struct EvalReport {

@@ -342,7 +342,7 @@ Status Propagator::RunAnalytic(const model::LinearForm& linear,
   return Status::Ok();
 }
 
-void Propagator::Summarize(const float* y, size_t n, double delta, double independent,
+void Propagator::Summarize(const float* y, size_t n, double delta, size_t cluster,
                            double margin_z, PropagationResult* out) const {
   const double inv_n = 1.0 / static_cast<double>(n);
   double sum = 0;
@@ -369,7 +369,26 @@ void Propagator::Summarize(const float* y, size_t n, double delta, double indepe
   }
   out->output_std = std::sqrt(sum_sq * inv_n);
   out->mean_output = mean_y;
-  out->confidence_lower = WilsonLower(out->confidence, independent, margin_z);
+  // Effective sample size: the per-base-point means of the hit indicator are independent;
+  // their variance against the binomial one is the design effect.
+  const size_t clusters = n / cluster;
+  const double c = out->confidence;
+  double var_sum = 0;
+  for (size_t j = 0; j < clusters; ++j) {
+    size_t hits = 0;
+    for (size_t k = 0; k < cluster; ++k) {
+      const float v = y[j * cluster + k];
+      hits += binary_ ? ((v >= 0.5f) == (out->y_hat == 1.0))
+                      : std::abs(static_cast<double>(v) - mean_y) <= delta;
+    }
+    const double dev = static_cast<double>(hits) / static_cast<double>(cluster) - c;
+    var_sum += dev * dev;
+  }
+  const double var_cluster = clusters > 1 ? var_sum / static_cast<double>(clusters - 1) : 0.0;
+  const double lo = static_cast<double>(clusters), hi = static_cast<double>(n);
+  out->effective_points =
+      var_cluster > 0 ? std::clamp(lo * c * (1.0 - c) / var_cluster, lo, hi) : hi;
+  out->confidence_lower = WilsonLower(c, out->effective_points, margin_z);
 }
 
 Status Propagator::RunSampled(double delta, const RunOptions& options, PropagationResult* out) {
@@ -441,7 +460,7 @@ Status Propagator::RunSampled(double delta, const RunOptions& options, Propagati
   if (options.stop_confidence >= 0 && per_base > 2) {
     APX_RETURN_IF_ERROR(predict_stage(/*ab_blocks=*/false));
     // stage_out_ holds the 2N outputs of the A and B blocks.
-    Summarize(stage_out_.data(), 2 * n_base, delta, 2.0 * n_base, options.margin_z, out);
+    Summarize(stage_out_.data(), 2 * n_base, delta, 2, options.margin_z, out);
     if (out->confidence_lower >= options.stop_confidence) {
       out->s1_valid = false;
       return Status::Ok();
@@ -459,7 +478,7 @@ Status Propagator::RunSampled(double delta, const RunOptions& options, Propagati
     }
     out->model_rows = rows;
   }
-  Summarize(outputs_.data(), rows, delta, 2.0 * n_base, options.margin_z, out);
+  Summarize(outputs_.data(), rows, delta, per_base, options.margin_z, out);
   FirstOrderIndicesImpl(outputs_.data(), n_base, static_cast<size_t>(design_->num_groups()),
                         out->s1.data());
   return Status::Ok();

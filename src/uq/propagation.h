@@ -120,10 +120,13 @@ struct PropagationResult {
   double y_hat = 0;        // regression: mean output (analytic: f(means)); binary: 0 or 1
   double confidence = 0;   // estimated Pr(|y_hat - y_exact| <= delta) or Pr(y_hat == y_exact)
   // One-sided lower confidence bound of `confidence` for its own Monte Carlo error: the Wilson
-  // score bound at RunOptions::margin_z with the design's independent points (the 2N rows of
-  // A and B; the AB rows re-use A's columns) as the sample size. Equal to `confidence` when
-  // nothing was sampled (every feature fixed, or the analytic linear form).
+  // score bound at RunOptions::margin_z with the design's effective sample size. The outputs
+  // of one base point (its A, B and AB rows) are correlated (the AB rows re-use A's and B's
+  // columns), the base points independent: m = N·c(1−c) / Var(per-base-point mean), the design
+  // effect measured on the outputs themselves, between N and the number of outputs. Equal to
+  // `confidence` when nothing was sampled (every feature fixed, or the analytic linear form).
   double confidence_lower = 0;
+  double effective_points = 0;  // the m of confidence_lower (0: nothing sampled)
   std::vector<double> s1;  // first-order index per group (size num_groups)
   double output_std = 0;   // std of the outputs (binary: of the probabilities; analytic
                            // binary: of the margin)
@@ -197,8 +200,8 @@ class Propagator {
                      double delta, PropagationResult* out);
   Status RunSampled(double delta, const RunOptions& options, PropagationResult* out);
   // Mean, confidence and std of outputs y[0..n) into *out; confidence_lower with
-  // `independent` draws and margin z.
-  void Summarize(const float* y, size_t n, double delta, double independent, double margin_z,
+  // clusters of `cluster` consecutive outputs (one base point's) and margin z.
+  void Summarize(const float* y, size_t n, double delta, size_t cluster, double margin_z,
                  PropagationResult* out) const;
 
   const SaltelliDesign* design_;

@@ -617,5 +617,29 @@ TEST(PropagatorTest, LinearFormWithWrongWidthIsInternal) {
             StatusCode::kInternal);
 }
 
+// The margin's sample size is the design's effective one: outputs of one base point are
+// correlated through shared columns, base points are not. When the output depends on one of
+// four groups, the AB rows of the other groups repeat A's output (nothing beyond A and B's 2N
+// draws); when it depends on all four equally, the AB rows add information.
+TEST(PropagatorTest, MarginUsesTheDesignsEffectiveSampleSize) {
+  const SaltelliDesign design = MustBuild({0, 1, 2, 3}, 4, 128, 3);
+  const std::vector<FeatureDist> features = {Normal(0, 1), Normal(0, 1), Normal(0, 1), Normal(0, 1)};
+  auto one = TestModel(Task::kRegression, 4, [](const float* x) { return x[0]; });
+  auto all = TestModel(Task::kRegression, 4, [](const float* x) { return 0.5 * (x[0] + x[1] + x[2] + x[3]); });
+  PropagationResult r_one, r_all;
+  ASSERT_TRUE(Propagator(design, one).Run(features, 1.0, &r_one, {.margin_z = 1}).ok());
+  ASSERT_TRUE(Propagator(design, all).Run(features, 1.0, &r_all, {.margin_z = 1}).ok());
+  const double n = 128, rows = static_cast<double>(design.rows());  // 6 outputs per base point
+  for (const PropagationResult* r : {&r_one, &r_all}) {
+    EXPECT_GE(r->effective_points, n);
+    EXPECT_LE(r->effective_points, rows);
+    EXPECT_LT(r->confidence_lower, r->confidence);
+    EXPECT_NEAR(r->confidence, 2 * Phi(1.0) - 1, 0.05);
+  }
+  EXPECT_LT(r_one.effective_points, 2.6 * n) << "the repeated outputs were counted as independent";
+  EXPECT_GT(r_all.effective_points, 3.0 * n) << "the AB rows' information was ignored";
+  EXPECT_LT(r_all.confidence - r_all.confidence_lower, r_one.confidence - r_one.confidence_lower);
+}
+
 }  // namespace
 }  // namespace apx::uq
