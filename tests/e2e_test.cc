@@ -112,6 +112,20 @@ TEST_F(EndToEndTest, MeetRateAtLeastTau) {
   EXPECT_EQ(report->low_confidence_rate, 0.0);
 }
 
+// eval --interleave answers each request both ways back to back: the same requests and
+// exact answers as two passes, both paths timed, the guarantee checked as before.
+TEST_F(EndToEndTest, InterleavedEvalMeasuresBothPathsOnTheSameRequests) {
+  ASSERT_NE(pipeline_, nullptr);
+  auto passes = eval::RunEval(*pipeline_, {.n = 150, .progress = false});
+  auto interleaved = eval::RunEval(*pipeline_, {.n = 150, .progress = false, .interleave = true});
+  ASSERT_TRUE(passes.ok() && interleaved.ok());
+  EXPECT_EQ(interleaved->requests, 150);
+  EXPECT_EQ(interleaved->exact_metric, passes->exact_metric);
+  EXPECT_GT(interleaved->exact_latency.p50, 0);
+  EXPECT_GT(interleaved->approx_latency.p50, 0);
+  EXPECT_GE(interleaved->meet_rate, interleaved->tau);
+}
+
 TEST_F(EndToEndTest, StrictModeKeepsTheGuaranteeWithStricterRounds) {
   ASSERT_NE(pipeline_, nullptr);
   pipeline::PipelineSpec spec = pipeline_->spec();
