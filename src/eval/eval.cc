@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <numeric>
 #include <sstream>
 #include <thread>
@@ -318,21 +319,13 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
   double exact_rows = 0, exact_data_ms = 0, exact_model_ms = 0;
   std::vector<double> matching(n);
   auto exact_one = [&](size_t i) -> Status {
-      APX_RETURN_IF_ERROR(session.Predict(requests[i], exact_opts, &pred));
-      exact_y[i] = pred.y;
-      exact_ms[i] = pred.total_ms;
-      exact_rows += static_cast<double>(pred.rows_read);
-      exact_data_ms += pred.data_ms;
-      exact_model_ms += pred.model_ms;
-      matching[i] = static_cast<double>(pred.rows_matching);
-      return Status::Ok();
-  };
-  auto exact_pass = [&]() -> Status {
-    ProgressBar bar("eval " + spec.name + ": exact", static_cast<int64_t>(n), options.progress);
-    for (size_t i = 0; i < n; ++i) {
-      APX_RETURN_IF_ERROR(exact_one(i));
-      bar.Update(static_cast<int64_t>(i + 1));
-    }
+    APX_RETURN_IF_ERROR(session.Predict(requests[i], exact_opts, &pred));
+    exact_y[i] = pred.y;
+    exact_ms[i] = pred.total_ms;
+    exact_rows += static_cast<double>(pred.rows_read);
+    exact_data_ms += pred.data_ms;
+    exact_model_ms += pred.model_ms;
+    matching[i] = static_cast<double>(pred.rows_matching);
     return Status::Ok();
   };
   double rounds = 0, ratio = 0, conf = 0, cut = 0, low = 0, meet = 0;
@@ -341,48 +334,47 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
   double data_ms = 0, model_ms = 0, planner_ms = 0;
   std::vector<double> approx_delta(n);
   auto approx_one = [&](size_t i) -> Status {
-      APX_RETURN_IF_ERROR(session.Predict(requests[i], approx_opts, &pred));
-      approx_y[i] = pred.y;
-      approx_ms[i] = pred.total_ms;
-      approx_delta[i] = pred.delta;
-      for (size_t q = 0; q < num_queries; ++q) {
-        q_ratio[q] += pred.sample_ratio[q];
-        q_rows[q] += static_cast<double>(pred.query_rows[q]);
-      }
-      r.delta = pred.delta;
-      r.tau = pred.tau;
-      rounds += pred.rounds;
-      ratio += pred.rows_matching > 0 ? static_cast<double>(pred.rows_read) / pred.rows_matching : 1.0;
-      conf += pred.confidence;
-      cut += pred.cut_over;
-      low += pred.confidence < pred.tau;
-      data_ms += pred.data_ms;
-      model_ms += pred.model_ms;
-      planner_ms += pred.planner_ms;
-      return Status::Ok();
+    APX_RETURN_IF_ERROR(session.Predict(requests[i], approx_opts, &pred));
+    approx_y[i] = pred.y;
+    approx_ms[i] = pred.total_ms;
+    approx_delta[i] = pred.delta;
+    for (size_t q = 0; q < num_queries; ++q) {
+      q_ratio[q] += pred.sample_ratio[q];
+      q_rows[q] += static_cast<double>(pred.query_rows[q]);
+    }
+    r.delta = pred.delta;
+    r.tau = pred.tau;
+    rounds += pred.rounds;
+    ratio += pred.rows_matching > 0 ? static_cast<double>(pred.rows_read) / pred.rows_matching : 1.0;
+    conf += pred.confidence;
+    cut += pred.cut_over;
+    low += pred.confidence < pred.tau;
+    data_ms += pred.data_ms;
+    model_ms += pred.model_ms;
+    planner_ms += pred.planner_ms;
+    return Status::Ok();
   };
-  auto approx_pass = [&]() -> Status {
-    ProgressBar bar("eval " + spec.name + ": approximate", static_cast<int64_t>(n), options.progress);
+  // One measured pass over every request; `step(i)` answers request i one way or both.
+  auto pass = [&](const char* label, const std::function<Status(size_t)>& step) -> Status {
+    ProgressBar bar("eval " + spec.name + ": " + label, static_cast<int64_t>(n), options.progress);
     for (size_t i = 0; i < n; ++i) {
-      APX_RETURN_IF_ERROR(approx_one(i));
+      APX_RETURN_IF_ERROR(step(i));
       bar.Update(static_cast<int64_t>(i + 1));
     }
     return Status::Ok();
   };
   if (options.interleave) {
-    ProgressBar bar("eval " + spec.name + ": interleaved", static_cast<int64_t>(n), options.progress);
-    for (size_t i = 0; i < n; ++i) {
+    APX_RETURN_IF_ERROR(pass("interleaved", [&](size_t i) -> Status {
       const bool exact_first = (i % 2 == 0) != options.approx_first;
       APX_RETURN_IF_ERROR(exact_first ? exact_one(i) : approx_one(i));
-      APX_RETURN_IF_ERROR(exact_first ? approx_one(i) : exact_one(i));
-      bar.Update(static_cast<int64_t>(i + 1));
-    }
+      return exact_first ? approx_one(i) : exact_one(i);
+    }));
   } else if (options.approx_first) {
-    APX_RETURN_IF_ERROR(approx_pass());
-    APX_RETURN_IF_ERROR(exact_pass());
+    APX_RETURN_IF_ERROR(pass("approximate", approx_one));
+    APX_RETURN_IF_ERROR(pass("exact", exact_one));
   } else {
-    APX_RETURN_IF_ERROR(exact_pass());
-    APX_RETURN_IF_ERROR(approx_pass());
+    APX_RETURN_IF_ERROR(pass("exact", exact_one));
+    APX_RETURN_IF_ERROR(pass("approximate", approx_one));
   }
   for (size_t i = 0; i < n; ++i) {
     meet += spec.task == model::Task::kBinary ? approx_y[i] == exact_y[i]

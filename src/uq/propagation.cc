@@ -352,40 +352,34 @@ void Propagator::Summarize(const float* y, size_t n, double delta, size_t cluste
     ones += y[row_idx] >= 0.5f ? 1 : 0;
   }
   const double mean_y = sum * inv_n;
-  double sum_sq = 0;
-  size_t within = 0;
-  for (size_t row_idx = 0; row_idx < n; ++row_idx) {
-    const double dev = static_cast<double>(y[row_idx]) - mean_y;
-    sum_sq += dev * dev;
-    within += std::abs(dev) <= delta ? 1 : 0;
+  const bool mode_is_one = 2 * ones > n;  // a tie goes to class 0, like argmax(bincount)
+  // One pass for the spread and the hits (binary: the mode's class; regression: within δ of
+  // the mean), summed per base point (`cluster` consecutive outputs) for the design effect.
+  double sum_sq = 0, hit_share_sum = 0, hit_share_sq = 0;
+  size_t hits = 0;
+  const size_t clusters = n / cluster;
+  for (size_t j = 0; j < clusters; ++j) {
+    size_t cluster_hits = 0;
+    for (size_t row_idx = j * cluster; row_idx < (j + 1) * cluster; ++row_idx) {
+      const double dev = static_cast<double>(y[row_idx]) - mean_y;
+      sum_sq += dev * dev;
+      cluster_hits += binary_ ? ((y[row_idx] >= 0.5f) == mode_is_one) : std::abs(dev) <= delta;
+    }
+    hits += cluster_hits;
+    const double share = static_cast<double>(cluster_hits) / static_cast<double>(cluster);
+    hit_share_sum += share;
+    hit_share_sq += share * share;
   }
-  if (binary_) {
-    const bool mode_is_one = 2 * ones > n;  // a tie goes to class 0, like argmax(bincount)
-    out->y_hat = mode_is_one ? 1.0 : 0.0;
-    out->confidence = static_cast<double>(mode_is_one ? ones : n - ones) * inv_n;
-  } else {
-    out->y_hat = mean_y;
-    out->confidence = static_cast<double>(within) * inv_n;
-  }
+  out->y_hat = binary_ ? (mode_is_one ? 1.0 : 0.0) : mean_y;
+  out->confidence = static_cast<double>(hits) * inv_n;
   out->output_std = std::sqrt(sum_sq * inv_n);
   out->mean_output = mean_y;
-  // Effective sample size: the per-base-point means of the hit indicator are independent;
-  // their variance against the binomial one is the design effect.
-  const size_t clusters = n / cluster;
+  // Effective sample size: the per-base-point hit shares are independent; their variance
+  // against the binomial one is the design effect.
   const double c = out->confidence;
-  double var_sum = 0;
-  for (size_t j = 0; j < clusters; ++j) {
-    size_t hits = 0;
-    for (size_t k = 0; k < cluster; ++k) {
-      const float v = y[j * cluster + k];
-      hits += binary_ ? ((v >= 0.5f) == (out->y_hat == 1.0))
-                      : std::abs(static_cast<double>(v) - mean_y) <= delta;
-    }
-    const double dev = static_cast<double>(hits) / static_cast<double>(cluster) - c;
-    var_sum += dev * dev;
-  }
-  const double var_cluster = clusters > 1 ? var_sum / static_cast<double>(clusters - 1) : 0.0;
   const double lo = static_cast<double>(clusters), hi = static_cast<double>(n);
+  const double var_cluster =
+      clusters > 1 ? std::max(0.0, (hit_share_sq - hit_share_sum * hit_share_sum / lo) / (lo - 1)) : 0.0;
   out->effective_points =
       var_cluster > 0 ? std::clamp(lo * c * (1.0 - c) / var_cluster, lo, hi) : hi;
   out->confidence_lower = WilsonLower(c, out->effective_points, margin_z);
