@@ -180,14 +180,16 @@ double SampleState::Select(size_t k, const SampleState* extra) const {
     selected_with_ = extra;
     selected_with_n_ = extra_n;
   }
-  auto it = std::lower_bound(placed_.begin(), placed_.end(), k);
-  if (it != placed_.end() && *it == k) return scratch[k];
-  // Everything before the placed rank below k is smaller and everything after the one above is
+  // The first placed range that ends after k: k is inside it, or in the segment before it.
+  auto it = std::upper_bound(placed_.begin(), placed_.end(), k,
+                             [](size_t rank, const PlacedRange& r) { return rank < r.last; });
+  if (it != placed_.end() && it->first <= k) return scratch[k];
+  // Everything before the placed range below k is smaller and everything from the one above is
   // larger: select inside that segment only.
-  const size_t lo = it == placed_.begin() ? 0 : *(it - 1) + 1;
-  const size_t hi = it == placed_.end() ? scratch.size() : *it;
-  SelectNth(scratch.data() + lo, hi - lo, k - lo);
-  placed_.insert(it, k);
+  const size_t lo = it == placed_.begin() ? 0 : (it - 1)->last;
+  const size_t hi = it == placed_.end() ? scratch.size() : it->first;
+  const PlacedRange found = SelectNth(scratch.data() + lo, hi - lo, k - lo);
+  placed_.insert(it, {lo + found.first, lo + found.last});
   return scratch[k];
 }
 

@@ -19,6 +19,8 @@
 #include <span>
 #include <vector>
 
+#include "agg/select.h"
+
 namespace apx::agg {
 
 // What every state provides. n() is the number of rows seen.
@@ -100,7 +102,9 @@ struct ExtremeState {
 // median/quantile/count_distinct: every sampled value, in arrival order. The estimators work on
 // mutable copies so that Finalize can stay const:
 //   scratch — quantiles: a copy reordered by SelectNth (agg/select.h). Select() remembers the
-//             ranks it has placed since the copy was made; they split the copy into segments
+//             ranks it has placed since the copy was made (with every tie of each selected
+//             value: on discrete data the interval's ends usually fall among them and cost
+//             nothing); they split the copy into segments
 //             whose values lie between theirs, so every further rank (the interval's ends,
 //             another quantile of the same values) costs only its segment. The copy is
 //             remade only when the values changed (O(n) per round, not per quantile);
@@ -139,7 +143,8 @@ struct SampleState {
  private:
   void Invalidate() { selected_from_ = kNone; }
   static constexpr size_t kNone = ~size_t{0};
-  mutable std::vector<size_t> placed_;         // ranks in their final place, ascending
+  // Ranges of ranks in their final place (SelectNth's PlacedRange), disjoint, ascending.
+  mutable std::vector<PlacedRange> placed_;
   mutable size_t selected_from_ = kNone;       // values.size() the copy was made from
   mutable const SampleState* selected_with_ = nullptr;  // the union's other part, if any
   mutable size_t selected_with_n_ = 0;

@@ -504,8 +504,16 @@ TEST(SelectNthTest, MatchesSortAndPartitionsAroundK) {
       const size_t step = std::max<size_t>(1, size / 13);
       for (size_t k = 0; k < size; k += step) {
         std::vector<double> data = input;
-        SelectNth(data.data(), data.size(), k);
+        const PlacedRange placed = SelectNth(data.data(), data.size(), k);
         ASSERT_EQ(data[k], sorted[k]) << "size=" << size << " shape=" << shape << " k=" << k;
+        // The placed range holds k, is in sorted place, and covers every copy of data[k].
+        ASSERT_LE(placed.first, k);
+        ASSERT_GT(placed.last, k);
+        ASSERT_LE(placed.last, size);
+        for (size_t idx = placed.first; idx < placed.last; ++idx) ASSERT_EQ(data[idx], sorted[idx]);
+        const auto copies = std::equal_range(sorted.begin(), sorted.end(), sorted[k]);
+        ASSERT_LE(placed.first, static_cast<size_t>(copies.first - sorted.begin()));
+        ASSERT_GE(placed.last, static_cast<size_t>(copies.second - sorted.begin()));
         for (size_t idx = 0; idx < k; ++idx) ASSERT_LE(data[idx], data[k]);
         for (size_t idx = k + 1; idx < size; ++idx) ASSERT_GE(data[idx], data[k]);
         std::sort(data.begin(), data.end());

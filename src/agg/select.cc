@@ -32,13 +32,18 @@ size_t PartitionBranchFree(double* __restrict data, size_t size, Pred goes_first
 
 }  // namespace
 
-void SelectNth(double* data, size_t size, size_t k) {
+PlacedRange SelectNth(double* data, size_t size, size_t k) {
   APX_DCHECK(k < size);
   uint64_t state = 0x9E3779B97F4A7C15ull;  // xorshift64 state (golden-ratio constant)
+  // data[0, size) is the segment still to split, at `offset` in the caller's array; everything
+  // before it is strictly smaller than all of it and everything after strictly larger (each
+  // round keeps one side of a strict split, or returns), so a placed range found inside the
+  // segment holds every copy of its values.
+  size_t offset = 0;
   for (int round = 0; size > kSortThreshold; ++round) {
     if (round == kMaxRounds) {
       std::nth_element(data, data + k, data + size);
-      return;
+      return {offset + k, offset + k + 1};
     }
     state ^= state << 13;
     state ^= state >> 7;
@@ -55,12 +60,14 @@ void SelectNth(double* data, size_t size, size_t k) {
     }
     const size_t equal =
         PartitionBranchFree(data + less, size - less, [pivot](double v) { return !(pivot < v); });
-    if (k < less + equal) return;  // data[k] == pivot, both sides already in place
+    if (k < less + equal) return {offset + less, offset + less + equal};  // data[k] == pivot
     data += less + equal;
+    offset += less + equal;
     size -= less + equal;
     k -= less + equal;
   }
   std::sort(data, data + size);
+  return {offset, offset + size};
 }
 
 }  // namespace apx::agg

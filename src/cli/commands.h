@@ -63,6 +63,7 @@ struct EvalArgs {
   int threads = 2;       // for training a missing model
   bool approx_first = false;  // measure the approximate pass before the exact one
   bool interleave = false;    // answer each request both ways back to back (eval.h)
+  std::string requests_out;   // optional: per-request CSV (EvalReport::PerRequestCsv)
 };
 
 // `apxserve eval`: exact vs approximate on the spec's test requests, in the same run.

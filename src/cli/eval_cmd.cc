@@ -18,6 +18,9 @@ Status RunEval(const EvalArgs& args, const GlobalOptions& global) {
                                           .interleave = args.interleave}));
   const std::string js = report.ToJson().dump(2);
   if (!args.out_path.empty()) APX_RETURN_IF_ERROR(WriteFileAtomically(args.out_path, js + "\n"));
+  if (!args.requests_out.empty()) {
+    APX_RETURN_IF_ERROR(WriteFileAtomically(args.requests_out, report.PerRequestCsv()));
+  }
   if (args.json) {
     std::cout << js << "\n";
   } else {

@@ -58,6 +58,9 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--tau", eval.tau, "confidence level (default: the spec's)")
       ->check(OpenUnitInterval());
   eval_cmd->add_option("--out", eval.out_path, "also write the JSON report to this file");
+  eval_cmd->add_option("--requests-out", eval.requests_out,
+                       "write one CSV line per test request (latency both ways, rounds, sample "
+                       "ratio, confidence, cut-over, met)");
   eval_cmd->add_option("--threads", eval.threads, "threads for training a missing model")
       ->check(CLI::Range(1, 256));
   eval_cmd->add_flag("--interleave", eval.interleave,

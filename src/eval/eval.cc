@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -333,6 +334,7 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
   std::vector<double> q_ratio(num_queries, 0.0), q_rows(num_queries, 0.0);
   double data_ms = 0, model_ms = 0, planner_ms = 0;
   std::vector<double> approx_delta(n);
+  r.per_request.resize(n);
   auto approx_one = [&](size_t i) -> Status {
     APX_RETURN_IF_ERROR(session.Predict(requests[i], approx_opts, &pred));
     approx_y[i] = pred.y;
@@ -344,6 +346,15 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
     }
     r.delta = pred.delta;
     r.tau = pred.tau;
+    RequestRecord& rec = r.per_request[i];
+    rec.approx_ms = pred.total_ms;
+    rec.approx_data_ms = pred.data_ms;
+    rec.approx_model_ms = pred.model_ms;
+    rec.rows_matching = pred.rows_matching;
+    rec.rounds = pred.rounds;
+    rec.sample_ratio = pred.rows_matching > 0 ? static_cast<double>(pred.rows_read) / pred.rows_matching : 1.0;
+    rec.confidence = pred.confidence;
+    rec.cut_over = pred.cut_over;
     rounds += pred.rounds;
     ratio += pred.rows_matching > 0 ? static_cast<double>(pred.rows_read) / pred.rows_matching : 1.0;
     conf += pred.confidence;
@@ -377,8 +388,12 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
     APX_RETURN_IF_ERROR(pass("approximate", approx_one));
   }
   for (size_t i = 0; i < n; ++i) {
-    meet += spec.task == model::Task::kBinary ? approx_y[i] == exact_y[i]
-                                               : std::abs(approx_y[i] - exact_y[i]) <= approx_delta[i];
+    const bool met = spec.task == model::Task::kBinary
+                         ? approx_y[i] == exact_y[i]
+                         : std::abs(approx_y[i] - exact_y[i]) <= approx_delta[i];
+    meet += met;
+    r.per_request[i].met = met;
+    r.per_request[i].exact_ms = exact_ms[i];
   }
   const double dn = static_cast<double>(std::max<size_t>(n, 1));
   r.exact_latency = Stats(exact_ms);
@@ -409,6 +424,22 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
   r.speedup_p50 = r.approx_latency.p50 > 0 ? r.exact_latency.p50 / r.approx_latency.p50 : 0;
   r.speedup_mean = r.approx_latency.mean > 0 ? r.exact_latency.mean / r.approx_latency.mean : 0;
   return r;
+}
+
+std::string EvalReport::PerRequestCsv() const {
+  std::string out =
+      "request,rows_matching,exact_ms,approx_ms,approx_data_ms,approx_model_ms,rounds,sample_ratio,"
+      "confidence,cut_over,met\n";
+  char line[256];
+  for (size_t i = 0; i < per_request.size(); ++i) {
+    const RequestRecord& x = per_request[i];
+    std::snprintf(line, sizeof(line), "%zu,%lld,%.4f,%.4f,%.4f,%.4f,%d,%.4f,%.4f,%d,%d\n", i,
+                  static_cast<long long>(x.rows_matching), x.exact_ms, x.approx_ms, x.approx_data_ms,
+                  x.approx_model_ms, x.rounds, x.sample_ratio, x.confidence, x.cut_over ? 1 : 0,
+                  x.met ? 1 : 0);
+    out += line;
+  }
+  return out;
 }
 
 nlohmann::json EvalReport::ToJson() const {

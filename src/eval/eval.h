@@ -73,6 +73,18 @@ struct EvalOptions {
   bool interleave = false;
 };
 
+// One test request answered both ways (EvalReport::per_request, `eval --requests-out`).
+struct RequestRecord {
+  double exact_ms = 0, approx_ms = 0;
+  double approx_data_ms = 0, approx_model_ms = 0;
+  int64_t rows_matching = 0;
+  int rounds = 0;
+  double sample_ratio = 0;  // rows read / rows matching on the approximate path
+  double confidence = 0;
+  bool cut_over = false;
+  bool met = false;         // |ŷ − y_exact| ≤ δ (binary: same class)
+};
+
 struct EvalReport {
   std::string pipeline;
   std::string task;
@@ -102,8 +114,11 @@ struct EvalReport {
   std::vector<std::pair<std::string, double>> query_rows;          // per query, mean matching rows
   double speedup_p50 = 0;
   double speedup_mean = 0;
+  std::vector<RequestRecord> per_request;  // in request order (not in the JSON report)
 
   nlohmann::json ToJson() const;
+  // CSV, one line per request, with a header (`eval --requests-out`).
+  std::string PerRequestCsv() const;
   std::string ToText() const;
 };
 
