@@ -2,6 +2,7 @@
 // requests exactly and approximately and check the guarantee.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -124,6 +125,22 @@ TEST_F(EndToEndTest, InterleavedEvalMeasuresBothPathsOnTheSameRequests) {
   EXPECT_GT(interleaved->exact_latency.p50, 0);
   EXPECT_GT(interleaved->approx_latency.p50, 0);
   EXPECT_GE(interleaved->meet_rate, interleaved->tau);
+  // The per-request records (eval --requests-out) add up to the report's aggregates.
+  ASSERT_EQ(interleaved->per_request.size(), 150u);
+  double met = 0, rounds = 0, cut = 0;
+  for (const eval::RequestRecord& rec : interleaved->per_request) {
+    EXPECT_GT(rec.exact_ms, 0);
+    EXPECT_GT(rec.approx_ms, 0);
+    met += rec.met;
+    rounds += rec.rounds;
+    cut += rec.cut_over;
+  }
+  EXPECT_NEAR(met / 150, interleaved->meet_rate, 1e-12);
+  EXPECT_NEAR(rounds / 150, interleaved->avg_rounds, 1e-12);
+  EXPECT_NEAR(cut / 150, interleaved->cut_over_rate, 1e-12);
+  const std::string csv = interleaved->PerRequestCsv();
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 151) << "a header and one line per request";
+  EXPECT_EQ(csv.rfind("request,rows_matching,exact_ms,approx_ms,", 0), 0u);
 }
 
 TEST_F(EndToEndTest, StrictModeKeepsTheGuaranteeWithStricterRounds) {
