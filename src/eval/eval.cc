@@ -356,7 +356,7 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
     rec.confidence = pred.confidence;
     rec.cut_over = pred.cut_over;
     rounds += pred.rounds;
-    ratio += pred.rows_matching > 0 ? static_cast<double>(pred.rows_read) / pred.rows_matching : 1.0;
+    ratio += rec.sample_ratio;
     conf += pred.confidence;
     cut += pred.cut_over;
     low += pred.confidence < pred.tau;
