@@ -10,6 +10,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev wrk
   clang libclang-rt-14-dev
   ca-certificates curl
+  clickhouse-server
 )
 
 missing=()
@@ -32,5 +33,15 @@ SUDO=""
 echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
+# clickhouse-server's package would start a system-wide server on the default ports; apxserve
+# runs its own private servers (scripts/clickhouse.sh), so services are not started here.
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  policy=/usr/sbin/policy-rc.d
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod +x "$policy"
+  trap '$SUDO rm -f "$policy"' EXIT
+fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+[ -z "$policy" ] || $SUDO rm -f "$policy"
 echo "setup: done"

@@ -278,6 +278,52 @@ TEST(AggregatorTest, MergeOfHalvesEqualsOneUpdate) {
   }
 }
 
+// Power sums about a center, as a database computes them (sum(x - c), sum(pow(x - c, 2)), ...).
+PartialMoments SumsAbout(std::span<const double> rows, double center) {
+  PartialMoments p{.rows = static_cast<int64_t>(rows.size()), .center = center,
+                   .lo = std::numeric_limits<double>::infinity(),
+                   .hi = -std::numeric_limits<double>::infinity()};
+  for (double x : rows) {
+    const double d = x - center;
+    p.s1 += d;
+    p.s2 += d * d;
+    p.s3 += d * d * d;
+    p.s4 += d * d * d * d;
+    p.lo = std::min(p.lo, x);
+    p.hi = std::max(p.hi, x);
+  }
+  return p;
+}
+
+TEST(AggregatorTest, PartialMomentsEqualTheRowsTheySummarise) {
+  const std::vector<double> rows = MixedData(5001, 17);
+  const std::span<const double> all(rows);
+  for (AggOp op : kAllOps) {
+    if (!PushesDown(op)) continue;
+    for (double center : {0.0, 3.5, -1e3}) {
+      Aggregator direct(op), pushed(op);
+      direct.Update(all.first(2000));
+      direct.UpdateExact(all.subspan(4000));
+      direct.Update(all.subspan(2000, 2000));
+      pushed.UpdatePartial(SumsAbout(all.first(2000), center), /*exact=*/false);
+      pushed.UpdatePartial(SumsAbout(all.subspan(4000), center), /*exact=*/true);
+      pushed.UpdatePartial(SumsAbout(all.subspan(2000, 2000), center), /*exact=*/false);
+      pushed.UpdatePartial(PartialMoments{}, /*exact=*/false);  // an empty stratum set
+      EXPECT_EQ(pushed.n(), direct.n());
+      EXPECT_EQ(pushed.exact_n(), direct.exact_n());
+      for (double p : {1.0, 0.3}) {
+        const Estimate a = pushed.Finalize(p), b = direct.Finalize(p);
+        const std::string what = std::string(AggOpName(op)) + " c=" + std::to_string(center);
+        EXPECT_NEAR(a.value, b.value, 1e-9 * (1 + std::abs(b.value))) << what;
+        EXPECT_NEAR(a.std, b.std, 1e-7 * (1 + std::abs(b.std))) << what;
+      }
+    }
+  }
+  EXPECT_FALSE(PushesDown(AggOp::kMedian));
+  EXPECT_FALSE(PushesDown(AggOp::kMax));
+  EXPECT_FALSE(PushesDown(AggOp::kCountDistinct));
+}
+
 TEST(AggregatorTest, ManySmallBatchesEqualOneBatch) {
   const std::vector<double> rows = MixedData(6000, 14);
   const std::span<const double> all(rows);

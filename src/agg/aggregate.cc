@@ -100,7 +100,7 @@ Estimate FinalizeCount(const CountState& rest, const CountState& exact, double p
 // is the mean-per-unit estimator with known N: its error is N_rest · se(x̄), not the
 // Horvitz–Thompson (1−p)/p·Σx² that ignores the known N).
 Estimate FinalizeSumOrAvg(const MomentState<2>& rest, const MomentState<2>& exact, double p,
-                          bool avg, double lo, double hi) {
+                          bool avg, double lo, double hi, bool population_known) {
   Estimate est = BaseEstimate(rest.rows, exact.rows, p);
   const double n_exact = static_cast<double>(exact.rows);
   const double exact_sum = n_exact * exact.mean;
@@ -119,6 +119,11 @@ Estimate FinalizeSumOrAvg(const MomentState<2>& rest, const MomentState<2>& exac
   est.value = (exact_sum + rest_sum) * scale;
   if (est.exact) return est;
   est.std = n_rest * RestMeanSe(rest, p, lo, hi) * scale;
+  if (!avg && !population_known) {
+    // N_rest is itself estimated (n/p, Horvitz–Thompson: Var = N_rest·(1 − p)/p), so the sum
+    // N_rest·x̄ also carries x̄²·Var(N_rest).
+    est.std = std::sqrt(est.std * est.std + rest.mean * rest.mean * n_rest * (1.0 - p) / p);
+  }
   return est;
 }
 
@@ -566,6 +571,37 @@ void Aggregator::UpdateExact(std::span<const double> values) {
   std::visit([values](auto& state) { state.UpdateBatch(values); }, exact_);
 }
 
+bool PushesDown(AggOp op) {
+  return op == AggOp::kCount || op == AggOp::kSum || op == AggOp::kAvg || op == AggOp::kVar ||
+         op == AggOp::kStd;
+}
+
+void Aggregator::UpdatePartial(const PartialMoments& partial, bool exact) {
+  APX_CHECK(PushesDown(op_));
+  if (partial.rows <= 0) return;
+  const double n = static_cast<double>(partial.rows);
+  // Central sums of the batch from its power sums about the center c (d = x − c, mean of d
+  // a = s1/n): m2 = s2 − n·a², m3 = s3 − 3a·s2 + 2n·a³, m4 = s4 − 4a·s3 + 6a²·s2 − 3n·a⁴.
+  const double a = partial.s1 / n;
+  const double m2 = std::max(0.0, partial.s2 - n * a * a);
+  const double m3 = partial.s3 - 3 * a * partial.s2 + 2 * n * a * a * a;
+  const double m4 =
+      std::max(0.0, partial.s4 - 4 * a * partial.s3 + 6 * a * a * partial.s2 - 3 * n * a * a * a * a);
+  State& target = exact ? exact_ : state_;
+  std::visit(
+      [&](auto& state) {
+        using S = std::decay_t<decltype(state)>;
+        if constexpr (std::is_same_v<S, CountState>) {
+          state.rows += partial.rows;
+        } else if constexpr (std::is_same_v<S, MomentState<2>> || std::is_same_v<S, MomentState<4>>) {
+          state.Combine(partial.rows, partial.center + a, m2, m3, m4);
+          state.lo = std::min(state.lo, partial.lo);
+          state.hi = std::max(state.hi, partial.hi);
+        }
+      },
+      target);
+}
+
 void Aggregator::Merge(const Aggregator& other) {
   APX_CHECK(&other != this);
   APX_CHECK(op_ == other.op_ && q_ == other.q_);
@@ -607,7 +643,7 @@ Estimate Aggregator::Finalize(double p) const {
     case AggOp::kSum:
     case AggOp::kAvg:
       return FinalizeSumOrAvg(std::get<MomentState<2>>(state_), std::get<MomentState<2>>(exact_),
-                              p, /*avg=*/op_ == AggOp::kAvg, lo, hi);
+                              p, /*avg=*/op_ == AggOp::kAvg, lo, hi, population_known_);
     case AggOp::kVar:
     case AggOp::kStd:
       return FinalizeVarOrStd(std::get<MomentState<4>>(state_), std::get<MomentState<4>>(exact_),

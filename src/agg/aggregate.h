@@ -124,6 +124,20 @@ constexpr double kMaxReach = 1e300;
 // relative slack of 8 ulp so that e.g. 0.9·10 is rank 9, not 10. REQUIRES: n ≥ 1, 0 ≤ q ≤ 1.
 int64_t QuantileRank(double q, int64_t n);
 
+// A partial aggregate computed elsewhere (a database, another shard) over a set of rows:
+// their count, power sums about `center` (s_k = Σ(x − center)^k, k = 1..4; choose a center
+// near the values, e.g. a previous mean, to keep the sums well conditioned) and their range.
+// Enough for count, sum, avg, var and std (PushesDown); the others need the values.
+struct PartialMoments {
+  int64_t rows = 0;
+  double center = 0;
+  double s1 = 0, s2 = 0, s3 = 0, s4 = 0;
+  double lo = 0, hi = 0;  // smallest and largest value (ignored when rows == 0)
+};
+
+// True for count/sum/avg/var/std: a PartialMoments carries everything their state needs.
+bool PushesDown(AggOp op);
+
 struct Estimate {
   double value = 0;    // point estimate of the exact aggregate over ALL matching rows
   double std = 0;      // standard error of `value` (0 when exact)
@@ -159,6 +173,11 @@ class Aggregator {
   // sampling ratio of the rest only. Same hot-loop contract as Update.
   void UpdateExact(std::span<const double> values);
 
+  // Adds rows summarised by `partial` to the sampled part (exact == false) or the exact part:
+  // the same state as Update/UpdateExact over those rows, up to floating-point rounding.
+  // REQUIRES: PushesDown(op()); every summarised value finite.
+  void UpdatePartial(const PartialMoments& partial, bool exact);
+
   // Adds the rows of `other` (Chan et al. 1979 / Pébay 2008 pairwise merge of the moments;
   // values appended; extremes merged), sampled part to sampled part and exact part to exact
   // part. The result equals one Update over both row sets up to floating-point rounding.
@@ -187,6 +206,11 @@ class Aggregator {
   // column in the whole key group, known at build time; < 0: unknown, the default).
   // count_distinct caps its envelope with it. Survives Reset().
   void set_distinct_bound(int64_t bound) { distinct_bound_ = bound; }
+
+  // Whether the caller knows N_rest (the default) or estimates it as n / p from the design's
+  // inclusion probability p (a database backend that does not count a window before sampling
+  // it). sum then adds the count's own Horvitz–Thompson variance. Survives Reset().
+  void set_population_known(bool known) { population_known_ = known; }
 
   // Makes this aggregator read the sampled values of `owner` instead of keeping its own: for
   // several quantiles (or a quantile and count_distinct) of one query, one value buffer and
@@ -218,6 +242,7 @@ class Aggregator {
   double q_;
   double range_lo_, range_hi_;  // NaN: unknown
   int64_t distinct_bound_ = -1;  // < 0: unknown
+  bool population_known_ = true;
   State state_;                 // the sampled rest
   State exact_;                 // the exact part (UpdateExact)
   const Aggregator* values_from_ = nullptr;  // ShareValuesWith: the owner of the values

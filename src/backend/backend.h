@@ -55,14 +55,54 @@ struct BoundQuery {
   // as many); -1 when unknown.
   int64_t rest_distinct = -1;
   store::StrataWindow window;
+  // False when the backend does not count the window before sampling it (a database): then
+  // matching_rows is only a prior for planning, reading strata [0, k) samples every row with
+  // probability k / kNumStrata, and the estimators take N_rest = n / p (Horvitz–Thompson).
+  bool rows_known = true;
+  // A value near the matching rows' mean (0 when unknown): pushed-down power sums are taken
+  // about it to stay well conditioned.
+  double center = 0;
+  // A remote backend's filter for this query (its SQL WHERE clause); opaque to callers.
+  std::string remote_filter;
 
   // Rows in the sampled part (strata 0..kNumStrata-1).
   int64_t sampled_rows() const { return matching_rows - exact_rows; }
 };
 
+// One query's part of a batched read (Backend::ReadMany).
+struct ReadOp {
+  const BoundQuery* query = nullptr;
+  int s_begin = 0, s_end = 0;  // strata of the sampled rest to read (s_begin == s_end: none)
+  bool exact_part = false;     // also read the exact part whole (Aggregator::UpdateExact)
+  std::span<agg::Aggregator* const> aggs;
+  int64_t rows = 0;        // out: sampled rows read
+  int64_t exact_rows = 0;  // out: exact-part rows read
+  double ns = 0;           // out: the time this op took (a batch's time shared by rows)
+};
+
+// One query's aggregates computed exactly by the backend itself (Backend::ExactAggregates).
+struct ExactOp {
+  const BoundQuery* query = nullptr;
+  std::span<agg::Aggregator* const> aggs;  // op() and q() say what to compute (not fed)
+  std::span<double> values;                // out: one value per aggregate
+  int64_t rows = 0;                        // out: rows matched
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
+
+  // Reads every op (one round of a request). The default runs Read/ReadExact per op and
+  // times each; a remote backend sends one statement for all of them.
+  virtual Status ReadMany(std::span<ReadOp> ops) const;
+
+  // True when the backend computes exact aggregates itself (ExactAggregates), cheaper than
+  // reading every row through Read: a database answering SQL.
+  virtual bool ComputesExact() const { return false; }
+  // Computes every op's aggregates over all its matching rows, in one call. Exact values
+  // follow agg::Aggregator's definitions at p == 1 (quantile rank max(1, ⌈q·n⌉), ddof 1, NaN
+  // for an empty avg/min/max/quantile/var/std, 0 for an empty count/sum/count_distinct).
+  virtual Status ExactAggregates(std::span<ExactOp> ops) const;
 
   // Registers a query shape and returns its id. Call before Build().
   // NotFound / InvalidArgument for unknown tables or columns.

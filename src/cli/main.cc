@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
                "never switch a request to the exact path (studies of the approximate path)");
 
   IngestArgs ingest;
-  auto* ingest_cmd = app.add_subcommand("ingest", "Read a pipeline's CSV tables into binary snapshots");
+  auto* ingest_cmd = app.add_subcommand("ingest", "Read a pipeline's CSV tables into binary snapshots (or, with backend: clickhouse, into ClickHouse)");
   ingest_cmd->add_option("--pipeline,-p", ingest.spec_path, "pipeline spec (YAML)")->required();
 
   TrainArgs train;

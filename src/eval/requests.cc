@@ -14,7 +14,7 @@ Status MakeRequests(const pipeline::Pipeline& pipeline, const pipeline::RequestS
   using pipeline::Request;
   using pipeline::RequestField;
   const pipeline::PipelineSpec& spec = pipeline.spec();
-  const store::Table* table = pipeline.backend().table(set.table);
+  const store::Table* table = pipeline.store().table(set.table);
   if (table == nullptr) return Status::NotFound("unknown table '" + set.table + "'");
   const store::Column* time = table->time_column();
   if (time == nullptr) return Status::InvalidArgument("table '" + set.table + "' has no time column");

@@ -78,6 +78,26 @@ Result<std::unique_ptr<store::Table>> LoadTable(const TableSpec& t,
 
 }  // namespace
 
+Result<std::shared_ptr<const backend::ClickHouseClient>> ConnectClickHouse(const BackendSpec& spec) {
+  backend::ClickHouseConfig config;
+  config.url = spec.url;
+  if (config.url.empty()) {
+    const char* env = std::getenv("APX_CLICKHOUSE_URL");
+    if (env == nullptr || *env == '\0') {
+      return Status::InvalidArgument("backend clickhouse: the spec gives no url and APX_CLICKHOUSE_URL is not set");
+    }
+    config.url = env;
+  }
+  config.database = spec.database;
+  if (!spec.cluster.empty()) {
+    return Status::InvalidArgument("backend clickhouse: cluster '" + spec.cluster +
+                                   "': Distributed tables are not supported yet (docs/clickhouse.md)");
+  }
+  APX_RETURN_IF_ERROR(backend::LoadCredentials(&config));
+  APX_ASSIGN_OR_RETURN(auto client, backend::ClickHouseClient::Connect(config));
+  return std::shared_ptr<const backend::ClickHouseClient>(std::move(client));
+}
+
 Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
                                                  const OpenOptions& options) {
   std::unique_ptr<Pipeline> p(new Pipeline());
@@ -86,6 +106,14 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
   for (const TableSpec& t : spec.tables) {
     APX_ASSIGN_OR_RETURN(auto table, LoadTable(t, options.progress));
     APX_RETURN_IF_ERROR(p->backend_->AddTable(std::move(table)));
+  }
+  backend::Backend* features_backend = p->backend_.get();
+  if (spec.backend.clickhouse()) {
+    APX_ASSIGN_OR_RETURN(auto client, ConnectClickHouse(spec.backend));
+    std::vector<store::TableSchema> schemas;
+    for (const TableSpec& t : spec.tables) schemas.push_back(t.schema);
+    p->remote_ = std::make_unique<backend::ClickHouseBackend>(std::move(client), std::move(schemas));
+    features_backend = p->remote_.get();
   }
   p->feature_names_ = spec.FeatureNames();
   if (!spec.time_field.empty()) {
@@ -111,7 +139,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
       const RequestField* rf = spec.FindField(field);
       q.key_fields.push_back(static_cast<int>(rf - spec.request_fields.data()));
     }
-    auto shape_id = p->backend_->Prepare(shape);
+    auto shape_id = features_backend->Prepare(shape);
     if (!shape_id.ok()) {
       return shape_id.status().WithPrefix(spec.path + ":" + std::to_string(f.line) + ": feature '" + f.name + "'");
     }
@@ -130,7 +158,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
     CompiledQuery& qb = p->queries_[b];
     for (size_t a = 0; a < b && qb.partner_query < 0; ++a) {
       const CompiledQuery& qa = p->queries_[a];
-      if (qa.key_fields != qb.key_fields || !p->backend_->SameRows(qa.shape, qb.shape)) continue;
+      if (qa.key_fields != qb.key_fields || !features_backend->SameRows(qa.shape, qb.shape)) continue;
       qb.partner_query = static_cast<int>(a);
       const auto& aggs_a = spec.features[qa.spec_index].aggs;
       const auto& aggs_b = spec.features[qb.spec_index].aggs;
@@ -147,7 +175,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
       }
     }
   }
-  APX_RETURN_IF_ERROR(p->backend_->Build(options.progress));
+  APX_RETURN_IF_ERROR(features_backend->Build(options.progress));
   p->query_ns_per_row_ = std::make_unique<std::atomic<double>[]>(p->queries_.size());
   for (size_t q = 0; q < p->queries_.size(); ++q) p->query_ns_per_row_[q].store(kDefaultNsPerRow);
   APX_ASSIGN_OR_RETURN(uq::SaltelliDesign design,

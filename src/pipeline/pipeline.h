@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "agg/aggregate.h"
+#include "backend/clickhouse_backend.h"
 #include "backend/embedded_backend.h"
 #include "common/status.h"
 #include "model/model.h"
@@ -54,6 +55,10 @@ struct CompiledRequestFeature {
   Transform transform = Transform::kNone;
 };
 
+// A client for the spec's ClickHouse server (url from the spec or $APX_CLICKHOUSE_URL,
+// credentials from the environment); Unavailable when it does not answer.
+Result<std::shared_ptr<const backend::ClickHouseClient>> ConnectClickHouse(const BackendSpec& spec);
+
 class Pipeline {
  public:
   // Loads tables (snapshot when present, else CSV, then writes the snapshot), builds the
@@ -62,7 +67,13 @@ class Pipeline {
                                                 const OpenOptions& options = {});
 
   const PipelineSpec& spec() const { return spec_; }
-  const backend::EmbeddedBackend& backend() const { return *backend_; }
+  // The backend feature queries go to (the spec's `backend`).
+  const backend::Backend& backend() const {
+    return remote_ != nullptr ? static_cast<const backend::Backend&>(*remote_) : *backend_;
+  }
+  // The embedded store holding the spec's tables (request sets and labels are drawn from it,
+  // whatever backend serves the features).
+  const backend::EmbeddedBackend& store() const { return *backend_; }
   const std::vector<CompiledQuery>& queries() const { return queries_; }
   const std::vector<CompiledRequestFeature>& request_features() const { return request_features_; }
   // Request field index of the request time, or -1 when the spec has none.
@@ -103,6 +114,7 @@ class Pipeline {
 
   PipelineSpec spec_;
   std::unique_ptr<backend::EmbeddedBackend> backend_;
+  std::unique_ptr<backend::Backend> remote_;  // clickhouse, or null
   std::vector<CompiledQuery> queries_;
   std::vector<CompiledRequestFeature> request_features_;
   int time_field_ = -1;

@@ -123,6 +123,7 @@ Status Session::Bind(const Request& request) {
       a.Reset();
       a.set_value_range(run.bound.rest_min, run.bound.rest_max);
       a.set_distinct_bound(run.bound.rest_distinct);
+      a.set_population_known(run.bound.rows_known);
     }
     run.strata = 0;
     run.rows_read = 0;
@@ -147,17 +148,61 @@ Status Session::Bind(const Request& request) {
   return Status::Ok();
 }
 
-Status Session::ReadTo(size_t q, int target) {
-  QueryRun& run = runs_[q];
-  if (target <= run.strata) return Status::Ok();
-  const auto start = Clock::now();
-  APX_ASSIGN_OR_RETURN(int64_t rows,
-                       pipeline_.backend().Read(run.bound, run.strata, target, run.agg_ptrs));
-  run.cost_ns += NsSince(start);
-  run.rows_read += rows;
-  run.rest_read += rows;
-  run.strata = target;
-  run.dirty = true;
+Status Session::ReadRound() {
+  read_ops_.clear();
+  read_query_.clear();
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    QueryRun& run = runs_[q];
+    if (target_[q] <= run.strata) continue;
+    read_ops_.push_back({.query = &run.bound, .s_begin = run.strata, .s_end = target_[q], .aggs = run.agg_ptrs});
+    read_query_.push_back(q);
+  }
+  if (read_ops_.empty()) return Status::Ok();
+  APX_RETURN_IF_ERROR(pipeline_.backend().ReadMany(read_ops_));
+  for (size_t i = 0; i < read_ops_.size(); ++i) {
+    const backend::ReadOp& op = read_ops_[i];
+    QueryRun& run = runs_[read_query_[i]];
+    run.cost_ns += op.ns;
+    run.rows_read += op.rows;
+    run.rest_read += op.rows;
+    run.strata = op.s_end;
+    run.dirty = true;
+    if (!run.bound.rows_known) {
+      // N estimated from the sample: strata [0, k) hold each row with probability k / kNumStrata.
+      run.bound.matching_rows =
+          run.bound.exact_rows +
+          (run.strata >= planner::kNumStrata
+               ? run.rest_read
+               : std::llround(static_cast<double>(run.rest_read) * planner::kNumStrata / run.strata));
+    }
+  }
+  return Status::Ok();
+}
+
+Status Session::ExactFromBackend() {
+  exact_ops_.clear();
+  for (QueryRun& run : runs_) {
+    run.all_aggs.clear();
+    for (agg::Aggregator& a : run.aggs) run.all_aggs.push_back(&a);
+    run.exact_values.assign(run.aggs.size(), 0.0);
+    exact_ops_.push_back({.query = &run.bound, .aggs = run.all_aggs, .values = run.exact_values});
+  }
+  APX_RETURN_IF_ERROR(pipeline_.backend().ExactAggregates(exact_ops_));
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    QueryRun& run = runs_[q];
+    const CompiledQuery& cq = pipeline_.queries()[q];
+    run.bound.matching_rows = run.bound.exact_rows + exact_ops_[q].rows;
+    run.rows_read = run.bound.matching_rows;
+    run.rest_read = exact_ops_[q].rows;
+    run.strata = planner::kNumStrata;
+    run.dirty = false;
+    for (size_t a = 0; a < run.aggs.size(); ++a) {
+      const double v = run.exact_values[a];
+      run.estimates[a] = {.value = v, .std = 0, .n = run.rows_read,
+                          .N = static_cast<double>(run.rows_read), .exact = true, .usable = true};
+      features_[cq.feature_slots[a]] = {.mean = v, .std = 0.0, .fixed = true};
+    }
+  }
   return Status::Ok();
 }
 
@@ -169,10 +214,14 @@ bool Session::Estimate(bool* all_exact) {
     const CompiledQuery& cq = pipeline_.queries()[q];
     const int64_t matching = run.bound.matching_rows;
     const int64_t sampled = run.bound.sampled_rows();
-    const bool exact = run.strata >= planner::kNumStrata || run.rest_read >= sampled;
+    const bool known = run.bound.rows_known;
+    const bool exact = run.strata >= planner::kNumStrata || (known && run.rest_read >= sampled);
     // The store knows the matching rows of the sampled rest exactly, so the realised fraction
-    // n / N_rest is the sampling ratio (finite-population correction with the true N).
-    const double p = exact || sampled == 0 ? 1.0 : static_cast<double>(run.rest_read) / sampled;
+    // n / N_rest is the sampling ratio (finite-population correction with the true N). A
+    // backend that does not count takes the design's inclusion probability k / kNumStrata.
+    const double p = exact ? 1.0
+                     : known ? (sampled == 0 ? 1.0 : static_cast<double>(run.rest_read) / sampled)
+                             : static_cast<double>(run.strata) / planner::kNumStrata;
     const auto start = Clock::now();
     for (size_t a = 0; a < run.aggs.size(); ++a) {
       if (run.dirty) {
@@ -180,7 +229,7 @@ bool Session::Estimate(bool* all_exact) {
         // estimate from, the sample must grow.
         agg::Estimate e = p > 0 ? run.aggs[a].Finalize(p)
                                 : agg::Estimate{.value = std::nan(""), .usable = false};
-        if (run.aggs[a].op() == agg::AggOp::kCount) {
+        if (run.aggs[a].op() == agg::AggOp::kCount && known) {
           e = {.value = static_cast<double>(matching), .std = 0, .n = run.rows_read,
                .N = static_cast<double>(matching), .exact = true, .usable = true};
         }
@@ -287,9 +336,14 @@ bool Session::PlanJumpRound(double delta, double tau) {
 Status Session::ExactFeatures(const Request& request, std::span<float> features) {
   if (features.size() != features_.size()) return Status::InvalidArgument("feature buffer size");
   APX_RETURN_IF_ERROR(Bind(request));
-  for (size_t q = 0; q < runs_.size(); ++q) APX_RETURN_IF_ERROR(ReadTo(q, planner::kNumStrata));
-  bool all_exact = false;
-  Estimate(&all_exact);
+  if (pipeline_.backend().ComputesExact()) {
+    APX_RETURN_IF_ERROR(ExactFromBackend());
+  } else {
+    std::fill(target_.begin(), target_.end(), planner::kNumStrata);
+    APX_RETURN_IF_ERROR(ReadRound());
+    bool all_exact = false;
+    Estimate(&all_exact);
+  }
   for (size_t i = 0; i < features_.size(); ++i) features[i] = static_cast<float>(features_[i].mean);
   return Status::Ok();
 }
@@ -414,7 +468,17 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
 
   while (true) {
     const auto read_start = Clock::now();
-    for (size_t q = 0; q < runs_.size(); ++q) APX_RETURN_IF_ERROR(ReadTo(q, target_[q]));
+    if (pipeline_.backend().ComputesExact() &&
+        std::all_of(target_.begin(), target_.end(), [](int t) { return t >= planner::kNumStrata; })) {
+      // Exact (asked for, or cut over): the backend's own exact statement, one per request.
+      APX_RETURN_IF_ERROR(ExactFromBackend());
+      data_ns += NsSince(read_start);
+      const auto model_start = Clock::now();
+      APX_RETURN_IF_ERROR(PredictExactFeatures(out));
+      model_ns += NsSince(model_start);
+      break;
+    }
+    APX_RETURN_IF_ERROR(ReadRound());
     bool all_exact = false;
     const bool usable = Estimate(&all_exact);
     data_ns += NsSince(read_start);

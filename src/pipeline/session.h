@@ -94,6 +94,8 @@ class Session {
     int64_t shared_rows = 0;  // sampled rows also matched by the partner query (Bind)
     double cost_ns = 0;  // reading rows and finalizing estimates, this request
     bool dirty = true;   // rows were read since the estimates were last finalized
+    std::vector<agg::Aggregator*> all_aggs;  // every aggregate (ExactFromBackend)
+    std::vector<double> exact_values;        // their exact values (ExactFromBackend)
   };
 
   // Predict's steps. ResolveOptions: δ, τ and planner options of the request (errors for bad
@@ -106,7 +108,10 @@ class Session {
   void Finish(double total_ns, double data_ns, double model_ns, Prediction* out);
 
   Status Bind(const Request& request);
-  Status ReadTo(size_t q, int target);
+  // Reads every query up to its target_ strata, one batched backend call (Backend::ReadMany).
+  Status ReadRound();
+  // Every feature exactly, from the backend's own exact statement (Backend::ComputesExact).
+  Status ExactFromBackend();
   // Finalizes every query's estimates into features_; returns whether all are usable.
   bool Estimate(bool* all_exact);
   Status PredictExactFeatures(Prediction* out);
@@ -120,6 +125,9 @@ class Session {
   std::vector<float> row_;
   std::vector<planner::QueryView> views_;
   std::vector<int> target_;
+  std::vector<backend::ReadOp> read_ops_;
+  std::vector<size_t> read_query_;  // query index of each read_ops_ entry
+  std::vector<backend::ExactOp> exact_ops_;
   std::unique_ptr<uq::Propagator> propagator_;
   uq::PropagationResult result_;
 };

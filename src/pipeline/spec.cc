@@ -450,10 +450,39 @@ class SpecParser {
   }
   static constexpr int64_t kMaxSeed = int64_t{1} << 53;  // exact in a double
 
+  // backend: embedded (the default) | {type: clickhouse, url: http://host:port, database: db,
+  // cluster: name}. url may be left out: APX_CLICKHOUSE_URL then gives it (at open time).
+  Status ParseBackend(const YAML::Node& root, PipelineSpec* spec) const {
+    const YAML::Node b = root["backend"];
+    if (!b.IsDefined()) return Status::Ok();
+    if (b.IsScalar()) {
+      if (b.Scalar() == "embedded") return Status::Ok();
+      if (b.Scalar() != "clickhouse") {
+        return Error(b, "backend", "unknown backend '" + b.Scalar() + "' (expected embedded or clickhouse)");
+      }
+      spec->backend.type = "clickhouse";
+      return Status::Ok();
+    }
+    if (!b.IsMap()) return Error(b, "backend", "expected 'embedded', 'clickhouse' or a mapping");
+    APX_RETURN_IF_ERROR(CheckKeys(b, "backend", {"type", "url", "database", "cluster"}));
+    APX_ASSIGN_OR_RETURN(spec->backend.type, String(b, "type", "backend", true));
+    if (spec->backend.type != "embedded" && spec->backend.type != "clickhouse") {
+      return Error(b["type"], "backend.type", "unknown backend '" + spec->backend.type + "' (expected embedded or clickhouse)");
+    }
+    APX_ASSIGN_OR_RETURN(spec->backend.url, String(b, "url", "backend", false, ""));
+    APX_ASSIGN_OR_RETURN(spec->backend.database, String(b, "database", "backend", false, "default"));
+    APX_ASSIGN_OR_RETURN(spec->backend.cluster, String(b, "cluster", "backend", false, ""));
+    if (spec->backend.type == "embedded" && (!spec->backend.url.empty() || !spec->backend.cluster.empty())) {
+      return Error(b, "backend", "url and cluster only apply to type clickhouse");
+    }
+    return Status::Ok();
+  }
+
   Result<PipelineSpec> ParseRoot(const YAML::Node& root) {
     if (!root.IsMap()) return Status::InvalidArgument(path_ + ": expected a YAML mapping at the top");
     APX_RETURN_IF_ERROR(CheckKeys(root, "spec", {"name", "task", "tables", "request", "features",
-                                                 "model", "train", "test", "label", "guarantee"}));
+                                                 "model", "train", "test", "label", "guarantee",
+                                                 "backend"}));
     PipelineSpec spec;
     spec.path = path_;
     spec.dir = std::filesystem::path(path_).parent_path().string();
@@ -463,6 +492,7 @@ class SpecParser {
     if (!t.ok()) return Error(root["task"], "task", t.status().message());
     spec.task = *t;
     APX_RETURN_IF_ERROR(ParseTables(root["tables"], &spec));
+    APX_RETURN_IF_ERROR(ParseBackend(root, &spec));
     APX_RETURN_IF_ERROR(ParseRequest(root["request"], &spec));
     APX_RETURN_IF_ERROR(ParseFeatures(root["features"], &spec));
 

@@ -121,6 +121,15 @@ struct GuaranteeSpec {
   double confidence_margin = kDefaultConfidenceMargin;
 };
 
+// Where the tables' rows live for feature queries (docs/clickhouse.md).
+struct BackendSpec {
+  std::string type = "embedded";  // embedded | clickhouse
+  std::string url;                 // clickhouse: http://host:port; empty: $APX_CLICKHOUSE_URL
+  std::string database = "default";
+  std::string cluster;             // clickhouse: a Distributed cluster (not yet supported)
+  bool clickhouse() const { return type == "clickhouse"; }
+};
+
 struct PipelineSpec {
   std::string path;  // the spec file
   std::string dir;   // its folder (relative paths resolve against it)
@@ -135,6 +144,7 @@ struct PipelineSpec {
   RequestSetSpec test;
   LabelSpec label;
   GuaranteeSpec guarantee;
+  BackendSpec backend;
   double scale = 1.0;  // data scale of generated tables (ApplyScale)
 
   // Model feature names in model input order.

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Private ClickHouse servers for apxserve's tests and benchmarks (docs/clickhouse.md).
+#
+#   scripts/clickhouse.sh start [--shards N] [--dir D] [--port P]
+#   scripts/clickhouse.sh stop  [--dir D]
+#   scripts/clickhouse.sh status [--dir D]
+#
+# start runs N servers (default 1) listening on 127.0.0.1 only, HTTP ports P, P+1, ...
+# (default 18123) and native ports P+1000, P+1001, ...; their data, logs and configs live in D
+# (default: a new folder under ${TMPDIR:-/tmp}). Every server knows the cluster `apx`, one shard
+# per server, so a Distributed table created on server 0 spans them all. It writes
+#   D/pids  the servers' PIDs, one per line (stop kills exactly these)
+#   D/env   APX_CLICKHOUSE_URL (server 0's HTTP interface), APX_CLICKHOUSE_SHARDS,
+#           APX_CLICKHOUSE_URLS (every shard's), APX_CLICKHOUSE_DIR; source it
+# and prints D on its last line. stop kills the recorded PIDs (never by name), waits for them
+# and removes D. Needs clickhouse-server (scripts/setup.sh installs it).
+set -euo pipefail
+
+cmd="${1:-}"
+[ -n "$cmd" ] && shift
+shards=1
+dir=""
+port=18123
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --shards) shards="$2"; shift 2 ;;
+    --dir) dir="$2"; shift 2 ;;
+    --port) port="$2"; shift 2 ;;
+    *) echo "clickhouse.sh: unknown option '$1'" >&2; exit 2 ;;
+  esac
+done
+case "$shards" in ''|*[!0-9]*) echo "clickhouse.sh: --shards needs a number, got '$shards'" >&2; exit 2 ;; esac
+case "$port" in ''|*[!0-9]*) echo "clickhouse.sh: --port needs a number, got '$port'" >&2; exit 2 ;; esac
+[ "$shards" -ge 1 ] && [ "$shards" -le 8 ] || { echo "clickhouse.sh: --shards must be 1..8" >&2; exit 2; }
+
+server_bin="$(command -v clickhouse-server || true)"
+[ -n "$server_bin" ] || [ -x /usr/sbin/clickhouse-server ] && server_bin="${server_bin:-/usr/sbin/clickhouse-server}"
+
+ping() { curl -sf --max-time 1 "http://127.0.0.1:$1/ping" >/dev/null 2>&1; }
+
+stop_dir() {
+  local d="$1"
+  [ -f "$d/pids" ] || { echo "clickhouse.sh: no servers recorded in $d" >&2; return 1; }
+  local pids
+  pids="$(cat "$d/pids")"
+  for pid in $pids; do kill "$pid" 2>/dev/null || true; done
+  for pid in $pids; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+  done
+  # Only remove what start created (the marker file says so).
+  if [ -f "$d/.apx-clickhouse" ]; then rm -rf "$d"; fi
+  echo "clickhouse.sh: stopped $pids"
+}
+
+case "$cmd" in
+  start)
+    [ -n "$server_bin" ] || { echo "clickhouse.sh: clickhouse-server not found (run scripts/setup.sh)" >&2; exit 1; }
+    for i in $(seq 0 $((shards - 1))); do
+      if ping $((port + i)); then
+        echo "clickhouse.sh: port $((port + i)) already answers; pick another --port" >&2; exit 1
+      fi
+    done
+    if [ -z "$dir" ]; then
+      dir="$(mktemp -d "${TMPDIR:-/tmp}/apx-clickhouse.XXXXXX")"
+    else
+      [ -e "$dir" ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ] && { echo "clickhouse.sh: $dir is not empty" >&2; exit 1; }
+      mkdir -p "$dir"
+    fi
+    dir="$(cd "$dir" && pwd)"
+    touch "$dir/.apx-clickhouse"
+    cluster=""
+    for i in $(seq 0 $((shards - 1))); do
+      cluster+="<shard><replica><host>127.0.0.1</host><port>$((port + 1000 + i))</port></replica></shard>"
+    done
+    : > "$dir/pids"
+    urls=""
+    for i in $(seq 0 $((shards - 1))); do
+      d="$dir/shard-$i"
+      mkdir -p "$d/data" "$d/tmp" "$d/log" "$d/user_files"
+      cat > "$d/users.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <users><default><password></password>
+    <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+    <profile>default</profile><quota>default</quota></default></users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
+    <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time>
+  </interval></default></quotas>
+</yandex>
+EOF
+      cat > "$d/config.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>$d/log/server.log</log><errorlog>$d/log/error.log</errorlog>
+    <size>100M</size><count>2</count></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>$((port + i))</http_port>
+  <tcp_port>$((port + 1000 + i))</tcp_port>
+  <interserver_http_port>$((port + 2000 + i))</interserver_http_port>
+  <max_connections>256</max_connections>
+  <keep_alive_timeout>30</keep_alive_timeout>
+  <max_concurrent_queries>64</max_concurrent_queries>
+  <uncompressed_cache_size>1073741824</uncompressed_cache_size>
+  <mark_cache_size>1073741824</mark_cache_size>
+  <path>$d/data/</path>
+  <tmp_path>$d/tmp/</tmp_path>
+  <user_files_path>$d/user_files/</user_files_path>
+  <users_config>$d/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <timezone>UTC</timezone>
+  <mlock_executable>false</mlock_executable>
+  <remote_servers><apx>$cluster</apx></remote_servers>
+  <macros><shard>$i</shard></macros>
+</yandex>
+EOF
+      "$server_bin" --config-file="$d/config.xml" >"$d/log/stdout.log" 2>&1 &
+      echo $! >> "$dir/pids"
+      urls+="${urls:+,}http://127.0.0.1:$((port + i))"
+    done
+    for i in $(seq 0 $((shards - 1))); do
+      ok=0
+      for _ in $(seq 1 300); do
+        if ping $((port + i)); then ok=1; break; fi
+        sleep 0.1
+      done
+      if [ "$ok" -ne 1 ]; then
+        echo "clickhouse.sh: server $i (port $((port + i))) did not start; its log:" >&2
+        tail -20 "$dir/shard-$i/log/error.log" "$dir/shard-$i/log/stdout.log" >&2 2>/dev/null || true
+        stop_dir "$dir" >&2 || true
+        exit 1
+      fi
+    done
+    cat > "$dir/env" <<EOF
+export APX_CLICKHOUSE_URL=http://127.0.0.1:$port
+export APX_CLICKHOUSE_URLS=$urls
+export APX_CLICKHOUSE_SHARDS=$shards
+export APX_CLICKHOUSE_DIR=$dir
+EOF
+    echo "clickhouse.sh: $shards server(s) up on 127.0.0.1:$port.. (PIDs $(tr '\n' ' ' < "$dir/pids"))" >&2
+    echo "$dir"
+    ;;
+  stop)
+    [ -n "$dir" ] || dir="${APX_CLICKHOUSE_DIR:-}"
+    [ -n "$dir" ] || { echo "clickhouse.sh: stop needs --dir (or APX_CLICKHOUSE_DIR)" >&2; exit 2; }
+    stop_dir "$dir"
+    ;;
+  status)
+    [ -n "$dir" ] || dir="${APX_CLICKHOUSE_DIR:-}"
+    [ -n "$dir" ] && [ -f "$dir/pids" ] || { echo "clickhouse.sh: no servers recorded" >&2; exit 1; }
+    for pid in $(cat "$dir/pids"); do
+      if kill -0 "$pid" 2>/dev/null; then echo "$pid running"; else echo "$pid gone"; fi
+    done
+    ;;
+  *)
+    echo "usage: scripts/clickhouse.sh start [--shards N] [--dir D] [--port P] | stop [--dir D] | status [--dir D]" >&2
+    exit 2
+    ;;
+esac

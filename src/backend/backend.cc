@@ -1,0 +1,28 @@
+// backend/backend.cc: the Backend interface's default batched calls.
+#include "backend/backend.h"
+
+#include <chrono>
+
+namespace apx::backend {
+
+Status Backend::ReadMany(std::span<ReadOp> ops) const {
+  for (ReadOp& op : ops) {
+    const auto start = std::chrono::steady_clock::now();
+    op.rows = 0;
+    op.exact_rows = 0;
+    if (op.exact_part && op.query->exact_rows > 0) {
+      APX_ASSIGN_OR_RETURN(op.exact_rows, ReadExact(*op.query, op.aggs));
+    }
+    if (op.s_end > op.s_begin) {
+      APX_ASSIGN_OR_RETURN(op.rows, Read(*op.query, op.s_begin, op.s_end, op.aggs));
+    }
+    op.ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
+  }
+  return Status::Ok();
+}
+
+Status Backend::ExactAggregates(std::span<ExactOp>) const {
+  return Status::FailedPrecondition("this backend does not compute exact aggregates itself");
+}
+
+}  // namespace apx::backend

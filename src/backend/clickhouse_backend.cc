@@ -1,0 +1,546 @@
+// backend/clickhouse_backend.cc: layouts in ClickHouse, pushed-down partial aggregates.
+#include "backend/clickhouse_backend.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+namespace apx::backend {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string Num(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+std::string JoinKey(std::span<const std::string_view> values) {
+  std::string out;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += '\x1f';
+    out.append(values[i]);
+  }
+  return out;
+}
+
+// TabSeparated field unescaping (\t \n \\ \0 ...), ClickHouse's text format.
+std::string Unescape(std::string_view field) {
+  std::string out;
+  out.reserve(field.size());
+  for (size_t i = 0; i < field.size(); ++i) {
+    if (field[i] != '\\' || i + 1 == field.size()) {
+      out += field[i];
+      continue;
+    }
+    const char c = field[++i];
+    switch (c) {
+      case 't': out += '\t'; break;
+      case 'n': out += '\n'; break;
+      case 'r': out += '\r'; break;
+      case '0': out += '\0'; break;
+      case 'b': out += '\b'; break;
+      case 'f': out += '\f'; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+// TabSeparated escaping for values sent to ClickHouse.
+void AppendEscaped(std::string_view value, std::string* out) {
+  for (char c : value) {
+    switch (c) {
+      case '\t': *out += "\\t"; break;
+      case '\n': *out += "\\n"; break;
+      case '\r': *out += "\\r"; break;
+      case '\\': *out += "\\\\"; break;
+      case '\0': *out += "\\0"; break;
+      default: *out += c;
+    }
+  }
+}
+
+std::vector<std::string_view> SplitTabs(std::string_view line) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  while (true) {
+    const size_t tab = line.find('\t', start);
+    out.push_back(line.substr(start, tab == std::string_view::npos ? std::string_view::npos : tab - start));
+    if (tab == std::string_view::npos) break;
+    start = tab + 1;
+  }
+  return out;
+}
+
+Result<double> ParseDouble(std::string_view text) {
+  const std::string s(text);
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || *end != '\0') return Status::Internal("clickhouse: unexpected number '" + s + "'");
+  return v;
+}
+
+// "[1,2.5,-3]" -> values.
+Status ParseArray(std::string_view text, std::vector<double>* out) {
+  out->clear();
+  if (text.size() < 2 || text.front() != '[' || text.back() != ']') {
+    return Status::Internal("clickhouse: unexpected array '" + std::string(text.substr(0, 40)) + "'");
+  }
+  text = text.substr(1, text.size() - 2);
+  const std::string s(text);
+  const char* p = s.c_str();
+  while (*p != '\0') {
+    char* end = nullptr;
+    const double v = std::strtod(p, &end);
+    if (end == p) return Status::Internal("clickhouse: unexpected array element near '" + std::string(p).substr(0, 20) + "'");
+    out->push_back(v);
+    p = end;
+    if (*p == ',') ++p;
+  }
+  return Status::Ok();
+}
+
+template <typename Fn>
+Status ForEachLine(std::string_view body, Fn fn) {
+  size_t start = 0;
+  while (start < body.size()) {
+    size_t nl = body.find('\n', start);
+    if (nl == std::string_view::npos) nl = body.size();
+    APX_RETURN_IF_ERROR(fn(body.substr(start, nl - start)));
+    start = nl + 1;
+  }
+  return Status::Ok();
+}
+
+std::string KeySuffix(const std::vector<std::string>& keys) {
+  std::string out;
+  for (const std::string& k : keys) out += "_" + k;
+  return out;
+}
+
+const char* SqlType(store::ColumnType type) {
+  switch (type) {
+    case store::ColumnType::kInt64: return "Int64";
+    case store::ColumnType::kDouble: return "Float64";
+    case store::ColumnType::kString: return "String";
+    case store::ColumnType::kTimestamp: return "Int64";
+  }
+  return "Float64";
+}
+
+// The exact SQL expression of one aggregate over column `v` (see Backend::ExactAggregates).
+std::string ExactExpr(const agg::Aggregator& a, const std::string& v) {
+  const std::string empty_nan = "if(count() = 0, nan, ";
+  switch (a.op()) {
+    case agg::AggOp::kCount: return "toFloat64(count())";
+    case agg::AggOp::kSum: return "toFloat64(sum(" + v + "))";
+    case agg::AggOp::kAvg: return empty_nan + "avg(" + v + "))";
+    case agg::AggOp::kVar: return "if(count() < 2, nan, varSamp(" + v + "))";
+    case agg::AggOp::kStd: return "if(count() < 2, nan, stddevSamp(" + v + "))";
+    case agg::AggOp::kMin: return empty_nan + "toFloat64(min(" + v + ")))";
+    case agg::AggOp::kMax: return empty_nan + "toFloat64(max(" + v + ")))";
+    case agg::AggOp::kMedian:
+    case agg::AggOp::kQuantile: {
+      // quantileExact(L) returns the element at 0-based index ⌊L·n⌋; the rank apxserve uses is
+      // max(1, ⌈q·n⌉), index ⌈q·n⌉ − 1, which ⌊(q − ε)·n⌋ equals for every n < 10¹¹ (ε = 1e-12;
+      // docs/clickhouse.md).
+      const double level = a.op() == agg::AggOp::kMedian ? 0.5 : a.q();
+      return empty_nan + "toFloat64(quantileExact(" + Num(std::max(0.0, level - 1e-12)) + ")(" + v + ")))";
+    }
+    case agg::AggOp::kCountDistinct: return "toFloat64(uniqExact(" + v + "))";
+  }
+  return "nan";
+}
+
+}  // namespace
+
+ClickHouseBackend::ClickHouseBackend(std::shared_ptr<const ClickHouseClient> client,
+                                     std::vector<store::TableSchema> tables)
+    : client_(std::move(client)), tables_(std::move(tables)) {}
+
+std::string ClickHouseBackend::SampledName(std::string_view table, const std::vector<std::string>& keys) {
+  return std::string(table) + "__s" + KeySuffix(keys);
+}
+
+std::string ClickHouseBackend::SortedName(std::string_view table, const std::vector<std::string>& keys) {
+  return std::string(table) + "__k" + KeySuffix(keys);
+}
+
+Result<int> ClickHouseBackend::Prepare(const QueryShape& shape) {
+  const store::TableSchema* table = nullptr;
+  for (const store::TableSchema& t : tables_) {
+    if (t.name == shape.table) table = &t;
+  }
+  if (table == nullptr) return Status::NotFound("table '" + shape.table + "' is not in the spec");
+  auto column_type = [&](const std::string& name) -> const store::ColumnSpec* {
+    for (const store::ColumnSpec& c : table->columns) {
+      if (c.name == name) return &c;
+    }
+    return nullptr;
+  };
+  for (const std::string& k : shape.key_columns) {
+    if (column_type(k) == nullptr) return Status::NotFound("table '" + shape.table + "' has no column '" + k + "'");
+    APX_RETURN_IF_ERROR(QuoteIdentifier(k).status());
+  }
+  const store::ColumnSpec* value = column_type(shape.value_column);
+  if (value == nullptr) {
+    return Status::NotFound("table '" + shape.table + "' has no column '" + shape.value_column + "'");
+  }
+  if (value->type == store::ColumnType::kString) {
+    return Status::InvalidArgument("column '" + shape.value_column + "' is a string; aggregations need numbers");
+  }
+  APX_RETURN_IF_ERROR(QuoteIdentifier(shape.table).status());
+  APX_RETURN_IF_ERROR(QuoteIdentifier(shape.value_column).status());
+  int layout = -1;
+  for (size_t i = 0; i < layouts_.size(); ++i) {
+    if (layouts_[i].table == table && layouts_[i].keys == shape.key_columns) layout = static_cast<int>(i);
+  }
+  if (layout < 0) {
+    Layout l;
+    l.table = table;
+    l.keys = shape.key_columns;
+    const std::string db = *QuoteIdentifier(client_->config().database);
+    l.sampled = db + "." + *QuoteIdentifier(SampledName(table->name, l.keys));
+    l.sorted = db + "." + *QuoteIdentifier(SortedName(table->name, l.keys));
+    layouts_.push_back(std::move(l));
+    layout = static_cast<int>(layouts_.size()) - 1;
+  }
+  Layout& l = layouts_[layout];
+  auto it = std::find(l.value_columns.begin(), l.value_columns.end(), shape.value_column);
+  const int value_idx = static_cast<int>(it - l.value_columns.begin());
+  if (it == l.value_columns.end()) l.value_columns.push_back(shape.value_column);
+  shapes_.push_back({.layout = layout, .value_column = *QuoteIdentifier(shape.value_column), .value_idx = value_idx});
+  return static_cast<int>(shapes_.size()) - 1;
+}
+
+Status ClickHouseBackend::Build(const store::ProgressFn& progress) {
+  int64_t done = 0;
+  for (Layout& l : layouts_) {
+    for (const std::string* name : {&l.sampled, &l.sorted}) {
+      APX_ASSIGN_OR_RETURN(std::string exists, client_->Query("EXISTS TABLE " + *name));
+      if (exists.substr(0, 1) != "1") {
+        return Status::FailedPrecondition("clickhouse table " + *name + " does not exist; run `apxserve ingest` for this pipeline first");
+      }
+    }
+    // Per key: rows, time span, and mean/min/max of every aggregated column.
+    std::string sql = "SELECT ";
+    for (const std::string& k : l.keys) sql += "toString(" + *QuoteIdentifier(k) + "), ";
+    const std::string& tcol = l.table->time_column;
+    sql += "count(), " + (tcol.empty() ? std::string("0, 0") : "min(" + *QuoteIdentifier(tcol) + "), max(" + *QuoteIdentifier(tcol) + ")");
+    for (const std::string& v : l.value_columns) {
+      const std::string q = *QuoteIdentifier(v);
+      sql += ", avg(" + q + "), min(" + q + "), max(" + q + ")";
+    }
+    sql += " FROM " + l.sorted;
+    if (!l.keys.empty()) {
+      sql += " GROUP BY ";
+      for (size_t i = 0; i < l.keys.size(); ++i) sql += (i ? ", " : "") + *QuoteIdentifier(l.keys[i]);
+    }
+    APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql));
+    l.stats.clear();
+    const size_t nk = l.keys.size(), nv = l.value_columns.size();
+    APX_RETURN_IF_ERROR(ForEachLine(body, [&](std::string_view line) -> Status {
+      const std::vector<std::string_view> f = SplitTabs(line);
+      if (f.size() != nk + 3 + 3 * nv) return Status::Internal("clickhouse: unexpected stats line");
+      std::string key;
+      for (size_t i = 0; i < nk; ++i) {
+        if (i > 0) key += '\x1f';
+        key += Unescape(f[i]);
+      }
+      KeyStats s;
+      APX_ASSIGN_OR_RETURN(double rows, ParseDouble(f[nk]));
+      APX_ASSIGN_OR_RETURN(double t_min, ParseDouble(f[nk + 1]));
+      APX_ASSIGN_OR_RETURN(double t_max, ParseDouble(f[nk + 2]));
+      s.rows = static_cast<int64_t>(rows);
+      s.t_min = static_cast<int64_t>(t_min);
+      s.t_max = static_cast<int64_t>(t_max);
+      if (s.rows == 0) return Status::Ok();
+      for (size_t v = 0; v < nv; ++v) {
+        APX_ASSIGN_OR_RETURN(double mean, ParseDouble(f[nk + 3 + 3 * v]));
+        APX_ASSIGN_OR_RETURN(double lo, ParseDouble(f[nk + 4 + 3 * v]));
+        APX_ASSIGN_OR_RETURN(double hi, ParseDouble(f[nk + 5 + 3 * v]));
+        s.mean.push_back(mean);
+        s.lo.push_back(lo);
+        s.hi.push_back(hi);
+      }
+      done += s.rows;
+      l.stats.emplace(std::move(key), std::move(s));
+      return Status::Ok();
+    }));
+    if (progress) progress(done, -1);
+  }
+  return Status::Ok();
+}
+
+Status ClickHouseBackend::Bind(int shape, std::span<const std::string_view> key_values, int64_t t0,
+                               int64_t t1, BoundQuery* out) const {
+  if (shape < 0 || shape >= static_cast<int>(shapes_.size())) return Status::InvalidArgument("unknown query shape");
+  const Shape& sh = shapes_[shape];
+  const Layout& l = layouts_[sh.layout];
+  if (key_values.size() != l.keys.size()) return Status::InvalidArgument("wrong number of key values");
+  out->shape = shape;
+  out->rows_known = false;
+  out->exact_rows = 0;
+  out->rest_distinct = -1;
+  std::string& where = out->remote_filter;
+  where.clear();
+  for (size_t i = 0; i < l.keys.size(); ++i) {
+    where += (i ? " AND " : "") + *QuoteIdentifier(l.keys[i]) + " = " + QuoteString(key_values[i]);
+  }
+  const std::string& tcol = l.table->time_column;
+  if (!tcol.empty()) {
+    const std::string t = *QuoteIdentifier(tcol);
+    if (t0 > INT64_MIN) where += (where.empty() ? "" : " AND ") + t + " >= " + std::to_string(t0);
+    if (t1 < INT64_MAX) where += (where.empty() ? "" : " AND ") + t + " < " + std::to_string(t1);
+  }
+  if (where.empty()) where = "1";
+  // The prior: the key's rows spread evenly over its time span. A key the last Build did not
+  // see (rows inserted since) gets a prior of one row, so the first round reads it whole.
+  const auto it = l.stats.find(JoinKey(key_values));
+  out->group = 0;
+  if (it == l.stats.end()) {
+    out->matching_rows = 1;
+    out->rest_min = out->rest_max = std::numeric_limits<double>::quiet_NaN();
+    out->center = 0;
+    return Status::Ok();
+  }
+  const KeyStats& s = it->second;
+  double share = 1.0;
+  if (!tcol.empty() && s.t_max > s.t_min) {
+    const double lo = std::max(static_cast<double>(t0), static_cast<double>(s.t_min));
+    const double hi = std::min(static_cast<double>(t1), static_cast<double>(s.t_max) + 1);
+    share = std::clamp((hi - lo) / (static_cast<double>(s.t_max - s.t_min) + 1), 0.0, 1.0);
+  } else if (!tcol.empty()) {
+    share = (s.t_min >= t0 && s.t_min < t1) ? 1.0 : 0.0;
+  }
+  out->matching_rows = std::max<int64_t>(1, std::llround(share * static_cast<double>(s.rows)));
+  out->rest_min = s.lo[sh.value_idx];
+  out->rest_max = s.hi[sh.value_idx];
+  out->center = s.mean[sh.value_idx];
+  return Status::Ok();
+}
+
+Result<int64_t> ClickHouseBackend::Read(const BoundQuery& query, int s_begin, int s_end,
+                                        std::span<agg::Aggregator* const> aggs) const {
+  ReadOp op{.query = &query, .s_begin = s_begin, .s_end = s_end, .aggs = aggs};
+  APX_RETURN_IF_ERROR(ReadMany(std::span<ReadOp>(&op, 1)));
+  return op.rows;
+}
+
+Result<int64_t> ClickHouseBackend::ReadExact(const BoundQuery&, std::span<agg::Aggregator* const>) const {
+  return int64_t{0};  // no outlier index on ClickHouse yet: the exact part is empty
+}
+
+Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops) const {
+  const auto start = Clock::now();
+  std::string sql;
+  int64_t statements = 0;
+  std::vector<bool> wants_values(ops.size(), false);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    ReadOp& op = ops[i];
+    op.rows = op.exact_rows = 0;
+    op.ns = 0;
+    if (op.s_end <= op.s_begin) continue;
+    const Shape& sh = shapes_[op.query->shape];
+    const Layout& l = layouts_[sh.layout];
+    for (const agg::Aggregator* a : op.aggs) wants_values[i] = wants_values[i] || !agg::PushesDown(a->op());
+    const std::string& v = sh.value_column;
+    const std::string d = "(" + v + " - " + Num(op.query->center) + ")";
+    if (statements++ > 0) sql += " UNION ALL ";
+    sql += "SELECT toUInt32(" + std::to_string(i) + "), count(), sum(" + d + "), sum(" + d + " * " + d +
+           "), sum(" + d + " * " + d + " * " + d + "), sum(" + d + " * " + d + " * " + d + " * " + d +
+           "), min(" + v + "), max(" + v + "), " +
+           (wants_values[i] ? "groupArray(toFloat64(" + v + "))" : std::string("emptyArrayFloat64()")) +
+           " FROM " + l.sampled + " WHERE " + op.query->remote_filter + " AND stratum >= " +
+           std::to_string(op.s_begin) + " AND stratum < " + std::to_string(op.s_end);
+  }
+  if (statements == 0) return Status::Ok();
+  APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql));
+  std::vector<double> values;
+  int64_t total_rows = 0;
+  APX_RETURN_IF_ERROR(ForEachLine(body, [&](std::string_view line) -> Status {
+    const std::vector<std::string_view> f = SplitTabs(line);
+    if (f.size() != 9) return Status::Internal("clickhouse: unexpected read line");
+    APX_ASSIGN_OR_RETURN(double idx, ParseDouble(f[0]));
+    if (!(idx >= 0 && idx < static_cast<double>(ops.size()))) return Status::Internal("clickhouse: bad op index");
+    ReadOp& op = ops[static_cast<size_t>(idx)];
+    agg::PartialMoments pm;
+    APX_ASSIGN_OR_RETURN(double rows, ParseDouble(f[1]));
+    pm.rows = static_cast<int64_t>(rows);
+    pm.center = op.query->center;
+    APX_ASSIGN_OR_RETURN(pm.s1, ParseDouble(f[2]));
+    APX_ASSIGN_OR_RETURN(pm.s2, ParseDouble(f[3]));
+    APX_ASSIGN_OR_RETURN(pm.s3, ParseDouble(f[4]));
+    APX_ASSIGN_OR_RETURN(pm.s4, ParseDouble(f[5]));
+    APX_ASSIGN_OR_RETURN(pm.lo, ParseDouble(f[6]));
+    APX_ASSIGN_OR_RETURN(pm.hi, ParseDouble(f[7]));
+    values.clear();
+    if (wants_values[static_cast<size_t>(idx)]) {
+      APX_RETURN_IF_ERROR(ParseArray(f[8], &values));
+      if (static_cast<int64_t>(values.size()) != pm.rows) return Status::Internal("clickhouse: value count mismatch");
+    }
+    for (agg::Aggregator* a : op.aggs) {
+      if (agg::PushesDown(a->op())) {
+        a->UpdatePartial(pm, /*exact=*/false);
+      } else {
+        a->Update(values);
+      }
+    }
+    op.rows = pm.rows;
+    total_rows += pm.rows;
+    return Status::Ok();
+  }));
+  // One statement for all: its time is shared by rows read (one row's worth at least each).
+  const double ns = std::chrono::duration<double, std::nano>(Clock::now() - start).count();
+  double weight = 0;
+  for (const ReadOp& op : ops) weight += op.s_end > op.s_begin ? static_cast<double>(op.rows + 1) : 0.0;
+  for (ReadOp& op : ops) {
+    if (op.s_end > op.s_begin && weight > 0) op.ns = ns * static_cast<double>(op.rows + 1) / weight;
+  }
+  return Status::Ok();
+}
+
+Status ClickHouseBackend::ExactAggregates(std::span<ExactOp> ops) const {
+  std::string sql;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const ExactOp& op = ops[i];
+    const Shape& sh = shapes_[op.query->shape];
+    const Layout& l = layouts_[sh.layout];
+    if (i > 0) sql += " UNION ALL ";
+    sql += "SELECT toUInt32(" + std::to_string(i) + "), count(), [";
+    for (size_t a = 0; a < op.aggs.size(); ++a) sql += (a ? ", " : "") + ExactExpr(*op.aggs[a], sh.value_column);
+    if (op.aggs.empty()) sql += "toFloat64(0)";
+    sql += "] FROM " + l.sorted + " WHERE " + op.query->remote_filter;
+  }
+  if (ops.empty()) return Status::Ok();
+  APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql));
+  std::vector<double> values;
+  std::vector<bool> seen(ops.size(), false);
+  APX_RETURN_IF_ERROR(ForEachLine(body, [&](std::string_view line) -> Status {
+    const std::vector<std::string_view> f = SplitTabs(line);
+    if (f.size() != 3) return Status::Internal("clickhouse: unexpected exact line");
+    APX_ASSIGN_OR_RETURN(double idx, ParseDouble(f[0]));
+    if (!(idx >= 0 && idx < static_cast<double>(ops.size()))) return Status::Internal("clickhouse: bad op index");
+    ExactOp& op = ops[static_cast<size_t>(idx)];
+    APX_ASSIGN_OR_RETURN(double rows, ParseDouble(f[1]));
+    op.rows = static_cast<int64_t>(rows);
+    APX_RETURN_IF_ERROR(ParseArray(f[2], &values));
+    if (values.size() < op.aggs.size()) return Status::Internal("clickhouse: too few exact values");
+    for (size_t a = 0; a < op.aggs.size() && a < op.values.size(); ++a) op.values[a] = values[a];
+    seen[static_cast<size_t>(idx)] = true;
+    return Status::Ok();
+  }));
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (!seen[i]) return Status::Internal("clickhouse: no exact answer for query " + std::to_string(i));
+  }
+  return Status::Ok();
+}
+
+bool ClickHouseBackend::SameRows(int shape_a, int shape_b) const {
+  return shapes_[shape_a].layout == shapes_[shape_b].layout &&
+         shapes_[shape_a].value_column == shapes_[shape_b].value_column;
+}
+
+int64_t ClickHouseBackend::SharedSampledRows(const BoundQuery& a, const BoundQuery& b) const {
+  if (!SameRows(a.shape, b.shape)) return 0;
+  // Callers ask for partner queries of one request, bound to the same key values (Session);
+  // nested windows then share the smaller window's rows, and the priors are proportional to
+  // the windows' spans, so the smaller prior is the overlap's.
+  return std::min(a.matching_rows, b.matching_rows);
+}
+
+Status ClickHouseBackend::Ingest(const ClickHouseClient& client, const store::Table& table,
+                                 const std::vector<std::vector<std::string>>& key_sets, uint64_t seed,
+                                 const store::ProgressFn& progress) {
+  const std::string db = *QuoteIdentifier(client.config().database);
+  APX_ASSIGN_OR_RETURN(std::string base_name, QuoteIdentifier(table.name()));
+  const std::string base = db + "." + base_name;
+  APX_RETURN_IF_ERROR(client.CreateDatabase());
+  APX_ASSIGN_OR_RETURN(std::string exists, client.Query("EXISTS TABLE " + base));
+  if (exists.substr(0, 1) == "1") {
+    return Status::FailedPrecondition("clickhouse table " + base +
+                                      " already exists; apxserve never replaces a table (drop it first to re-ingest)");
+  }
+  const store::TableSchema& schema = table.schema();
+  std::string columns;
+  for (const store::ColumnSpec& c : schema.columns) {
+    APX_ASSIGN_OR_RETURN(std::string q, QuoteIdentifier(c.name));
+    columns += q + " " + SqlType(c.type) + ", ";
+  }
+  const std::string order = schema.time_column.empty() ? "tuple()" : *QuoteIdentifier(schema.time_column);
+  APX_RETURN_IF_ERROR(client.Execute("CREATE TABLE " + base + " (" + columns +
+                                     "`_rid` UInt64 DEFAULT rand64()) ENGINE = MergeTree() ORDER BY " + order));
+  // Layouts as materialized views: every insert into the base table (ours or anyone's) feeds them.
+  for (const std::vector<std::string>& keys : key_sets) {
+    std::string key_list, hash_args = "`_rid`";
+    for (const std::string& k : keys) {
+      APX_ASSIGN_OR_RETURN(std::string q, QuoteIdentifier(k));
+      key_list += q + ", ";
+      hash_args += ", " + q;
+    }
+    const std::string time = schema.time_column.empty() ? "" : *QuoteIdentifier(schema.time_column);
+    if (!time.empty()) hash_args += ", " + time;
+    const std::string sampled = db + "." + *QuoteIdentifier(SampledName(schema.name, keys));
+    const std::string sorted = db + "." + *QuoteIdentifier(SortedName(schema.name, keys));
+    for (const std::string* name : {&sampled, &sorted}) {
+      APX_ASSIGN_OR_RETURN(std::string taken, client.Query("EXISTS TABLE " + *name));
+      if (taken.substr(0, 1) == "1") {
+        return Status::FailedPrecondition("clickhouse table " + *name + " already exists; apxserve never replaces a table");
+      }
+    }
+    APX_RETURN_IF_ERROR(client.Execute(
+        "CREATE MATERIALIZED VIEW " + sampled + " ENGINE = MergeTree() ORDER BY (" + key_list + "stratum" +
+        (time.empty() ? "" : ", " + time) + ") SETTINGS index_granularity = 1024 AS SELECT *, toUInt16(cityHash64(" +
+        hash_args + ") % " + std::to_string(kNumStrata) + ") AS stratum FROM " + base));
+    std::string sorted_order = key_list + (time.empty() ? "" : time);
+    if (!sorted_order.empty() && sorted_order.size() >= 2 && sorted_order.substr(sorted_order.size() - 2) == ", ") {
+      sorted_order.resize(sorted_order.size() - 2);
+    }
+    APX_RETURN_IF_ERROR(client.Execute("CREATE MATERIALIZED VIEW " + sorted + " ENGINE = MergeTree() ORDER BY (" +
+                                       (sorted_order.empty() ? std::string("tuple()") : sorted_order) +
+                                       ") SETTINGS index_granularity = 1024 AS SELECT * FROM " + base));
+  }
+  // Rows in TabSeparated batches; _rid from the seed so that strata are reproducible.
+  const int64_t n = table.num_rows();
+  constexpr int64_t kBatch = 200000;
+  std::string tsv;
+  for (int64_t begin = 0; begin < n; begin += kBatch) {
+    tsv.clear();
+    const int64_t end = std::min(n, begin + kBatch);
+    for (int64_t r = begin; r < end; ++r) {
+      for (const store::Column& c : table.columns()) {
+        switch (c.type) {
+          case store::ColumnType::kInt64:
+          case store::ColumnType::kTimestamp: tsv += std::to_string(c.ints[r]); break;
+          case store::ColumnType::kDouble: tsv += Num(c.doubles[r]); break;
+          case store::ColumnType::kString: AppendEscaped(c.dictionary[c.codes[r]], &tsv); break;
+        }
+        tsv += '\t';
+      }
+      uint64_t z = seed + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(r + 1);
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+      tsv += std::to_string(z ^ (z >> 31));
+      tsv += '\n';
+    }
+    APX_RETURN_IF_ERROR(client.InsertTsv(table.name(), tsv));
+    if (progress) progress(end, n);
+  }
+  // One part per table: every statement then opens one part, not one per insert batch.
+  APX_RETURN_IF_ERROR(client.Execute("OPTIMIZE TABLE " + base + " FINAL"));
+  for (const std::vector<std::string>& keys : key_sets) {
+    for (const std::string& name : {SampledName(schema.name, keys), SortedName(schema.name, keys)}) {
+      // A materialized view passes OPTIMIZE on to its inner table (18.16 and current releases).
+      APX_RETURN_IF_ERROR(client.Execute("OPTIMIZE TABLE " + db + "." + *QuoteIdentifier(name) + " FINAL"));
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace apx::backend

@@ -1,0 +1,101 @@
+// backend/clickhouse_backend.h
+//
+// Tables kept in ClickHouse (docs/clickhouse.md). `Ingest` creates, per spec table T:
+//   T                  the base table (its columns, plus `_rid UInt64 DEFAULT rand64()`),
+//                      ordered by the time column; rows inserted here by anyone are seen by
+//                      the next request;
+//   T__s_<keys>        per key set the prepared queries use, a materialized view of T ordered
+//                      by (key columns, stratum, time): the sampled layout. Its
+//                      `stratum UInt16` is cityHash64(_rid, keys, time) % kNumStrata, so every
+//                      row (also a row inserted later, directly into T) lands in a random
+//                      stratum and strata [0, k) are a Bernoulli(k / kNumStrata) sample of any
+//                      window;
+//   T__k_<keys>        per key set, a materialized view ordered by (key columns, time): the
+//                      sorted copy the exact SQL reads (the best exact baseline a user has).
+// A request reads only new strata per round, in one statement for all its queries, with the
+// aggregation pushed down: count and power sums for count/sum/avg/var/std, the values only for
+// order statistics and distinct counts. The window is not counted before sampling
+// (BoundQuery::rows_known = false): N is estimated from the sample. The exact path is one
+// statement per request on the sorted copies.
+//
+// Not yet here (docs/clickhouse.md, "Status"): the outlier index (every row is sampled), a
+// Distributed table over shards, appends through apxserve.
+//
+// Thread safety: after Build(), every const member may be called concurrently.
+#ifndef APX_BACKEND_CLICKHOUSE_BACKEND_H_
+#define APX_BACKEND_CLICKHOUSE_BACKEND_H_
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/clickhouse_client.h"
+
+namespace apx::backend {
+
+class ClickHouseBackend : public Backend {
+ public:
+  // `tables`: the schemas of the spec's tables (column names and types, time column).
+  ClickHouseBackend(std::shared_ptr<const ClickHouseClient> client,
+                    std::vector<store::TableSchema> tables);
+
+  Result<int> Prepare(const QueryShape& shape) override;
+  // Checks that every layout exists (FailedPrecondition naming `apxserve ingest` otherwise) and
+  // loads each key's row count, time span, mean and range per value column (one GROUP BY per
+  // layout).
+  Status Build(const store::ProgressFn& progress = nullptr) override;
+  Status Bind(int shape, std::span<const std::string_view> key_values, int64_t t0, int64_t t1,
+              BoundQuery* out) const override;
+  Result<int64_t> Read(const BoundQuery& query, int s_begin, int s_end,
+                       std::span<agg::Aggregator* const> aggs) const override;
+  Result<int64_t> ReadExact(const BoundQuery& query,
+                            std::span<agg::Aggregator* const> aggs) const override;
+  Status ReadMany(std::span<ReadOp> ops) const override;
+  bool ComputesExact() const override { return true; }
+  Status ExactAggregates(std::span<ExactOp> ops) const override;
+  bool SameRows(int shape_a, int shape_b) const override;
+  // Estimated from the keys' row rates (the window is not counted).
+  int64_t SharedSampledRows(const BoundQuery& a, const BoundQuery& b) const override;
+
+  // Creates T, its layouts for `key_sets` and loads `table`'s rows (strata from `seed`).
+  // FailedPrecondition when T already exists (nothing is overwritten). Progress: rows done.
+  static Status Ingest(const ClickHouseClient& client, const store::Table& table,
+                       const std::vector<std::vector<std::string>>& key_sets, uint64_t seed,
+                       const store::ProgressFn& progress = nullptr);
+
+  // Names of the layouts of `table` for `keys`.
+  static std::string SampledName(std::string_view table, const std::vector<std::string>& keys);
+  static std::string SortedName(std::string_view table, const std::vector<std::string>& keys);
+
+ private:
+  struct KeyStats {
+    int64_t rows = 0;
+    int64_t t_min = 0, t_max = 0;
+    std::vector<double> mean, lo, hi;  // per value column of the layout
+  };
+  struct Layout {
+    const store::TableSchema* table = nullptr;
+    std::vector<std::string> keys;
+    std::vector<std::string> value_columns;  // columns the prepared shapes aggregate
+    std::string sampled, sorted;             // quoted db.table names
+    std::unordered_map<std::string, KeyStats> stats;  // by the keys' text joined with '\x1f'
+  };
+  struct Shape {
+    int layout = -1;
+    std::string value_column;  // quoted
+    int value_idx = -1;        // into the layout's value_columns
+  };
+
+  std::string Where(const BoundQuery& q) const;
+
+  std::shared_ptr<const ClickHouseClient> client_;
+  std::vector<store::TableSchema> tables_;
+  std::vector<Layout> layouts_;
+  std::vector<Shape> shapes_;
+};
+
+}  // namespace apx::backend
+
+#endif  // APX_BACKEND_CLICKHOUSE_BACKEND_H_

@@ -1,0 +1,286 @@
+// backend/clickhouse_test.cc: the ClickHouse backend against a real, private ClickHouse server
+// (scripts/clickhouse.sh, loopback, temporary folder, stopped by PID): SQL quoting and
+// injection attempts, ingest, exact aggregates equal to the embedded store's, sampled reads,
+// fresh rows, a server that is down.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "backend/clickhouse_backend.h"
+#include "backend/embedded_backend.h"
+
+namespace apx::backend {
+namespace {
+
+TEST(ClickHouseQuoteTest, EscapesEveryByteThatCouldEndALiteral) {
+  EXPECT_EQ(QuoteString("ATL"), "'ATL'");
+  EXPECT_EQ(QuoteString("x' OR 1=1 --"), "'x\\' OR 1=1 --'");
+  EXPECT_EQ(QuoteString("a\\b"), "'a\\\\b'");
+  EXPECT_EQ(QuoteString(std::string_view("a\0b", 3)), "'a\\x00b'");
+  EXPECT_EQ(QuoteString("\xff\xfe\n"), "'\\xff\\xfe\\x0a'");
+  EXPECT_TRUE(QuoteIdentifier("dep_time").ok());
+  EXPECT_FALSE(QuoteIdentifier("a`; DROP TABLE x").ok());
+  EXPECT_FALSE(QuoteIdentifier("").ok());
+  EXPECT_FALSE(QuoteIdentifier("1abc").ok());
+}
+
+TEST(ClickHouseClientTest, ServerDownIsAClearError) {
+  ClickHouseConfig config{.url = "http://127.0.0.1:1", .timeout = std::chrono::milliseconds(500)};
+  auto client = ClickHouseClient::Connect(config);
+  ASSERT_FALSE(client.ok());
+  EXPECT_EQ(client.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(client.status().message().find("127.0.0.1:1"), std::string::npos) << client.status().message();
+  EXPECT_EQ(ClickHouseClient::Connect({.url = "ftp://x"}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ClickHouseClient::Connect({.url = "http://h:99999"}).status().code(), StatusCode::kInvalidArgument);
+}
+
+// 30,000 rows: keys K0..K5 (K0 half of them), one row per minute, heavy-tailed values with ties.
+std::unique_ptr<store::Table> MakeTable() {
+  store::TableSchema schema{.name = "events",
+                            .columns = {{"t", store::ColumnType::kTimestamp},
+                                        {"v", store::ColumnType::kDouble},
+                                        {"k", store::ColumnType::kString}},
+                            .time_column = "t"};
+  std::vector<store::Column> cols(3);
+  for (size_t i = 0; i < 3; ++i) {
+    cols[i].name = schema.columns[i].name;
+    cols[i].type = schema.columns[i].type;
+  }
+  cols[2].dictionary = {"K0", "K1", "K2", "K3", "K4", "x' OR 1=1 --"};
+  std::mt19937_64 rng(11);
+  std::lognormal_distribution<double> value(1.0, 1.5);
+  const int n = 30000;
+  for (int i = 0; i < n; ++i) {
+    cols[0].ints.push_back(60LL * i);
+    const double x = value(rng);
+    cols[1].doubles.push_back(i % 3 == 0 ? std::round(x) : x);
+    cols[2].codes.push_back(i % 2 == 0 ? 0 : 1 + (i / 2) % 5);
+  }
+  for (store::Column& c : cols) c.IndexDictionary();
+  return std::make_unique<store::Table>(schema, std::move(cols), n);
+}
+
+std::string Shell(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return out;
+  std::array<char, 512> buf{};
+  while (fgets(buf.data(), buf.size(), p) != nullptr) out += buf.data();
+  pclose(p);
+  return out;
+}
+
+class ClickHouseTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!std::filesystem::exists("/usr/sbin/clickhouse-server") &&
+        Shell("command -v clickhouse-server").empty()) {
+      return;  // SetUp skips, saying why
+    }
+    port_ = 20000 + static_cast<int>(getpid() % 4000) * 2;
+    std::string out = Shell("bash scripts/clickhouse.sh start --port " + std::to_string(port_));
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    dir_ = out.substr(out.rfind('\n') + 1);
+    if (!std::filesystem::exists(dir_ + "/pids")) {
+      dir_.clear();
+      return;
+    }
+    ClickHouseConfig config{.url = "http://127.0.0.1:" + std::to_string(port_), .database = "apx_test"};
+    auto client = ClickHouseClient::Connect(config);
+    if (client.ok()) client_ = std::shared_ptr<const ClickHouseClient>(std::move(*client));
+    table_ = MakeTable().release();
+    if (client_ != nullptr) {
+      ingest_ = ClickHouseBackend::Ingest(*client_, *table_, {{"k"}, {}}, 3);
+    }
+  }
+  static void TearDownTestSuite() {
+    client_.reset();
+    delete table_;
+    table_ = nullptr;
+    if (!dir_.empty()) Shell("bash scripts/clickhouse.sh stop --dir " + dir_ + " 2>&1");
+  }
+  void SetUp() override {
+    if (dir_.empty()) GTEST_SKIP() << "clickhouse-server is not installed or did not start (scripts/setup.sh)";
+    ASSERT_NE(client_, nullptr);
+    ASSERT_TRUE(ingest_.ok()) << ingest_.message();
+    backend_ = std::make_unique<ClickHouseBackend>(client_, std::vector<store::TableSchema>{table_->schema()});
+    auto keyed = backend_->Prepare({.table = "events", .key_columns = {"k"}, .value_column = "v"});
+    auto all = backend_->Prepare({.table = "events", .key_columns = {}, .value_column = "v"});
+    ASSERT_TRUE(keyed.ok() && all.ok());
+    keyed_ = *keyed;
+    all_ = *all;
+    ASSERT_TRUE(backend_->Build().ok());
+  }
+
+  // The exact aggregates of (shape, key, window) from ClickHouse.
+  std::vector<double> Exact(int shape, std::vector<std::string_view> key, int64_t t0, int64_t t1,
+                            std::vector<agg::Aggregator>& aggs, int64_t* rows) {
+    BoundQuery q;
+    EXPECT_TRUE(backend_->Bind(shape, key, t0, t1, &q).ok());
+    std::vector<agg::Aggregator*> ptrs;
+    for (agg::Aggregator& a : aggs) ptrs.push_back(&a);
+    std::vector<double> values(aggs.size());
+    ExactOp op{.query = &q, .aggs = ptrs, .values = values};
+    const Status s = backend_->ExactAggregates(std::span<ExactOp>(&op, 1));
+    EXPECT_TRUE(s.ok()) << s.message();
+    *rows = op.rows;
+    return values;
+  }
+
+  static inline int port_ = 0;
+  static inline std::string dir_;
+  static inline std::shared_ptr<const ClickHouseClient> client_;
+  static inline store::Table* table_ = nullptr;
+  static inline Status ingest_;
+  std::unique_ptr<ClickHouseBackend> backend_;
+  int keyed_ = -1, all_ = -1;
+};
+
+std::vector<agg::Aggregator> AllOps() {
+  std::vector<agg::Aggregator> aggs;
+  for (agg::AggOp op : {agg::AggOp::kCount, agg::AggOp::kSum, agg::AggOp::kAvg, agg::AggOp::kVar,
+                        agg::AggOp::kStd, agg::AggOp::kMin, agg::AggOp::kMax, agg::AggOp::kMedian,
+                        agg::AggOp::kCountDistinct}) {
+    aggs.emplace_back(op);
+  }
+  for (double q : {0.1, 0.25, 0.9, 0.95, 0.99, 1.0, 0.0}) aggs.emplace_back(agg::AggOp::kQuantile, q);
+  return aggs;
+}
+
+TEST_F(ClickHouseTest, ExactAggregatesEqualTheEmbeddedStore) {
+  EmbeddedBackend embedded(3);
+  ASSERT_TRUE(embedded.AddTable(MakeTable()).ok());
+  auto e_keyed = embedded.Prepare({.table = "events", .key_columns = {"k"}, .value_column = "v", .count_distinct = true});
+  auto e_all = embedded.Prepare({.table = "events", .key_columns = {}, .value_column = "v", .count_distinct = true});
+  ASSERT_TRUE(e_keyed.ok() && e_all.ok());
+  ASSERT_TRUE(embedded.Build().ok());
+  struct Case { bool keyed; std::string key; int64_t t0, t1; };
+  const Case cases[] = {{true, "K0", 0, 60 * 30000}, {true, "K3", 60 * 1000, 60 * 1500},
+                        {true, "K2", 60 * 7, 60 * 8}, {true, "K1", 60 * 20000, 60 * 20001},
+                        {false, "", 60 * 100, 60 * 29000}, {false, "", 60 * 5, 60 * 6},
+                        {true, "nope", 0, 60 * 30000}, {true, "x' OR 1=1 --", 0, 60 * 3000}};
+  for (const Case& c : cases) {
+    std::vector<std::string_view> key;
+    if (c.keyed) key.push_back(c.key);
+    std::vector<agg::Aggregator> ch_aggs = AllOps(), e_aggs = AllOps();
+    int64_t rows = -1;
+    const std::vector<double> got = Exact(c.keyed ? keyed_ : all_, key, c.t0, c.t1, ch_aggs, &rows);
+    BoundQuery q;
+    ASSERT_TRUE(embedded.Bind(c.keyed ? *e_keyed : *e_all, key, c.t0, c.t1, &q).ok());
+    std::vector<agg::Aggregator*> ptrs;
+    for (agg::Aggregator& a : e_aggs) ptrs.push_back(&a);
+    ASSERT_TRUE(embedded.ReadExact(q, ptrs).ok());
+    ASSERT_TRUE(embedded.Read(q, 0, kNumStrata, ptrs).ok());
+    EXPECT_EQ(rows, q.matching_rows) << c.key;
+    for (size_t a = 0; a < e_aggs.size(); ++a) {
+      const double want = e_aggs[a].Finalize(1.0).value;
+      const std::string what = c.key + " " + std::string(agg::AggOpName(e_aggs[a].op())) + " q=" +
+                               std::to_string(e_aggs[a].q()) + " rows=" + std::to_string(rows);
+      if (std::isnan(want)) {
+        EXPECT_TRUE(std::isnan(got[a])) << what << " got " << got[a];
+      } else {
+        EXPECT_NEAR(got[a], want, 1e-9 * (1 + std::abs(want))) << what;
+      }
+    }
+  }
+}
+
+TEST_F(ClickHouseTest, InjectionAttemptsMatchNothingOrOnlyTheirOwnKey) {
+  // The table holds the first attack string as a real key (3,000 rows): it must match exactly
+  // those; every other attempt is a key no row has and must match nothing.
+  for (std::string key : {std::string("x' OR 1=1 --"), std::string("K0' OR '1'='1"), std::string("K0\\"),
+                          std::string("K0\\' OR 1=1 --"), std::string("K0\0' OR 1=1", 11),
+                          std::string("\xff\xfe' OR 1=1 --"), std::string("'; DROP TABLE events; --")}) {
+    std::vector<agg::Aggregator> aggs;
+    aggs.emplace_back(agg::AggOp::kCount);
+    int64_t rows = -1;
+    const std::vector<double> got = Exact(keyed_, {key}, 0, 60 * 30000, aggs, &rows);
+    const int64_t want = key == "x' OR 1=1 --" ? 3000 : 0;  // codes: odd rows cycle 1..5
+    EXPECT_EQ(rows, want) << key;
+    EXPECT_EQ(got[0], static_cast<double>(want)) << key;
+  }
+  auto still_there = client_->Query("SELECT count() FROM events");
+  ASSERT_TRUE(still_there.ok());
+  EXPECT_EQ(still_there->substr(0, 5), "30000");
+}
+
+TEST_F(ClickHouseTest, SampledReadsAreBernoulliSamplesOfTheWindow) {
+  // Strata [0, 10) of K0's 15,000 rows: about 1,500 rows, partial moments equal to a direct
+  // computation over the same rows, and growing to [10, 100) adds the rest exactly once.
+  std::string_view key[] = {"K0"};
+  BoundQuery q;
+  ASSERT_TRUE(backend_->Bind(keyed_, key, 0, 60 * 30000, &q).ok());
+  EXPECT_FALSE(q.rows_known);
+  EXPECT_NEAR(static_cast<double>(q.matching_rows), 15000, 10);  // the prior from Build's stats
+  agg::Aggregator avg(agg::AggOp::kAvg), median(agg::AggOp::kMedian), count(agg::AggOp::kCount);
+  agg::Aggregator* ptrs[] = {&avg, &median, &count};
+  auto first = backend_->Read(q, 0, 10, ptrs);
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  EXPECT_GT(*first, 1500 - 4 * 37);  // binomial(15000, 0.1): sd 37
+  EXPECT_LT(*first, 1500 + 4 * 37);
+  EXPECT_EQ(avg.n(), *first);
+  EXPECT_EQ(median.n(), *first);
+  auto rest = backend_->Read(q, 10, kNumStrata, ptrs);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(*first + *rest, 15000);
+  std::vector<agg::Aggregator> exact_aggs;
+  exact_aggs.emplace_back(agg::AggOp::kAvg);
+  exact_aggs.emplace_back(agg::AggOp::kMedian);
+  int64_t rows = 0;
+  const std::vector<double> exact = Exact(keyed_, {"K0"}, 0, 60 * 30000, exact_aggs, &rows);
+  EXPECT_NEAR(avg.Finalize(1.0).value, exact[0], 1e-9 * std::abs(exact[0]));
+  EXPECT_EQ(median.Finalize(1.0).value, exact[1]);
+  EXPECT_EQ(count.Finalize(1.0).value, 15000);
+}
+
+TEST_F(ClickHouseTest, RowsInsertedDirectlyAreSeenAndIngestNeverOverwrites) {
+  std::vector<agg::Aggregator> aggs;
+  aggs.emplace_back(agg::AggOp::kCount);
+  aggs.emplace_back(agg::AggOp::kMax);
+  int64_t rows = 0;
+  const int64_t t = 60 * 40000;  // after every ingested row
+  std::vector<double> before = Exact(keyed_, {"K4"}, t, t + 600, aggs, &rows);
+  EXPECT_EQ(rows, 0);
+  // Anyone's insert into the base table, without _rid or stratum: the views get it.
+  ASSERT_TRUE(client_->Execute("INSERT INTO events (t, v, k) VALUES (" + std::to_string(t + 60) + ", 1e6, 'K4')").ok());
+  std::vector<double> after = Exact(keyed_, {"K4"}, t, t + 600, aggs, &rows);
+  EXPECT_EQ(rows, 1);
+  EXPECT_EQ(after[1], 1e6);
+  std::string_view key[] = {"K4"};
+  BoundQuery q;
+  ASSERT_TRUE(backend_->Bind(keyed_, key, t, t + 600, &q).ok());
+  agg::Aggregator max(agg::AggOp::kMax);
+  agg::Aggregator* ptrs[] = {&max};
+  auto read = backend_->Read(q, 0, kNumStrata, ptrs);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(*read, 1);  // it landed in some stratum
+  // A second ingest of the same table is refused and leaves the rows alone.
+  const Status again = ClickHouseBackend::Ingest(*client_, *table_, {{"k"}}, 3);
+  EXPECT_EQ(again.code(), StatusCode::kFailedPrecondition) << again.message();
+  auto count = client_->Query("SELECT count() FROM events");
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(count->substr(0, 5), "30001");
+}
+
+TEST_F(ClickHouseTest, MissingLayoutAndBadSqlAreClearErrors) {
+  ClickHouseBackend other(client_, {table_->schema()});
+  ASSERT_TRUE(other.Prepare({.table = "events", .key_columns = {"t"}, .value_column = "v"}).ok());
+  const Status built = other.Build();
+  EXPECT_EQ(built.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(built.message().find("apxserve ingest"), std::string::npos) << built.message();
+  auto bad = client_->Query("SELECT no_such_column FROM events");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("no_such_column"), std::string::npos) << bad.status().message();
+}
+
+}  // namespace
+}  // namespace apx::backend
