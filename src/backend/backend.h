@@ -62,8 +62,10 @@ struct BoundQuery {
   // A value near the matching rows' mean (0 when unknown): pushed-down power sums are taken
   // about it to stay well conditioned.
   double center = 0;
-  // A remote backend's filter for this query (its SQL WHERE clause); opaque to callers.
+  // A remote backend's filter for this query (its SQL WHERE clause) and the key's rows over
+  // all time; opaque to callers.
   std::string remote_filter;
+  int64_t remote_key_rows = 0;
 
   // Rows in the sampled part (strata 0..kNumStrata-1).
   int64_t sampled_rows() const { return matching_rows - exact_rows; }

@@ -118,6 +118,16 @@ Status ForEachLine(std::string_view body, Fn fn) {
   return Status::Ok();
 }
 
+// Rows per granule of the layouts (SETTINGS index_granularity): ClickHouse reads whole granules.
+constexpr int64_t kGranule = 1024;
+
+// The stratum of a row, as the sampled views compute it: a hash of its random _rid, the same
+// in every layout (so a shard can hold whole strata of all of them) and different for
+// duplicates of one row.
+std::string StratumExpr() {
+  return "toUInt16(cityHash64(`_rid`) % " + std::to_string(kNumStrata) + ")";
+}
+
 std::string KeySuffix(const std::vector<std::string>& keys) {
   std::string out;
   for (const std::string& k : keys) out += "_" + k;
@@ -161,8 +171,8 @@ std::string ExactExpr(const agg::Aggregator& a, const std::string& v) {
 }  // namespace
 
 ClickHouseBackend::ClickHouseBackend(std::shared_ptr<const ClickHouseClient> client,
-                                     std::vector<store::TableSchema> tables)
-    : client_(std::move(client)), tables_(std::move(tables)) {}
+                                     std::vector<store::TableSchema> tables, std::string cluster)
+    : client_(std::move(client)), tables_(std::move(tables)), cluster_(std::move(cluster)) {}
 
 std::string ClickHouseBackend::SampledName(std::string_view table, const std::vector<std::string>& keys) {
   return std::string(table) + "__s" + KeySuffix(keys);
@@ -206,8 +216,10 @@ Result<int> ClickHouseBackend::Prepare(const QueryShape& shape) {
     l.table = table;
     l.keys = shape.key_columns;
     const std::string db = *QuoteIdentifier(client_->config().database);
-    l.sampled = db + "." + *QuoteIdentifier(SampledName(table->name, l.keys));
-    l.sorted = db + "." + *QuoteIdentifier(SortedName(table->name, l.keys));
+    auto read_name = [&](std::string local) { return cluster_.empty() ? local : DistributedName(local); };
+    l.sampled = db + "." + *QuoteIdentifier(read_name(SampledName(table->name, l.keys)));
+    l.sorted = db + "." + *QuoteIdentifier(read_name(SortedName(table->name, l.keys)));
+    l.stratum_expr = StratumExpr();
     layouts_.push_back(std::move(l));
     layout = static_cast<int>(layouts_.size()) - 1;
   }
@@ -306,6 +318,7 @@ Status ClickHouseBackend::Bind(int shape, std::span<const std::string_view> key_
   out->group = 0;
   if (it == l.stats.end()) {
     out->matching_rows = 1;
+    out->remote_key_rows = 1;
     out->rest_min = out->rest_max = std::numeric_limits<double>::quiet_NaN();
     out->center = 0;
     return Status::Ok();
@@ -320,10 +333,26 @@ Status ClickHouseBackend::Bind(int shape, std::span<const std::string_view> key_
     share = (s.t_min >= t0 && s.t_min < t1) ? 1.0 : 0.0;
   }
   out->matching_rows = std::max<int64_t>(1, std::llround(share * static_cast<double>(s.rows)));
+  out->remote_key_rows = s.rows;
   out->rest_min = s.lo[sh.value_idx];
   out->rest_max = s.hi[sh.value_idx];
   out->center = s.mean[sh.value_idx];
   return Status::Ok();
+}
+
+bool ClickHouseBackend::ReadsSorted(const BoundQuery& q, int s_begin, int s_end) const {
+  // Sampled layout, ordered by (keys, stratum, time): a stratum of the key holds key_rows/100
+  // rows; when that is under a granule, reading it reads the key's whole history in it, else
+  // about the window's share of it plus a granule at each end. Sorted copy: the window's rows
+  // (the current estimate), whatever the strata.
+  const double strata = static_cast<double>(s_end - s_begin);
+  const double per_stratum = static_cast<double>(q.remote_key_rows) / kNumStrata;
+  const double window = static_cast<double>(std::max<int64_t>(q.matching_rows, 1));
+  const double share = std::min(1.0, window / std::max(1.0, static_cast<double>(q.remote_key_rows)));
+  const double granule = static_cast<double>(kGranule);
+  const double sampled = strata * std::max(std::min(per_stratum, granule), std::min(per_stratum, share * per_stratum + granule));
+  const double sorted = window + granule;
+  return sorted < sampled;
 }
 
 Result<int64_t> ClickHouseBackend::Read(const BoundQuery& query, int s_begin, int s_end,
@@ -357,8 +386,12 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops) const {
            "), sum(" + d + " * " + d + " * " + d + "), sum(" + d + " * " + d + " * " + d + " * " + d +
            "), min(" + v + "), max(" + v + "), " +
            (wants_values[i] ? "groupArray(toFloat64(" + v + "))" : std::string("emptyArrayFloat64()")) +
-           " FROM " + l.sampled + " WHERE " + op.query->remote_filter + " AND stratum >= " +
-           std::to_string(op.s_begin) + " AND stratum < " + std::to_string(op.s_end);
+           " FROM ";
+    const bool sorted = ReadsSorted(*op.query, op.s_begin, op.s_end);
+    const std::string stratum = sorted ? l.stratum_expr : std::string("stratum");
+    sql += (sorted ? l.sorted : l.sampled) + " WHERE " + op.query->remote_filter;
+    if (op.s_begin > 0) sql += " AND " + stratum + " >= " + std::to_string(op.s_begin);
+    if (op.s_end < kNumStrata) sql += " AND " + stratum + " < " + std::to_string(op.s_end);
   }
   if (statements == 0) return Status::Ok();
   APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql));
@@ -455,58 +488,115 @@ int64_t ClickHouseBackend::SharedSampledRows(const BoundQuery& a, const BoundQue
   return std::min(a.matching_rows, b.matching_rows);
 }
 
-Status ClickHouseBackend::Ingest(const ClickHouseClient& client, const store::Table& table,
-                                 const std::vector<std::vector<std::string>>& key_sets, uint64_t seed,
-                                 const store::ProgressFn& progress) {
+namespace {
+
+// Every table Ingest creates for `schema` on one server, base first (plain names).
+std::vector<std::string> LocalNames(const store::TableSchema& schema,
+                                    const std::vector<std::vector<std::string>>& key_sets) {
+  std::vector<std::string> names = {schema.name};
+  for (const std::vector<std::string>& keys : key_sets) {
+    names.push_back(ClickHouseBackend::SampledName(schema.name, keys));
+    names.push_back(ClickHouseBackend::SortedName(schema.name, keys));
+  }
+  return names;
+}
+
+// FailedPrecondition naming the first of `names` that exists in `client`'s database.
+Status RefuseExisting(const ClickHouseClient& client, const std::vector<std::string>& names) {
   const std::string db = *QuoteIdentifier(client.config().database);
-  APX_ASSIGN_OR_RETURN(std::string base_name, QuoteIdentifier(table.name()));
-  const std::string base = db + "." + base_name;
-  APX_RETURN_IF_ERROR(client.CreateDatabase());
-  APX_ASSIGN_OR_RETURN(std::string exists, client.Query("EXISTS TABLE " + base));
-  if (exists.substr(0, 1) == "1") {
-    return Status::FailedPrecondition("clickhouse table " + base +
-                                      " already exists; apxserve never replaces a table (drop it first to re-ingest)");
+  for (const std::string& name : names) {
+    APX_ASSIGN_OR_RETURN(std::string q, QuoteIdentifier(name));
+    APX_ASSIGN_OR_RETURN(std::string taken, client.Query("EXISTS TABLE " + db + "." + q));
+    if (taken.substr(0, 1) == "1") {
+      return Status::FailedPrecondition("clickhouse table " + db + "." + q + " at " + client.config().url +
+                                        " already exists; apxserve never replaces a table (drop it first to re-ingest)");
+    }
   }
-  const store::TableSchema& schema = table.schema();
+  return Status::Ok();
+}
+
+// The base table and its views on one server.
+Status CreateLocal(const ClickHouseClient& client, const store::TableSchema& schema,
+                   const std::vector<std::vector<std::string>>& key_sets) {
+  const std::string db = *QuoteIdentifier(client.config().database);
+  const std::string base = db + "." + *QuoteIdentifier(schema.name);
   std::string columns;
-  for (const store::ColumnSpec& c : schema.columns) {
-    APX_ASSIGN_OR_RETURN(std::string q, QuoteIdentifier(c.name));
-    columns += q + " " + SqlType(c.type) + ", ";
-  }
-  const std::string order = schema.time_column.empty() ? "tuple()" : *QuoteIdentifier(schema.time_column);
+  for (const store::ColumnSpec& c : schema.columns) columns += *QuoteIdentifier(c.name) + " " + SqlType(c.type) + ", ";
+  const std::string time = schema.time_column.empty() ? "" : *QuoteIdentifier(schema.time_column);
   APX_RETURN_IF_ERROR(client.Execute("CREATE TABLE " + base + " (" + columns +
-                                     "`_rid` UInt64 DEFAULT rand64()) ENGINE = MergeTree() ORDER BY " + order));
+                                     "`_rid` UInt64 DEFAULT rand64()) ENGINE = MergeTree() ORDER BY " +
+                                     (time.empty() ? std::string("tuple()") : time)));
   // Layouts as materialized views: every insert into the base table (ours or anyone's) feeds them.
   for (const std::vector<std::string>& keys : key_sets) {
-    std::string key_list, hash_args = "`_rid`";
-    for (const std::string& k : keys) {
-      APX_ASSIGN_OR_RETURN(std::string q, QuoteIdentifier(k));
-      key_list += q + ", ";
-      hash_args += ", " + q;
-    }
-    const std::string time = schema.time_column.empty() ? "" : *QuoteIdentifier(schema.time_column);
-    if (!time.empty()) hash_args += ", " + time;
-    const std::string sampled = db + "." + *QuoteIdentifier(SampledName(schema.name, keys));
-    const std::string sorted = db + "." + *QuoteIdentifier(SortedName(schema.name, keys));
-    for (const std::string* name : {&sampled, &sorted}) {
-      APX_ASSIGN_OR_RETURN(std::string taken, client.Query("EXISTS TABLE " + *name));
-      if (taken.substr(0, 1) == "1") {
-        return Status::FailedPrecondition("clickhouse table " + *name + " already exists; apxserve never replaces a table");
-      }
-    }
-    APX_RETURN_IF_ERROR(client.Execute(
-        "CREATE MATERIALIZED VIEW " + sampled + " ENGINE = MergeTree() ORDER BY (" + key_list + "stratum" +
-        (time.empty() ? "" : ", " + time) + ") SETTINGS index_granularity = 1024 AS SELECT *, toUInt16(cityHash64(" +
-        hash_args + ") % " + std::to_string(kNumStrata) + ") AS stratum FROM " + base));
-    std::string sorted_order = key_list + (time.empty() ? "" : time);
-    if (!sorted_order.empty() && sorted_order.size() >= 2 && sorted_order.substr(sorted_order.size() - 2) == ", ") {
-      sorted_order.resize(sorted_order.size() - 2);
-    }
+    std::string key_list;
+    for (const std::string& k : keys) key_list += *QuoteIdentifier(k) + ", ";
+    const std::string sampled = db + "." + *QuoteIdentifier(ClickHouseBackend::SampledName(schema.name, keys));
+    const std::string sorted = db + "." + *QuoteIdentifier(ClickHouseBackend::SortedName(schema.name, keys));
+    const std::string granule = " SETTINGS index_granularity = " + std::to_string(kGranule);
+    APX_RETURN_IF_ERROR(client.Execute("CREATE MATERIALIZED VIEW " + sampled + " ENGINE = MergeTree() ORDER BY (" +
+                                       key_list + "stratum" + (time.empty() ? "" : ", " + time) + ")" + granule +
+                                       " AS SELECT *, " + StratumExpr() + " AS stratum FROM " + base));
+    std::string sorted_order = key_list + time;
+    if (time.empty() && sorted_order.size() >= 2) sorted_order.resize(sorted_order.size() - 2);
     APX_RETURN_IF_ERROR(client.Execute("CREATE MATERIALIZED VIEW " + sorted + " ENGINE = MergeTree() ORDER BY (" +
-                                       (sorted_order.empty() ? std::string("tuple()") : sorted_order) +
-                                       ") SETTINGS index_granularity = 1024 AS SELECT * FROM " + base));
+                                       (sorted_order.empty() ? std::string("tuple()") : sorted_order) + ")" +
+                                       granule + " AS SELECT * FROM " + base));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string ClickHouseBackend::DistributedName(std::string_view local) { return std::string(local) + "__d"; }
+
+Status ClickHouseBackend::Ingest(const ClickHouseClient& client, const store::Table& table,
+                                 const std::vector<std::vector<std::string>>& key_sets, uint64_t seed,
+                                 const store::ProgressFn& progress, const std::string& cluster,
+                                 std::span<const ClickHouseClient* const> shards) {
+  const store::TableSchema& schema = table.schema();
+  APX_RETURN_IF_ERROR(QuoteIdentifier(schema.name).status());
+  for (const store::ColumnSpec& c : schema.columns) APX_RETURN_IF_ERROR(QuoteIdentifier(c.name).status());
+  for (const auto& keys : key_sets) {
+    for (const std::string& k : keys) APX_RETURN_IF_ERROR(QuoteIdentifier(k).status());
+  }
+  const std::vector<std::string> local = LocalNames(schema, key_sets);
+  const ClickHouseClient* single[] = {&client};
+  if (cluster.empty()) shards = single;
+  if (shards.empty()) return Status::InvalidArgument("clickhouse cluster '" + cluster + "': no shard urls given");
+  // Everything is checked before anything is created: a refused ingest leaves no half.
+  std::vector<std::string> distributed;
+  if (!cluster.empty()) {
+    APX_RETURN_IF_ERROR(QuoteIdentifier(cluster).status());
+    for (const std::string& name : local) distributed.push_back(DistributedName(name));
+    APX_RETURN_IF_ERROR(client.CreateDatabase());
+    APX_RETURN_IF_ERROR(RefuseExisting(client, distributed));
+    APX_ASSIGN_OR_RETURN(std::string n, client.Query("SELECT count() FROM system.clusters WHERE cluster = " +
+                                                     QuoteString(cluster)));
+    if (std::atoi(n.c_str()) != static_cast<int>(shards.size())) {
+      return Status::InvalidArgument("clickhouse cluster '" + cluster + "' has " + std::to_string(std::atoi(n.c_str())) +
+                                     " replicas in system.clusters at " + client.config().url + ", but " +
+                                     std::to_string(shards.size()) + " shard urls were given");
+    }
+  }
+  for (const ClickHouseClient* shard : shards) {
+    APX_RETURN_IF_ERROR(shard->CreateDatabase());
+    APX_RETURN_IF_ERROR(RefuseExisting(*shard, local));
+  }
+  for (const ClickHouseClient* shard : shards) APX_RETURN_IF_ERROR(CreateLocal(*shard, schema, key_sets));
+  const std::string db = *QuoteIdentifier(client.config().database);
+  if (!cluster.empty()) {
+    // Distributed tables on the coordinator, sharded by stratum: a shard holds whole strata
+    // (stratum % shards), so the shards that answer are a random subset of every group.
+    for (size_t i = 0; i < local.size(); ++i) {
+      const std::string sharding = i == 0 ? "cityHash64(`_rid`) % " + std::to_string(kNumStrata) : "rand()";
+      APX_RETURN_IF_ERROR(client.Execute("CREATE TABLE " + db + "." + *QuoteIdentifier(distributed[i]) + " AS " + db +
+                                         "." + *QuoteIdentifier(local[i]) + " ENGINE = Distributed(" +
+                                         *QuoteIdentifier(cluster) + ", " + db + ", " + *QuoteIdentifier(local[i]) +
+                                         ", " + sharding + ")"));
+    }
   }
   // Rows in TabSeparated batches; _rid from the seed so that strata are reproducible.
+  const std::string target = cluster.empty() ? schema.name : distributed[0];
   const int64_t n = table.num_rows();
   constexpr int64_t kBatch = 200000;
   std::string tsv;
@@ -529,15 +619,14 @@ Status ClickHouseBackend::Ingest(const ClickHouseClient& client, const store::Ta
       tsv += std::to_string(z ^ (z >> 31));
       tsv += '\n';
     }
-    APX_RETURN_IF_ERROR(client.InsertTsv(table.name(), tsv));
+    APX_RETURN_IF_ERROR(client.InsertTsv(target, tsv));
     if (progress) progress(end, n);
   }
-  // One part per table: every statement then opens one part, not one per insert batch.
-  APX_RETURN_IF_ERROR(client.Execute("OPTIMIZE TABLE " + base + " FINAL"));
-  for (const std::vector<std::string>& keys : key_sets) {
-    for (const std::string& name : {SampledName(schema.name, keys), SortedName(schema.name, keys)}) {
-      // A materialized view passes OPTIMIZE on to its inner table (18.16 and current releases).
-      APX_RETURN_IF_ERROR(client.Execute("OPTIMIZE TABLE " + db + "." + *QuoteIdentifier(name) + " FINAL"));
+  // One part per table: every statement then opens one part, not one per insert batch. A
+  // materialized view passes OPTIMIZE on to its inner table (18.16 and current releases).
+  for (const ClickHouseClient* shard : shards) {
+    for (const std::string& name : local) {
+      APX_RETURN_IF_ERROR(shard->Execute("OPTIMIZE TABLE " + db + "." + *QuoteIdentifier(name) + " FINAL"));
     }
   }
   return Status::Ok();

@@ -6,10 +6,10 @@
 //                      the next request;
 //   T__s_<keys>        per key set the prepared queries use, a materialized view of T ordered
 //                      by (key columns, stratum, time): the sampled layout. Its
-//                      `stratum UInt16` is cityHash64(_rid, keys, time) % kNumStrata, so every
-//                      row (also a row inserted later, directly into T) lands in a random
-//                      stratum and strata [0, k) are a Bernoulli(k / kNumStrata) sample of any
-//                      window;
+//                      `stratum UInt16` is cityHash64(_rid) % kNumStrata, so every row (also
+//                      a row inserted later, directly into T) lands in a random stratum, the
+//                      same in every layout, and strata [0, k) are a Bernoulli(k / kNumStrata)
+//                      sample of any window;
 //   T__k_<keys>        per key set, a materialized view ordered by (key columns, time): the
 //                      sorted copy the exact SQL reads (the best exact baseline a user has).
 // A request reads only new strata per round, in one statement for all its queries, with the
@@ -18,8 +18,11 @@
 // (BoundQuery::rows_known = false): N is estimated from the sample. The exact path is one
 // statement per request on the sorted copies.
 //
-// Not yet here (docs/clickhouse.md, "Status"): the outlier index (every row is sampled), a
-// Distributed table over shards, appends through apxserve.
+// Distributed mode (a cluster): the same tables on every shard, Distributed tables over them on
+// the coordinator, rows sharded by stratum.
+//
+// Not yet here (docs/clickhouse.md, "Status"): the outlier index (every row is sampled),
+// appends through apxserve.
 //
 // Thread safety: after Build(), every const member may be called concurrently.
 #ifndef APX_BACKEND_CLICKHOUSE_BACKEND_H_
@@ -38,8 +41,9 @@ namespace apx::backend {
 class ClickHouseBackend : public Backend {
  public:
   // `tables`: the schemas of the spec's tables (column names and types, time column).
+  // `cluster` non-empty: read the Distributed tables (DistributedName) over that cluster.
   ClickHouseBackend(std::shared_ptr<const ClickHouseClient> client,
-                    std::vector<store::TableSchema> tables);
+                    std::vector<store::TableSchema> tables, std::string cluster = "");
 
   Result<int> Prepare(const QueryShape& shape) override;
   // Checks that every layout exists (FailedPrecondition naming `apxserve ingest` otherwise) and
@@ -60,10 +64,22 @@ class ClickHouseBackend : public Backend {
   int64_t SharedSampledRows(const BoundQuery& a, const BoundQuery& b) const override;
 
   // Creates T, its layouts for `key_sets` and loads `table`'s rows (strata from `seed`).
-  // FailedPrecondition when T already exists (nothing is overwritten). Progress: rows done.
+  // FailedPrecondition when any of those tables already exists (checked before anything is
+  // created; nothing is overwritten). Progress: rows done.
+  // With a cluster: the tables are created on every server in `shards` (one per shard of the
+  // cluster, as system.clusters on `client` lists it; InvalidArgument otherwise), Distributed
+  // tables named DistributedName(...) on `client`, and the rows go through the Distributed
+  // base table, sharded by stratum (shard = stratum % shards: whole strata per shard).
   static Status Ingest(const ClickHouseClient& client, const store::Table& table,
                        const std::vector<std::vector<std::string>>& key_sets, uint64_t seed,
-                       const store::ProgressFn& progress = nullptr);
+                       const store::ProgressFn& progress = nullptr, const std::string& cluster = "",
+                       std::span<const ClickHouseClient* const> shards = {});
+  // The Distributed table over the shards' `local` tables.
+  static std::string DistributedName(std::string_view local);
+
+  // True when reading strata [s_begin, s_end) of `q` costs fewer rows from the sorted copy
+  // (the window's rows, stratum computed per row) than from the sampled layout.
+  bool ReadsSorted(const BoundQuery& q, int s_begin, int s_end) const;
 
   // Names of the layouts of `table` for `keys`.
   static std::string SampledName(std::string_view table, const std::vector<std::string>& keys);
@@ -80,6 +96,7 @@ class ClickHouseBackend : public Backend {
     std::vector<std::string> keys;
     std::vector<std::string> value_columns;  // columns the prepared shapes aggregate
     std::string sampled, sorted;             // quoted db.table names
+    std::string stratum_expr;                // the views' stratum, from the base columns
     std::unordered_map<std::string, KeyStats> stats;  // by the keys' text joined with '\x1f'
   };
   struct Shape {
@@ -88,10 +105,10 @@ class ClickHouseBackend : public Backend {
     int value_idx = -1;        // into the layout's value_columns
   };
 
-  std::string Where(const BoundQuery& q) const;
 
   std::shared_ptr<const ClickHouseClient> client_;
   std::vector<store::TableSchema> tables_;
+  std::string cluster_;
   std::vector<Layout> layouts_;
   std::vector<Shape> shapes_;
 };

@@ -201,7 +201,9 @@ Status ClickHouseClient::CreateDatabase() const {
 
 Status ClickHouseClient::InsertTsv(std::string_view table, std::string_view tsv) const {
   APX_ASSIGN_OR_RETURN(std::string name, QuoteIdentifier(table));
-  const std::string query = "query=" + UrlEncode("INSERT INTO " + name + " FORMAT TabSeparated");
+  // Into a Distributed table the insert returns once every shard has its rows, not when they
+  // are queued (ignored by other tables).
+  const std::string query = "insert_distributed_sync=1&query=" + UrlEncode("INSERT INTO " + name + " FORMAT TabSeparated");
   return Post(query, tsv).status();
 }
 

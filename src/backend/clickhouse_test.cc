@@ -242,6 +242,28 @@ TEST_F(ClickHouseTest, SampledReadsAreBernoulliSamplesOfTheWindow) {
   EXPECT_EQ(count.Finalize(1.0).value, 15000);
 }
 
+TEST_F(ClickHouseTest, SortedCopyReadsTheSameStrataAsTheSampledLayout) {
+  // A short window is read from the sorted copy (stratum computed per row), a long one from
+  // the sampled layout; both must see exactly the rows of the sampled layout's strata.
+  for (int64_t t1 : {int64_t{60 * 2000}, int64_t{60 * 30000}}) {
+    std::string_view key[] = {"K0"};
+    BoundQuery q;
+    ASSERT_TRUE(backend_->Bind(keyed_, key, 60 * 1000, t1, &q).ok());
+    EXPECT_EQ(backend_->ReadsSorted(q, 3, 17), t1 == 60 * 2000);
+    agg::Aggregator sum(agg::AggOp::kSum);
+    agg::Aggregator* ptrs[] = {&sum};
+    auto rows = backend_->Read(q, 3, 17, ptrs);
+    ASSERT_TRUE(rows.ok()) << rows.status().message();
+    auto want = client_->Query("SELECT count(), sum(v) FROM events__s_k WHERE k = 'K0' AND t >= 60000 AND t < " +
+                               std::to_string(t1) + " AND stratum >= 3 AND stratum < 17");
+    ASSERT_TRUE(want.ok());
+    const std::string expect_rows = want->substr(0, want->find('\t'));
+    EXPECT_EQ(std::to_string(*rows), expect_rows) << t1;
+    const double expect_sum = std::stod(want->substr(want->find('\t') + 1));
+    EXPECT_NEAR(sum.Finalize(1.0).value, expect_sum, 1e-9 * std::abs(expect_sum));
+  }
+}
+
 TEST_F(ClickHouseTest, RowsInsertedDirectlyAreSeenAndIngestNeverOverwrites) {
   std::vector<agg::Aggregator> aggs;
   aggs.emplace_back(agg::AggOp::kCount);
@@ -280,6 +302,104 @@ TEST_F(ClickHouseTest, MissingLayoutAndBadSqlAreClearErrors) {
   auto bad = client_->Query("SELECT no_such_column FROM events");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("no_such_column"), std::string::npos) << bad.status().message();
+}
+
+}  // namespace
+}  // namespace apx::backend
+
+namespace apx::backend {
+namespace {
+
+// Two shards behind a Distributed table (scripts/clickhouse.sh start --shards 2).
+class ClickHouseShardsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (Shell("command -v clickhouse-server || ls /usr/sbin/clickhouse-server 2>/dev/null").empty()) return;
+    port_ = 21000 + static_cast<int>(getpid() % 4000) * 2;
+    std::string out = Shell("bash scripts/clickhouse.sh start --shards 2 --port " + std::to_string(port_));
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    dir_ = out.substr(out.rfind('\n') + 1);
+    if (!std::filesystem::exists(dir_ + "/pids")) {
+      dir_.clear();
+      return;
+    }
+    for (int i = 0; i < 2; ++i) {
+      auto c = ClickHouseClient::Connect({.url = "http://127.0.0.1:" + std::to_string(port_ + i), .database = "apx_d"});
+      if (c.ok()) shards_.push_back(std::shared_ptr<const ClickHouseClient>(std::move(*c)));
+    }
+    table_ = MakeTable().release();
+    if (shards_.size() == 2) {
+      const ClickHouseClient* ptrs[] = {shards_[0].get(), shards_[1].get()};
+      ingest_ = ClickHouseBackend::Ingest(*shards_[0], *table_, {{"k"}}, 3, nullptr, "apx", ptrs);
+    }
+  }
+  static void TearDownTestSuite() {
+    shards_.clear();
+    delete table_;
+    table_ = nullptr;
+    if (!dir_.empty()) Shell("bash scripts/clickhouse.sh stop --dir " + dir_ + " 2>&1");
+  }
+  void SetUp() override {
+    if (dir_.empty()) GTEST_SKIP() << "clickhouse-server is not installed or did not start (scripts/setup.sh)";
+    ASSERT_EQ(shards_.size(), 2u);
+    ASSERT_TRUE(ingest_.ok()) << ingest_.message();
+  }
+  static inline int port_ = 0;
+  static inline std::string dir_;
+  static inline std::vector<std::shared_ptr<const ClickHouseClient>> shards_;
+  static inline store::Table* table_ = nullptr;
+  static inline Status ingest_;
+};
+
+TEST_F(ClickHouseShardsTest, EachShardHoldsWholeStrataAndReadsMatchTheEmbeddedStore) {
+  int64_t total = 0;
+  for (int i = 0; i < 2; ++i) {
+    auto got = shards_[i]->Query("SELECT count(), uniqExact(stratum), min(stratum % 2), max(stratum % 2) FROM events__s_k");
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    const std::string want_parity = std::to_string(i) + "\t" + std::to_string(i);
+    EXPECT_NE(got->find("\t50\t" + want_parity), std::string::npos) << "shard " << i << ": " << *got;
+    total += std::atoll(got->c_str());
+  }
+  EXPECT_EQ(total, 30000);
+  ClickHouseBackend dist(shards_[0], {table_->schema()}, "apx");
+  auto shape = dist.Prepare({.table = "events", .key_columns = {"k"}, .value_column = "v"});
+  ASSERT_TRUE(shape.ok());
+  ASSERT_TRUE(dist.Build().ok());
+  EmbeddedBackend embedded(3);
+  ASSERT_TRUE(embedded.AddTable(MakeTable()).ok());
+  auto e_shape = embedded.Prepare({.table = "events", .key_columns = {"k"}, .value_column = "v"});
+  ASSERT_TRUE(e_shape.ok() && embedded.Build().ok());
+  std::string_view key[] = {"K0"};
+  BoundQuery q, e;
+  ASSERT_TRUE(dist.Bind(*shape, key, 60 * 100, 60 * 20000, &q).ok());
+  ASSERT_TRUE(embedded.Bind(*e_shape, key, 60 * 100, 60 * 20000, &e).ok());
+  std::vector<agg::Aggregator> aggs;
+  for (agg::AggOp op : {agg::AggOp::kAvg, agg::AggOp::kStd, agg::AggOp::kMedian, agg::AggOp::kCount}) aggs.emplace_back(op);
+  std::vector<agg::Aggregator*> ptrs;
+  for (agg::Aggregator& a : aggs) ptrs.push_back(&a);
+  std::vector<double> values(aggs.size());
+  ExactOp op{.query = &q, .aggs = ptrs, .values = values};
+  ASSERT_TRUE(dist.ExactAggregates(std::span<ExactOp>(&op, 1)).ok());
+  std::vector<agg::Aggregator> e_aggs;
+  for (agg::AggOp o : {agg::AggOp::kAvg, agg::AggOp::kStd, agg::AggOp::kMedian, agg::AggOp::kCount}) e_aggs.emplace_back(o);
+  std::vector<agg::Aggregator*> e_ptrs;
+  for (agg::Aggregator& a : e_aggs) e_ptrs.push_back(&a);
+  ASSERT_TRUE(embedded.ReadExact(e, e_ptrs).ok());
+  ASSERT_TRUE(embedded.Read(e, 0, kNumStrata, e_ptrs).ok());
+  EXPECT_EQ(op.rows, e.matching_rows);
+  for (size_t a = 0; a < aggs.size(); ++a) {
+    const double want = e_aggs[a].Finalize(1.0).value;
+    EXPECT_NEAR(values[a], want, 1e-9 * (1 + std::abs(want))) << agg::AggOpName(aggs[a].op());
+  }
+  // A sampled read over the Distributed layout: strata [0, 10) of both shards.
+  agg::Aggregator count(agg::AggOp::kCount);
+  agg::Aggregator* cp[] = {&count};
+  auto first = dist.Read(q, 0, 10, cp);
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  auto direct = shards_[0]->Query("SELECT count() FROM events__s_k__d WHERE k = 'K0' AND t >= 6000 AND t < 1200000 AND stratum < 10");
+  ASSERT_TRUE(direct.ok());
+  EXPECT_EQ(std::to_string(*first), direct->substr(0, direct->find('\n')));
+  EXPECT_GT(*first, 0);
 }
 
 }  // namespace

@@ -13,6 +13,12 @@ namespace {
 // features use (docs/clickhouse.md). Refuses tables that exist already.
 Status IngestClickHouse(const pipeline::PipelineSpec& spec) {
   APX_ASSIGN_OR_RETURN(auto client, pipeline::ConnectClickHouse(spec.backend));
+  std::vector<std::shared_ptr<const backend::ClickHouseClient>> shards;
+  std::vector<const backend::ClickHouseClient*> shard_ptrs;
+  if (!spec.backend.cluster.empty()) {
+    APX_ASSIGN_OR_RETURN(shards, pipeline::ConnectShards(spec.backend));
+    for (const auto& s : shards) shard_ptrs.push_back(s.get());
+  }
   // The rows come from the embedded store's loading (CSV or snapshot), as for eval.
   pipeline::OpenOptions open;
   open.load_model = false;
@@ -33,12 +39,14 @@ Status IngestClickHouse(const pipeline::PipelineSpec& spec) {
     const auto start = std::chrono::steady_clock::now();
     std::unique_ptr<ProgressBar> bar;
     APX_RETURN_IF_ERROR(backend::ClickHouseBackend::Ingest(*client, *table, key_sets, spec.guarantee.seed,
-                                                           LoadProgress("ingest " + t.schema.name, true, &bar)));
+                                                           LoadProgress("ingest " + t.schema.name, true, &bar),
+                                                           spec.backend.cluster, shard_ptrs));
     if (bar) bar->Finish();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("ingested table '%s': %lld rows into clickhouse %s/%s (%zu layouts) in %.1f s\n",
+    std::printf("ingested table '%s': %lld rows into clickhouse %s/%s (%zu layouts%s) in %.1f s\n",
                 t.schema.name.c_str(), static_cast<long long>(table->num_rows()), client->config().url.c_str(),
-                spec.backend.database.c_str(), key_sets.size(), secs);
+                spec.backend.database.c_str(), key_sets.size(),
+                shards.empty() ? "" : (", " + std::to_string(shards.size()) + " shards").c_str(), secs);
   }
   return Status::Ok();
 }

@@ -78,24 +78,54 @@ Result<std::unique_ptr<store::Table>> LoadTable(const TableSpec& t,
 
 }  // namespace
 
-Result<std::shared_ptr<const backend::ClickHouseClient>> ConnectClickHouse(const BackendSpec& spec) {
+namespace {
+
+Result<std::shared_ptr<const backend::ClickHouseClient>> ConnectUrl(const std::string& url,
+                                                                    const BackendSpec& spec) {
   backend::ClickHouseConfig config;
-  config.url = spec.url;
-  if (config.url.empty()) {
+  config.url = url;
+  config.database = spec.database;
+  APX_RETURN_IF_ERROR(backend::LoadCredentials(&config));
+  APX_ASSIGN_OR_RETURN(auto client, backend::ClickHouseClient::Connect(config));
+  return std::shared_ptr<const backend::ClickHouseClient>(std::move(client));
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const backend::ClickHouseClient>> ConnectClickHouse(const BackendSpec& spec) {
+  std::string url = spec.url;
+  if (url.empty()) {
     const char* env = std::getenv("APX_CLICKHOUSE_URL");
     if (env == nullptr || *env == '\0') {
       return Status::InvalidArgument("backend clickhouse: the spec gives no url and APX_CLICKHOUSE_URL is not set");
     }
-    config.url = env;
+    url = env;
   }
-  config.database = spec.database;
-  if (!spec.cluster.empty()) {
-    return Status::InvalidArgument("backend clickhouse: cluster '" + spec.cluster +
-                                   "': Distributed tables are not supported yet (docs/clickhouse.md)");
+  return ConnectUrl(url, spec);
+}
+
+Result<std::vector<std::shared_ptr<const backend::ClickHouseClient>>> ConnectShards(const BackendSpec& spec) {
+  std::vector<std::string> urls = spec.shards;
+  if (urls.empty()) {
+    const char* env = std::getenv("APX_CLICKHOUSE_URLS");
+    if (env == nullptr || *env == '\0') {
+      return Status::InvalidArgument("backend clickhouse: cluster '" + spec.cluster +
+                                     "' needs its shards' urls: `shards:` in the spec or APX_CLICKHOUSE_URLS");
+    }
+    std::string_view list(env);
+    while (!list.empty()) {
+      const size_t comma = list.find(',');
+      if (comma != 0) urls.emplace_back(list.substr(0, comma));
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
   }
-  APX_RETURN_IF_ERROR(backend::LoadCredentials(&config));
-  APX_ASSIGN_OR_RETURN(auto client, backend::ClickHouseClient::Connect(config));
-  return std::shared_ptr<const backend::ClickHouseClient>(std::move(client));
+  std::vector<std::shared_ptr<const backend::ClickHouseClient>> out;
+  for (const std::string& url : urls) {
+    APX_ASSIGN_OR_RETURN(auto client, ConnectUrl(url, spec));
+    out.push_back(std::move(client));
+  }
+  return out;
 }
 
 Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
@@ -112,7 +142,8 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
     APX_ASSIGN_OR_RETURN(auto client, ConnectClickHouse(spec.backend));
     std::vector<store::TableSchema> schemas;
     for (const TableSpec& t : spec.tables) schemas.push_back(t.schema);
-    p->remote_ = std::make_unique<backend::ClickHouseBackend>(std::move(client), std::move(schemas));
+    p->remote_ = std::make_unique<backend::ClickHouseBackend>(std::move(client), std::move(schemas),
+                                                              spec.backend.cluster);
     features_backend = p->remote_.get();
   }
   p->feature_names_ = spec.FeatureNames();

@@ -58,6 +58,9 @@ struct CompiledRequestFeature {
 // A client for the spec's ClickHouse server (url from the spec or $APX_CLICKHOUSE_URL,
 // credentials from the environment); Unavailable when it does not answer.
 Result<std::shared_ptr<const backend::ClickHouseClient>> ConnectClickHouse(const BackendSpec& spec);
+// Clients for every shard of the spec's cluster (`shards:` or $APX_CLICKHOUSE_URLS, comma
+// separated), for ingest.
+Result<std::vector<std::shared_ptr<const backend::ClickHouseClient>>> ConnectShards(const BackendSpec& spec);
 
 class Pipeline {
  public:

@@ -464,7 +464,7 @@ class SpecParser {
       return Status::Ok();
     }
     if (!b.IsMap()) return Error(b, "backend", "expected 'embedded', 'clickhouse' or a mapping");
-    APX_RETURN_IF_ERROR(CheckKeys(b, "backend", {"type", "url", "database", "cluster"}));
+    APX_RETURN_IF_ERROR(CheckKeys(b, "backend", {"type", "url", "database", "cluster", "shards"}));
     APX_ASSIGN_OR_RETURN(spec->backend.type, String(b, "type", "backend", true));
     if (spec->backend.type != "embedded" && spec->backend.type != "clickhouse") {
       return Error(b["type"], "backend.type", "unknown backend '" + spec->backend.type + "' (expected embedded or clickhouse)");
@@ -472,6 +472,15 @@ class SpecParser {
     APX_ASSIGN_OR_RETURN(spec->backend.url, String(b, "url", "backend", false, ""));
     APX_ASSIGN_OR_RETURN(spec->backend.database, String(b, "database", "backend", false, "default"));
     APX_ASSIGN_OR_RETURN(spec->backend.cluster, String(b, "cluster", "backend", false, ""));
+    const YAML::Node shards = b["shards"];
+    if (shards.IsDefined()) {
+      if (!shards.IsSequence()) return Error(shards, "backend.shards", "expected a list of urls");
+      for (const YAML::Node& u : shards) {
+        if (!u.IsScalar() || u.Scalar().empty()) return Error(u, "backend.shards", "expected a url");
+        spec->backend.shards.push_back(u.Scalar());
+      }
+      if (spec->backend.cluster.empty()) return Error(shards, "backend.shards", "shards only apply with a cluster");
+    }
     if (spec->backend.type == "embedded" && (!spec->backend.url.empty() || !spec->backend.cluster.empty())) {
       return Error(b, "backend", "url and cluster only apply to type clickhouse");
     }

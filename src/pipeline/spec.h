@@ -126,7 +126,9 @@ struct BackendSpec {
   std::string type = "embedded";  // embedded | clickhouse
   std::string url;                 // clickhouse: http://host:port; empty: $APX_CLICKHOUSE_URL
   std::string database = "default";
-  std::string cluster;             // clickhouse: a Distributed cluster (not yet supported)
+  std::string cluster;             // clickhouse: read Distributed tables over this cluster
+  std::vector<std::string> shards; // clickhouse cluster: every shard's url (ingest); empty:
+                                   // $APX_CLICKHOUSE_URLS
   bool clickhouse() const { return type == "clickhouse"; }
 };
 
