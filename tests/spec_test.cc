@@ -77,6 +77,8 @@ TEST(SpecTest, UnboundedWindowStart) {
 TEST(SpecTest, ErrorsNameFileLineAndField) {
   ExpectError(Edit("aggs: [avg, p90]", "aggs: [avgg, p90]"), "specs/t.yaml:18: features[1].aggs[0]");
   ExpectError(Edit("aggs: [avg, p90]", "aggs: [avgg, p90]"), "unknown aggregation");
+  ExpectError(Edit("window: {from: -7d, to: 0}", "window: {from: -7d}"),
+              "features[1].window: a window needs `to`");
   ExpectError(Edit("window: {from: -7d, to: 0}", "window: {from: -7d, to: 1h}"),
               "features[1].window.to: a window must not look past the request time");
   ExpectError(Edit("window: {from: -7d, to: 0}", "window: {from: -7 days, to: 0}"), "features[1].window.from");

@@ -21,6 +21,12 @@ Status Backend::ReadMany(std::span<ReadOp> ops) const {
   return Status::Ok();
 }
 
+Result<int64_t> Backend::InsertRows(const store::Table& rows) const {
+  return Status::FailedPrecondition("table '" + rows.name() +
+                                    "' is in the embedded store, which does not take appends yet; "
+                                    "load rows through its CSV and `apxserve ingest`");
+}
+
 Status Backend::ExactAggregates(std::span<ExactOp>) const {
   return Status::FailedPrecondition("this backend does not compute exact aggregates itself");
 }

@@ -98,6 +98,11 @@ class Backend {
   // times each; a remote backend sends one statement for all of them.
   virtual Status ReadMany(std::span<ReadOp> ops) const;
 
+  // Appends `rows` (a table of one of the backend's tables' schema, by name) so that the next
+  // request sees them. Returns the rows inserted. The default refuses (FailedPrecondition):
+  // the embedded store does not take appends yet.
+  virtual Result<int64_t> InsertRows(const store::Table& rows) const;
+
   // True when the backend computes exact aggregates itself (ExactAggregates), cheaper than
   // reading every row through Read: a database answering SQL.
   virtual bool ComputesExact() const { return false; }

@@ -66,6 +66,19 @@ void AppendEscaped(std::string_view value, std::string* out) {
   }
 }
 
+// Row `r` of `table`, every column followed by a tab (TabSeparated).
+void AppendRowTsv(const store::Table& table, int64_t r, std::string* tsv) {
+  for (const store::Column& c : table.columns()) {
+    switch (c.type) {
+      case store::ColumnType::kInt64:
+      case store::ColumnType::kTimestamp: *tsv += std::to_string(c.ints[r]); break;
+      case store::ColumnType::kDouble: *tsv += Num(c.doubles[r]); break;
+      case store::ColumnType::kString: AppendEscaped(c.dictionary[c.codes[r]], tsv); break;
+    }
+    *tsv += '\t';
+  }
+}
+
 std::vector<std::string_view> SplitTabs(std::string_view line) {
   std::vector<std::string_view> out;
   size_t start = 0;
@@ -475,6 +488,24 @@ Status ClickHouseBackend::ExactAggregates(std::span<ExactOp> ops) const {
   return Status::Ok();
 }
 
+Result<int64_t> ClickHouseBackend::InsertRows(const store::Table& rows) const {
+  const store::TableSchema* schema = nullptr;
+  for (const store::TableSchema& t : tables_) {
+    if (t.name == rows.name()) schema = &t;
+  }
+  if (schema == nullptr) return Status::NotFound("table '" + rows.name() + "' is not in the spec");
+  std::string columns;
+  for (const store::Column& c : rows.columns()) columns += (columns.empty() ? "" : ", ") + *QuoteIdentifier(c.name);
+  std::string tsv;
+  for (int64_t r = 0; r < rows.num_rows(); ++r) {
+    AppendRowTsv(rows, r, &tsv);
+    tsv.back() = '\n';
+  }
+  const std::string table = cluster_.empty() ? rows.name() : DistributedName(rows.name());
+  APX_RETURN_IF_ERROR(client_->InsertTsv(table, tsv, columns));
+  return rows.num_rows();
+}
+
 bool ClickHouseBackend::SameRows(int shape_a, int shape_b) const {
   return shapes_[shape_a].layout == shapes_[shape_b].layout &&
          shapes_[shape_a].value_column == shapes_[shape_b].value_column;
@@ -604,15 +635,7 @@ Status ClickHouseBackend::Ingest(const ClickHouseClient& client, const store::Ta
     tsv.clear();
     const int64_t end = std::min(n, begin + kBatch);
     for (int64_t r = begin; r < end; ++r) {
-      for (const store::Column& c : table.columns()) {
-        switch (c.type) {
-          case store::ColumnType::kInt64:
-          case store::ColumnType::kTimestamp: tsv += std::to_string(c.ints[r]); break;
-          case store::ColumnType::kDouble: tsv += Num(c.doubles[r]); break;
-          case store::ColumnType::kString: AppendEscaped(c.dictionary[c.codes[r]], &tsv); break;
-        }
-        tsv += '\t';
-      }
+      AppendRowTsv(table, r, &tsv);
       uint64_t z = seed + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(r + 1);
       z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
       z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;

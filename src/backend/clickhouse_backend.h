@@ -57,6 +57,9 @@ class ClickHouseBackend : public Backend {
   Result<int64_t> ReadExact(const BoundQuery& query,
                             std::span<agg::Aggregator* const> aggs) const override;
   Status ReadMany(std::span<ReadOp> ops) const override;
+  // Inserts into T (T__d with a cluster) with the columns named, so _rid and the strata come
+  // from ClickHouse's defaults, as for anyone's insert. NotFound for a table not in the spec.
+  Result<int64_t> InsertRows(const store::Table& rows) const override;
   bool ComputesExact() const override { return true; }
   Status ExactAggregates(std::span<ExactOp> ops) const override;
   bool SameRows(int shape_a, int shape_b) const override;

@@ -199,11 +199,12 @@ Status ClickHouseClient::CreateDatabase() const {
   return Post("", "CREATE DATABASE IF NOT EXISTS " + db, /*in_database=*/false).status();
 }
 
-Status ClickHouseClient::InsertTsv(std::string_view table, std::string_view tsv) const {
+Status ClickHouseClient::InsertTsv(std::string_view table, std::string_view tsv, std::string_view columns) const {
   APX_ASSIGN_OR_RETURN(std::string name, QuoteIdentifier(table));
   // Into a Distributed table the insert returns once every shard has its rows, not when they
   // are queued (ignored by other tables).
-  const std::string query = "insert_distributed_sync=1&query=" + UrlEncode("INSERT INTO " + name + " FORMAT TabSeparated");
+  const std::string query = "insert_distributed_sync=1&query=" + UrlEncode("INSERT INTO " + name + (columns.empty() ? std::string() : " (" + std::string(columns) + ")") +
+                                      " FORMAT TabSeparated");
   return Post(query, tsv).status();
 }
 

@@ -67,8 +67,9 @@ class ClickHouseClient {
   Result<std::string> Query(std::string_view sql) const;
   // Runs a statement without a result (DDL, INSERT ... VALUES). Same errors.
   Status Execute(std::string_view sql) const;
-  // INSERT INTO `table` FORMAT TabSeparated with `tsv` (rows, one per line) as the data.
-  Status InsertTsv(std::string_view table, std::string_view tsv) const;
+  // INSERT INTO `table` [(columns)] FORMAT TabSeparated with `tsv` (rows, one per line) as the
+  // data; `columns`: a list of quoted names, empty for all columns in table order.
+  Status InsertTsv(std::string_view table, std::string_view tsv, std::string_view columns = "") const;
 
   // CREATE DATABASE IF NOT EXISTS for the configured database.
   Status CreateDatabase() const;

@@ -285,12 +285,31 @@ TEST_F(ClickHouseTest, RowsInsertedDirectlyAreSeenAndIngestNeverOverwrites) {
   auto read = backend_->Read(q, 0, kNumStrata, ptrs);
   ASSERT_TRUE(read.ok());
   EXPECT_EQ(*read, 1);  // it landed in some stratum
+  // Rows through InsertRows (what POST /v1/tables/{table}/rows calls): named columns only,
+  // ClickHouse draws _rid and the stratum.
+  std::vector<store::Column> cols(3);
+  for (size_t i = 0; i < 3; ++i) {
+    cols[i].name = table_->schema().columns[i].name;
+    cols[i].type = table_->schema().columns[i].type;
+  }
+  cols[0].ints = {t + 120, t + 180};
+  cols[1].doubles = {2e6, -5};
+  cols[2].dictionary = {"K4"};
+  cols[2].codes = {0, 0};
+  cols[2].IndexDictionary();
+  const store::Table fresh(table_->schema(), std::move(cols), 2);
+  auto inserted = backend_->InsertRows(fresh);
+  ASSERT_TRUE(inserted.ok()) << inserted.status().message();
+  EXPECT_EQ(*inserted, 2);
+  after = Exact(keyed_, {"K4"}, t, t + 600, aggs, &rows);
+  EXPECT_EQ(rows, 3);
+  EXPECT_EQ(after[1], 2e6);
   // A second ingest of the same table is refused and leaves the rows alone.
   const Status again = ClickHouseBackend::Ingest(*client_, *table_, {{"k"}}, 3);
   EXPECT_EQ(again.code(), StatusCode::kFailedPrecondition) << again.message();
   auto count = client_->Query("SELECT count() FROM events");
   ASSERT_TRUE(count.ok());
-  EXPECT_EQ(count->substr(0, 5), "30001");
+  EXPECT_EQ(count->substr(0, 5), "30003");
 }
 
 TEST_F(ClickHouseTest, MissingLayoutAndBadSqlAreClearErrors) {

@@ -305,7 +305,16 @@ class SpecParser {
           return Error(w, field + ".window", "a window needs request.time");
         }
         APX_ASSIGN_OR_RETURN(std::string from, String(w, "from", field + ".window", true));
-        APX_ASSIGN_OR_RETURN(std::string to, String(w, "to", field + ".window", false, "0"));
+        // Point in time: a window on a time-ordered table states where it ends. Rows just before
+        // the request may not be known yet then (a flight's arrival delay is known once it has
+        // landed), so `to` is never assumed; `to: 0` asks for everything before the request.
+        if (!w["to"].IsDefined()) {
+          return Error(w, field + ".window",
+                       "a window needs `to`: the latest time before the request whose rows are known then "
+                       "(e.g. -6h when a row's value is only known hours after its time; `to: 0` to use every "
+                       "row before the request)");
+        }
+        APX_ASSIGN_OR_RETURN(std::string to, String(w, "to", field + ".window", true));
         auto df = from == "-inf" ? Result<int64_t>(kWindowUnbounded) : store::ParseDuration(from);
         if (!df.ok()) {
           return Error(w["from"], field + ".window.from",

@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <limits>
+#include <unordered_map>
+#include <vector>
 
 #include "common/json.h"
 
@@ -93,6 +95,95 @@ int HttpStatusOf(const Status& status) {
     case StatusCode::kDeadlineExceeded: return 504;
     default: return 500;
   }
+}
+
+Result<std::unique_ptr<store::Table>> ParseRowsBody(std::string_view body, std::string_view content_type,
+                                                    const store::TableSchema& schema, int64_t max_rows) {
+  if (content_type.substr(0, 8) == "text/csv") {
+    APX_ASSIGN_OR_RETURN(auto table, store::ParseCsv(body, "body", schema));
+    if (table->num_rows() == 0) return Status::InvalidArgument("body: no rows");
+    if (table->num_rows() > max_rows) {
+      return Status::InvalidArgument("body: more than " + std::to_string(max_rows) + " rows in one request");
+    }
+    return table;
+  }
+  std::vector<store::Column> cols(schema.columns.size());
+  for (size_t c = 0; c < cols.size(); ++c) {
+    cols[c].name = schema.columns[c].name;
+    cols[c].type = schema.columns[c].type;
+  }
+  std::vector<std::unordered_map<std::string, int32_t>> codes(cols.size());
+  int64_t rows = 0, line_no = 0;
+  size_t start = 0;
+  while (start < body.size()) {
+    size_t nl = body.find('\n', start);
+    if (nl == std::string_view::npos) nl = body.size();
+    std::string_view line = body.substr(start, nl - start);
+    start = nl + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+    const std::string where = "body line " + std::to_string(line_no);
+    APX_ASSIGN_OR_RETURN(nlohmann::json row, ParseJson(line, where, 2));
+    if (!row.is_object()) return Status::InvalidArgument(where + ": expected an object, got " + DescribeJson(row));
+    for (auto it = row.begin(); it != row.end(); ++it) {
+      bool known = false;
+      for (const store::ColumnSpec& c : schema.columns) known = known || c.name == it.key();
+      if (!known) {
+        return Status::InvalidArgument(where + ": table '" + schema.name + "' has no column '" +
+                                       SanitizeUtf8(it.key(), 80) + "'");
+      }
+    }
+    if (++rows > max_rows) {
+      return Status::InvalidArgument("body: more than " + std::to_string(max_rows) + " rows in one request");
+    }
+    for (size_t c = 0; c < cols.size(); ++c) {
+      const std::string& name = schema.columns[c].name;
+      const auto v = row.find(name);
+      if (v == row.end()) return Status::InvalidArgument(where + ": column '" + name + "' is missing");
+      const std::string what = where + ": column '" + name + "'";
+      switch (cols[c].type) {
+        case store::ColumnType::kDouble: {
+          if (!v->is_number()) return Status::InvalidArgument(what + ": expected a number, got " + DescribeJson(*v));
+          const double d = v->get<double>();
+          if (!std::isfinite(d)) return Status::InvalidArgument(what + ": not a finite number");
+          cols[c].doubles.push_back(d);
+          break;
+        }
+        case store::ColumnType::kInt64: {
+          if (!v->is_number_integer()) return Status::InvalidArgument(what + ": expected an integer, got " + DescribeJson(*v));
+          cols[c].ints.push_back(v->get<int64_t>());
+          break;
+        }
+        case store::ColumnType::kTimestamp: {
+          int64_t t = 0;
+          if (v->is_number_integer()) {
+            t = v->get<int64_t>();
+          } else if (v->is_string()) {
+            auto parsed = store::ParseTimestamp(v->get_ref<const std::string&>());
+            if (!parsed.ok()) return Status::InvalidArgument(what + ": " + parsed.status().message());
+            t = *parsed;
+          } else {
+            return Status::InvalidArgument(what + ": expected a timestamp string or epoch seconds, got " + DescribeJson(*v));
+          }
+          if (!store::ValidTimestamp(t)) return Status::InvalidArgument(what + ": timestamp out of range");
+          cols[c].ints.push_back(t);
+          break;
+        }
+        case store::ColumnType::kString: {
+          if (!v->is_string()) return Status::InvalidArgument(what + ": expected a string, got " + DescribeJson(*v));
+          const std::string& text = v->get_ref<const std::string&>();
+          auto [it, inserted] = codes[c].try_emplace(text, static_cast<int32_t>(cols[c].dictionary.size()));
+          if (inserted) cols[c].dictionary.push_back(text);
+          cols[c].codes.push_back(it->second);
+          break;
+        }
+      }
+    }
+  }
+  if (rows == 0) return Status::InvalidArgument("body: no rows (JSON lines: one object per line)");
+  for (store::Column& c : cols) c.IndexDictionary();
+  return std::make_unique<store::Table>(schema, std::move(cols), rows);
 }
 
 }  // namespace apx::serve

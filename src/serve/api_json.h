@@ -36,6 +36,15 @@ Status ExtractServeOptions(nlohmann::json& object, ServeRequest* out);
 nlohmann::json ErrorValue(int http_status, std::string_view code, std::string_view message);
 std::string ErrorJson(int http_status, std::string_view code, std::string_view message);
 
+// Rows for POST /v1/tables/{table}/rows as a table of `schema`: CSV with a header line when
+// `content_type` starts with text/csv (store::ParseCsv's checks), else JSON lines: one object
+// per line holding exactly the schema's columns (numbers for int64/double, a string for
+// string columns, a string "YYYY-MM-DD[ HH:MM[:SS]]" or epoch seconds for timestamps).
+// InvalidArgument naming the line and column for anything else (unknown or missing column,
+// NaN, a wrong type, invalid UTF-8, more than max_rows rows, no row at all).
+Result<std::unique_ptr<store::Table>> ParseRowsBody(std::string_view body, std::string_view content_type,
+                                                    const store::TableSchema& schema, int64_t max_rows = 1000000);
+
 // The HTTP status for a Status code (400 InvalidArgument, 404 NotFound, 503 Unavailable, ...).
 int HttpStatusOf(const Status& status);
 

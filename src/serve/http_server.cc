@@ -653,6 +653,46 @@ void HttpServer::Impl::Handle(const std::shared_ptr<Session>& session, Request&&
     in_flight_.fetch_add(1, std::memory_order_relaxed);
     return Predict(session, index, action == "predict_batch", std::move(req));
   }
+  constexpr std::string_view kTables = "/v1/tables/", kRows = "/rows";
+  if (path.size() > kTables.size() + kRows.size() && path.substr(0, kTables.size()) == kTables &&
+      path.substr(path.size() - kRows.size()) == kRows) {
+    if (method != http::verb::post) return not_allowed();
+    const std::string table(path.substr(kTables.size(), path.size() - kTables.size() - kRows.size()));
+    int index = -1;
+    std::string known;
+    for (int i = 0; i < service_.num_pipelines(); ++i) {
+      for (const pipeline::TableSpec& t : service_.pipeline(i).spec().tables) {
+        if (t.schema.name == table && index < 0) index = i;
+        if (("," + known + ",").find("," + t.schema.name + ",") == std::string::npos) {
+          known += (known.empty() ? "" : ",") + t.schema.name;
+        }
+      }
+    }
+    if (index < 0) {
+      return reply(ErrorResponse(version, keep_alive, 404, "NotFound",
+                                 "no served pipeline has table '" + SanitizeUtf8(table, 100) + "' (tables: " + known + ")"));
+    }
+    // The insert waits on the database: off the event loop, on the parse thread.
+    in_flight_.fetch_add(1, std::memory_order_relaxed);
+    callbacks_.fetch_add(1, std::memory_order_relaxed);
+    net::post(parse_pool_, [this, session, index, table, req = std::move(req)] {
+      const pipeline::Pipeline& p = service_.pipeline(index);
+      const std::string content_type(req[http::field::content_type]);
+      Response res;
+      auto rows = ParseRowsBody(req.body(), content_type, p.spec().FindTable(table)->schema);
+      Result<int64_t> inserted = rows.ok() ? p.backend().InsertRows(**rows) : Result<int64_t>(rows.status());
+      if (inserted.ok()) {
+        res = MakeResponse(req.version(), req.keep_alive(), 200,
+                           DumpJson(nlohmann::json{{"table", table}, {"inserted", *inserted},
+                                                   {"backend", p.spec().backend.type}}));
+      } else {
+        res = StatusResponse(req.version(), req.keep_alive(), inserted.status());
+      }
+      session->FinishLater([res = std::move(res)]() mutable { return std::move(res); });
+      callbacks_.fetch_sub(1, std::memory_order_release);
+    });
+    return;
+  }
   reply(ErrorResponse(version, keep_alive, 404, "NotFound",
                       "no route for " + method_name + " " + SanitizeUtf8(path, 200)));
 }

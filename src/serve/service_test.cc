@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "eval/eval.h"
+#include "serve/api_json.h"
 #include "pipeline/spec.h"
 
 namespace apx::serve {
@@ -186,6 +187,68 @@ TEST_F(ServiceTest, ExactRequestsGetAShareNotTheWorkers) {
 
 // A task still queued at its expiry is refused then (on_expire), not when a worker frees up:
 // the 3x overload probe saw a refusal 57 ms after arrival for a 50 ms deadline.
+store::TableSchema RowsSchema() {
+  return {.name = "flights",
+          .columns = {{"dep_time", store::ColumnType::kTimestamp},
+                      {"delay", store::ColumnType::kDouble},
+                      {"origin", store::ColumnType::kString},
+                      {"dest", store::ColumnType::kString}},
+          .time_column = "dep_time"};
+}
+
+TEST(RowsBodyTest, JsonLinesBecomeATableOfTheSchema) {
+  auto t = ParseRowsBody(
+      "{\"dep_time\": \"2001-07-01 10:00\", \"delay\": 5, \"origin\": \"ORD\", \"dest\": \"LAX\"}\n"
+      "\n"
+      "{\"dep_time\": 994000000, \"delay\": -2.5, \"origin\": \"SFO\", \"dest\": \"ORD\"}\r\n",
+      "application/x-ndjson", RowsSchema());
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  ASSERT_EQ((*t)->num_rows(), 2);
+  EXPECT_EQ((*t)->columns()[0].ints[1], 994000000);
+  EXPECT_EQ((*t)->columns()[1].doubles[1], -2.5);
+  const store::Column& origin = (*t)->columns()[2];
+  const store::Column& dest = (*t)->columns()[3];
+  EXPECT_EQ(origin.dictionary[origin.codes[1]], "SFO");
+  EXPECT_EQ(dest.dictionary[dest.codes[0]], "LAX");  // each column its own dictionary
+  EXPECT_EQ(dest.dictionary[dest.codes[1]], "ORD");
+}
+
+TEST(RowsBodyTest, BadRowsAreRefusedNamingLineAndColumn) {
+  const std::string ok = "\"dep_time\": 1, \"delay\": 5, \"origin\": \"ORD\", \"dest\": \"LAX\"";
+  struct Case { std::string body; std::string expect; };
+  const Case cases[] = {
+      {"{" + ok + ", \"extra\": 1}", "line 1: table 'flights' has no column 'extra'"},
+      {"{\"dep_time\": 1, \"delay\": 5, \"origin\": \"ORD\"}", "column 'dest' is missing"},
+      {"{" + ok + "}\n{\"dep_time\": 1, \"delay\": \"NaN\", \"origin\": \"a\", \"dest\": \"b\"}",
+       "line 2: column 'delay': expected a number"},
+      {"{\"dep_time\": \"yesterday\", \"delay\": 5, \"origin\": \"ORD\", \"dest\": \"LAX\"}", "column 'dep_time'"},
+      {"{\"dep_time\": 1, \"delay\": 5, \"origin\": \"\xff\xfe\", \"dest\": \"LAX\"}", "UTF-8"},
+      {"{\"dep_time\": 1, \"delay\": 5, \"origin\": [\"ORD\"], \"dest\": \"LAX\"}", "expected a string"},
+      {"[1, 2]", "expected an object"},
+      {"{" + ok + "", "body line 1"},
+      {"", "no rows"},
+      {"\n \n", "no rows"},
+  };
+  for (const Case& c : cases) {
+    auto t = ParseRowsBody(c.body, "application/x-ndjson", RowsSchema());
+    ASSERT_FALSE(t.ok()) << c.body;
+    EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(t.status().message().find(c.expect), std::string::npos) << t.status().message();
+  }
+  auto too_many = ParseRowsBody("{" + ok + "}\n{" + ok + "}\n{" + ok + "}", "", RowsSchema(), 2);
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_NE(too_many.status().message().find("more than 2 rows"), std::string::npos);
+}
+
+TEST(RowsBodyTest, CsvWithAHeaderUsesTheCsvReader) {
+  auto t = ParseRowsBody("origin,dest,delay,dep_time\nORD,LAX,5,2001-07-01 10:00\n", "text/csv; charset=utf-8",
+                         RowsSchema());
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  EXPECT_EQ((*t)->num_rows(), 1);
+  auto nan = ParseRowsBody("origin,dest,delay,dep_time\nORD,LAX,nan,2001-07-01 10:00\n", "text/csv", RowsSchema());
+  EXPECT_FALSE(nan.ok());
+}
+
 TEST(WorkerPoolTest, QueuedTasksExpireAtTheirDeadlineWhileWorkersAreBusy) {
   WorkerPool pool(1, 8);
   std::mutex mu;
