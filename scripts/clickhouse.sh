@@ -41,8 +41,14 @@ ping() { curl -sf --max-time 1 "http://127.0.0.1:$1/ping" >/dev/null 2>&1; }
 stop_dir() {
   local d="$1"
   [ -f "$d/pids" ] || { echo "clickhouse.sh: no servers recorded in $d" >&2; return 1; }
+  d="$(cd "$d" && pwd)"
   local pids
-  pids="$(cat "$d/pids")"
+  # Only processes that are still our servers (their command line names this folder): a PID
+  # the system reused since is left alone.
+  pids=""
+  for pid in $(cat "$d/pids"); do
+    if { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$d/"; then pids+="$pid "; fi
+  done
   for pid in $pids; do kill "$pid" 2>/dev/null || true; done
   for pid in $pids; do
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -74,6 +80,9 @@ case "$cmd" in
       cluster+="<shard><replica><host>127.0.0.1</host><port>$((port + 1000 + i))</port></replica></shard>"
     done
     : > "$dir/pids"
+    # A failure or an interrupt before every server answers stops the ones already started.
+    trap 'stop_dir "$dir" >&2 || true' EXIT
+    trap 'exit 130' INT TERM HUP
     urls=""
     for i in $(seq 0 $((shards - 1))); do
       d="$dir/shard-$i"
@@ -120,19 +129,22 @@ EOF
       echo $! >> "$dir/pids"
       urls+="${urls:+,}http://127.0.0.1:$((port + i))"
     done
-    for i in $(seq 0 $((shards - 1))); do
+    i=0
+    for pid in $(cat "$dir/pids"); do
       ok=0
       for _ in $(seq 1 300); do
+        kill -0 "$pid" 2>/dev/null || break   # it died: no use waiting
         if ping $((port + i)); then ok=1; break; fi
         sleep 0.1
       done
       if [ "$ok" -ne 1 ]; then
-        echo "clickhouse.sh: server $i (port $((port + i))) did not start; its log:" >&2
+        echo "clickhouse.sh: server $i (port $((port + i)), PID $pid) did not start; its log:" >&2
         tail -20 "$dir/shard-$i/log/error.log" "$dir/shard-$i/log/stdout.log" >&2 2>/dev/null || true
-        stop_dir "$dir" >&2 || true
-        exit 1
+        exit 1   # the EXIT trap stops the others
       fi
+      i=$((i + 1))
     done
+    trap - EXIT INT TERM HUP
     cat > "$dir/env" <<EOF
 export APX_CLICKHOUSE_URL=http://127.0.0.1:$port
 export APX_CLICKHOUSE_URLS=$urls

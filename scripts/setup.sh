@@ -38,9 +38,11 @@ $SUDO apt-get update -qq
 policy=""
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   policy=/usr/sbin/policy-rc.d
+  # Removed however this script ends (an interrupted apt-get must not leave services blocked).
+  trap '$SUDO rm -f "$policy"' EXIT
+  trap 'exit 130' INT TERM HUP
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
   $SUDO chmod +x "$policy"
-  trap '$SUDO rm -f "$policy"' EXIT
 fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 [ -z "$policy" ] || $SUDO rm -f "$policy"

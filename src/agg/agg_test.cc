@@ -324,6 +324,23 @@ TEST(AggregatorTest, PartialMomentsEqualTheRowsTheySummarise) {
   EXPECT_FALSE(PushesDown(AggOp::kCountDistinct));
 }
 
+TEST(AggregatorTest, AValueBeyondTheRangeMakesTheRangeNoBound) {
+  // A database's per-key range read before rows were added: a sampled value above it proves it
+  // stale, so the max must not be declared exact (the unsampled rest may hold larger ones).
+  std::vector<double> rows;
+  for (int i = 0; i < 200; ++i) rows.push_back(i % 7 == 0 ? 15.0 + i * 0.01 : i * 0.05);
+  Aggregator max(AggOp::kMax);
+  max.set_value_range(0.0, 10.0);
+  max.Update(rows);
+  const Estimate e = max.Finalize(0.1);
+  EXPECT_FALSE(e.exact);
+  EXPECT_GT(e.std, 0.0);
+  Aggregator within(AggOp::kMax);  // the range still bounds a sample that reaches its end
+  within.set_value_range(0.0, 9.95);
+  within.Update(std::vector<double>{0.05, 0.1, 0.15, 9.95});
+  EXPECT_EQ(within.Finalize(0.1).std, 0.0);
+}
+
 TEST(AggregatorTest, ManySmallBatchesEqualOneBatch) {
   const std::vector<double> rows = MixedData(6000, 14);
   const std::span<const double> all(rows);

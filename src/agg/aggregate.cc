@@ -450,8 +450,11 @@ Estimate FinalizeExtreme(const ExtremeState<kMax>& rest, const ExtremeState<kMax
   }
   // Oriented: the most extreme value of each part, and the rest's bound (hi for max, −lo for
   // min; +inf when unknown).
-  const double bound = kMax ? (std::isfinite(hi) ? hi : INFINITY)
-                            : (std::isfinite(lo) ? -lo : INFINITY);
+  double bound = kMax ? (std::isfinite(hi) ? hi : INFINITY)
+                      : (std::isfinite(lo) ? -lo : INFINITY);
+  // A sampled value beyond the range proves the range out of date (rows were added since it
+  // was read, e.g. into a database): it bounds nothing then.
+  if (rest.count > 0 && rest.top[0] > bound) bound = INFINITY;
   double value = -INFINITY;
   if (rest.count > 0) value = rest.top[0];
   if (exact.count > 0) value = std::max(value, exact.top[0]);

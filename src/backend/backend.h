@@ -66,6 +66,7 @@ struct BoundQuery {
   // all time; opaque to callers.
   std::string remote_filter;
   int64_t remote_key_rows = 0;
+  int64_t remote_t0 = 0, remote_t1 = 0;  // the window
 
   // Rows in the sampled part (strata 0..kNumStrata-1).
   int64_t sampled_rows() const { return matching_rows - exact_rows; }

@@ -131,6 +131,9 @@ Status ForEachLine(std::string_view body, Fn fn) {
   return Status::Ok();
 }
 
+// Timeout of statements that touch whole tables (ingest's inserts and merges, Build's stats).
+constexpr std::chrono::milliseconds kLongStatement{600000};
+
 // Rows per granule of the layouts (SETTINGS index_granularity): ClickHouse reads whole granules.
 constexpr int64_t kGranule = 1024;
 
@@ -267,7 +270,8 @@ Status ClickHouseBackend::Build(const store::ProgressFn& progress) {
       sql += " GROUP BY ";
       for (size_t i = 0; i < l.keys.size(); ++i) sql += (i ? ", " : "") + *QuoteIdentifier(l.keys[i]);
     }
-    APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql));
+    APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql, kLongStatement));
+    std::unique_lock<std::shared_mutex> lock(stats_mu_);
     l.stats.clear();
     const size_t nk = l.keys.size(), nv = l.value_columns.size();
     APX_RETURN_IF_ERROR(ForEachLine(body, [&](std::string_view line) -> Status {
@@ -325,8 +329,11 @@ Status ClickHouseBackend::Bind(int shape, std::span<const std::string_view> key_
     if (t1 < INT64_MAX) where += (where.empty() ? "" : " AND ") + t + " < " + std::to_string(t1);
   }
   if (where.empty()) where = "1";
+  out->remote_t0 = t0;
+  out->remote_t1 = t1;
   // The prior: the key's rows spread evenly over its time span. A key the last Build did not
   // see (rows inserted since) gets a prior of one row, so the first round reads it whole.
+  std::shared_lock<std::shared_mutex> lock(stats_mu_);
   const auto it = l.stats.find(JoinKey(key_values));
   out->group = 0;
   if (it == l.stats.end()) {
@@ -409,12 +416,15 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops) const {
   if (statements == 0) return Status::Ok();
   APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql));
   std::vector<double> values;
-  int64_t total_rows = 0;
+  std::vector<bool> seen(ops.size(), false);
   APX_RETURN_IF_ERROR(ForEachLine(body, [&](std::string_view line) -> Status {
     const std::vector<std::string_view> f = SplitTabs(line);
     if (f.size() != 9) return Status::Internal("clickhouse: unexpected read line");
     APX_ASSIGN_OR_RETURN(double idx, ParseDouble(f[0]));
-    if (!(idx >= 0 && idx < static_cast<double>(ops.size()))) return Status::Internal("clickhouse: bad op index");
+    if (!(idx >= 0 && idx < static_cast<double>(ops.size())) || seen[static_cast<size_t>(idx)]) {
+      return Status::Internal("clickhouse: bad op index");
+    }
+    seen[static_cast<size_t>(idx)] = true;
     ReadOp& op = ops[static_cast<size_t>(idx)];
     agg::PartialMoments pm;
     APX_ASSIGN_OR_RETURN(double rows, ParseDouble(f[1]));
@@ -439,9 +449,13 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops) const {
       }
     }
     op.rows = pm.rows;
-    total_rows += pm.rows;
     return Status::Ok();
   }));
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (ops[i].s_end > ops[i].s_begin && !seen[i]) {
+      return Status::Internal("clickhouse: no answer for query " + std::to_string(i) + " of the round");
+    }
+  }
   // One statement for all: its time is shared by rows read (one row's worth at least each).
   const double ns = std::chrono::duration<double, std::nano>(Clock::now() - start).count();
   double weight = 0;
@@ -494,6 +508,13 @@ Result<int64_t> ClickHouseBackend::InsertRows(const store::Table& rows) const {
     if (t.name == rows.name()) schema = &t;
   }
   if (schema == nullptr) return Status::NotFound("table '" + rows.name() + "' is not in the spec");
+  for (const store::ColumnSpec& c : schema->columns) {
+    auto col = rows.column(c.name);
+    if (!col.ok() || (*col)->type != c.type) {
+      return Status::InvalidArgument("rows for table '" + rows.name() + "' need column '" + c.name + "' of type " +
+                                     std::string(store::ColumnTypeName(c.type)));
+    }
+  }
   std::string columns;
   for (const store::Column& c : rows.columns()) columns += (columns.empty() ? "" : ", ") + *QuoteIdentifier(c.name);
   std::string tsv;
@@ -503,6 +524,41 @@ Result<int64_t> ClickHouseBackend::InsertRows(const store::Table& rows) const {
   }
   const std::string table = cluster_.empty() ? rows.name() : DistributedName(rows.name());
   APX_RETURN_IF_ERROR(client_->InsertTsv(table, tsv, columns));
+  // The next request's prior and value range include these rows (not rows inserted by others:
+  // those wait for the next Build).
+  std::unique_lock<std::shared_mutex> lock(stats_mu_);
+  for (Layout& l : layouts_) {
+    if (l.table != schema) continue;
+    std::vector<const store::Column*> keys, values;
+    for (const std::string& k : l.keys) keys.push_back(*rows.column(k));
+    for (const std::string& v : l.value_columns) values.push_back(*rows.column(v));
+    const store::Column* time = schema->time_column.empty() ? nullptr : *rows.column(schema->time_column);
+    for (int64_t r = 0; r < rows.num_rows(); ++r) {
+      std::string key;
+      for (size_t i = 0; i < keys.size(); ++i) {
+        if (i > 0) key += '\x1f';
+        key += keys[i]->dictionary[keys[i]->codes[r]];
+      }
+      const int64_t t = time != nullptr ? time->ints[r] : 0;
+      auto [it, fresh] = l.stats.try_emplace(std::move(key));
+      KeyStats& st = it->second;
+      if (fresh || st.rows == 0) {
+        st.t_min = st.t_max = t;
+        st.mean.assign(values.size(), 0.0);
+        st.lo.assign(values.size(), std::numeric_limits<double>::infinity());
+        st.hi.assign(values.size(), -std::numeric_limits<double>::infinity());
+      }
+      ++st.rows;
+      st.t_min = std::min(st.t_min, t);
+      st.t_max = std::max(st.t_max, t);
+      for (size_t v = 0; v < values.size(); ++v) {
+        const double x = values[v]->AsDouble(r);
+        st.mean[v] += (x - st.mean[v]) / static_cast<double>(st.rows);
+        st.lo[v] = std::min(st.lo[v], x);
+        st.hi[v] = std::max(st.hi[v], x);
+      }
+    }
+  }
   return rows.num_rows();
 }
 
@@ -513,10 +569,17 @@ bool ClickHouseBackend::SameRows(int shape_a, int shape_b) const {
 
 int64_t ClickHouseBackend::SharedSampledRows(const BoundQuery& a, const BoundQuery& b) const {
   if (!SameRows(a.shape, b.shape)) return 0;
-  // Callers ask for partner queries of one request, bound to the same key values (Session);
-  // nested windows then share the smaller window's rows, and the priors are proportional to
-  // the windows' spans, so the smaller prior is the overlap's.
-  return std::min(a.matching_rows, b.matching_rows);
+  // Callers ask for partner queries of one request, bound to the same key values (Session).
+  // The priors are proportional to the windows' spans: nested windows share the smaller one's
+  // rows, disjoint ones none.
+  const double lo = static_cast<double>(std::max(a.remote_t0, b.remote_t0));
+  const double hi = static_cast<double>(std::min(a.remote_t1, b.remote_t1));
+  if (!(hi > lo)) return 0;
+  const double len_a = static_cast<double>(a.remote_t1) - static_cast<double>(a.remote_t0);
+  const double len_b = static_cast<double>(b.remote_t1) - static_cast<double>(b.remote_t0);
+  const double shorter = std::min(len_a, len_b);
+  const double share = shorter > 0 && std::isfinite(shorter) ? std::min(1.0, (hi - lo) / shorter) : 1.0;
+  return std::llround(share * static_cast<double>(std::min(a.matching_rows, b.matching_rows)));
 }
 
 namespace {
@@ -642,14 +705,14 @@ Status ClickHouseBackend::Ingest(const ClickHouseClient& client, const store::Ta
       tsv += std::to_string(z ^ (z >> 31));
       tsv += '\n';
     }
-    APX_RETURN_IF_ERROR(client.InsertTsv(target, tsv));
+    APX_RETURN_IF_ERROR(client.InsertTsv(target, tsv, "", kLongStatement));
     if (progress) progress(end, n);
   }
   // One part per table: every statement then opens one part, not one per insert batch. A
   // materialized view passes OPTIMIZE on to its inner table (18.16 and current releases).
   for (const ClickHouseClient* shard : shards) {
     for (const std::string& name : local) {
-      APX_RETURN_IF_ERROR(shard->Execute("OPTIMIZE TABLE " + db + "." + *QuoteIdentifier(name) + " FINAL"));
+      APX_RETURN_IF_ERROR(shard->Execute("OPTIMIZE TABLE " + db + "." + *QuoteIdentifier(name) + " FINAL", kLongStatement));
     }
   }
   return Status::Ok();

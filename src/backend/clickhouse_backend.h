@@ -29,6 +29,7 @@
 #define APX_BACKEND_CLICKHOUSE_BACKEND_H_
 
 #include <memory>
+#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -63,7 +64,8 @@ class ClickHouseBackend : public Backend {
   bool ComputesExact() const override { return true; }
   Status ExactAggregates(std::span<ExactOp> ops) const override;
   bool SameRows(int shape_a, int shape_b) const override;
-  // Estimated from the keys' row rates (the window is not counted).
+  // Estimated from the prior rates: the smaller window's rows times the share of it the
+  // windows overlap in (the window is not counted).
   int64_t SharedSampledRows(const BoundQuery& a, const BoundQuery& b) const override;
 
   // Creates T, its layouts for `key_sets` and loads `table`'s rows (strata from `seed`).
@@ -101,6 +103,7 @@ class ClickHouseBackend : public Backend {
     std::string sampled, sorted;             // quoted db.table names
     std::string stratum_expr;                // the views' stratum, from the base columns
     std::unordered_map<std::string, KeyStats> stats;  // by the keys' text joined with '\x1f'
+                                                      // (guarded by stats_mu_)
   };
   struct Shape {
     int layout = -1;
@@ -112,7 +115,10 @@ class ClickHouseBackend : public Backend {
   std::shared_ptr<const ClickHouseClient> client_;
   std::vector<store::TableSchema> tables_;
   std::string cluster_;
-  std::vector<Layout> layouts_;
+  // Build writes the stats; InsertRows widens them (count, time span, range) for the rows it
+  // adds; Bind reads them.
+  mutable std::shared_mutex stats_mu_;
+  mutable std::vector<Layout> layouts_;  // stats mutable under stats_mu_
   std::vector<Shape> shapes_;
 };
 

@@ -155,8 +155,10 @@ int64_t ClickHouseClient::statements() const {
 }
 
 Result<std::string> ClickHouseClient::Post(std::string_view query_string, std::string_view body,
-                                           bool in_database) const {
+                                           bool in_database, std::chrono::milliseconds timeout) const {
   std::unique_ptr<httplib::Client> c = Acquire();
+  const std::chrono::milliseconds limit = timeout.count() > 0 ? timeout : config_.timeout;
+  c->set_read_timeout(limit.count() / 1000, (limit.count() % 1000) * 1000);
   std::string path = "/?";
   if (in_database) path += "database=" + UrlEncode(config_.database) + "&";
   path += query_string;
@@ -165,9 +167,9 @@ Result<std::string> ClickHouseClient::Post(std::string_view query_string, std::s
     const httplib::Error err = res.error();
     const std::string what = "clickhouse at " + config_.url + ": " + httplib::to_string(err);
     // A failed connection is not reused.
-    if (err == httplib::Error::Read && config_.timeout.count() > 0) {
-      return Status::DeadlineExceeded(what + " (no answer within " +
-                                      std::to_string(config_.timeout.count()) + " ms)");
+    if (err == httplib::Error::Read) {
+      return Status::DeadlineExceeded(what + " (no answer within " + std::to_string(limit.count()) +
+                                      " ms, or the connection was cut)");
     }
     return Status::Unavailable(what);
   }
@@ -179,33 +181,36 @@ Result<std::string> ClickHouseClient::Post(std::string_view query_string, std::s
   return std::move(res->body);
 }
 
-Result<std::string> ClickHouseClient::Query(std::string_view sql) const {
+Result<std::string> ClickHouseClient::Query(std::string_view sql, std::chrono::milliseconds timeout) const {
   std::string statement(sql);
   if (statement.find(" FORMAT ") == std::string::npos) statement += " FORMAT TabSeparated";
   static const bool trace = std::getenv("APX_CLICKHOUSE_TRACE") != nullptr;
-  if (!trace) return Post("", statement);
+  if (!trace) return Post("", statement, true, timeout);
   const auto start = std::chrono::steady_clock::now();
-  Result<std::string> out = Post("", statement);
+  Result<std::string> out = Post("", statement, true, timeout);
   std::fprintf(stderr, "clickhouse: %.3f ms, %zu bytes: %s\n",
                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
                out.ok() ? out->size() : 0, statement.c_str());
   return out;
 }
 
-Status ClickHouseClient::Execute(std::string_view sql) const { return Post("", sql).status(); }
+Status ClickHouseClient::Execute(std::string_view sql, std::chrono::milliseconds timeout) const {
+  return Post("", sql, true, timeout).status();
+}
 
 Status ClickHouseClient::CreateDatabase() const {
   APX_ASSIGN_OR_RETURN(std::string db, QuoteIdentifier(config_.database));
   return Post("", "CREATE DATABASE IF NOT EXISTS " + db, /*in_database=*/false).status();
 }
 
-Status ClickHouseClient::InsertTsv(std::string_view table, std::string_view tsv, std::string_view columns) const {
+Status ClickHouseClient::InsertTsv(std::string_view table, std::string_view tsv, std::string_view columns,
+                                   std::chrono::milliseconds timeout) const {
   APX_ASSIGN_OR_RETURN(std::string name, QuoteIdentifier(table));
   // Into a Distributed table the insert returns once every shard has its rows, not when they
   // are queued (ignored by other tables).
   const std::string query = "insert_distributed_sync=1&query=" + UrlEncode("INSERT INTO " + name + (columns.empty() ? std::string() : " (" + std::string(columns) + ")") +
                                       " FORMAT TabSeparated");
-  return Post(query, tsv).status();
+  return Post(query, tsv, true, timeout).status();
 }
 
 }  // namespace apx::backend

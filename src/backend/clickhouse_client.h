@@ -64,12 +64,14 @@ class ClickHouseClient {
   // "FORMAT TabSeparated" is done here unless the statement names a format). Errors:
   // Unavailable (connection refused or cut), DeadlineExceeded (timeout), Internal with
   // ClickHouse's message (bad SQL, missing table ...).
-  Result<std::string> Query(std::string_view sql) const;
+  // `timeout` > 0 replaces config().timeout for this statement (whole-table work).
+  Result<std::string> Query(std::string_view sql, std::chrono::milliseconds timeout = {}) const;
   // Runs a statement without a result (DDL, INSERT ... VALUES). Same errors.
-  Status Execute(std::string_view sql) const;
+  Status Execute(std::string_view sql, std::chrono::milliseconds timeout = {}) const;
   // INSERT INTO `table` [(columns)] FORMAT TabSeparated with `tsv` (rows, one per line) as the
   // data; `columns`: a list of quoted names, empty for all columns in table order.
-  Status InsertTsv(std::string_view table, std::string_view tsv, std::string_view columns = "") const;
+  Status InsertTsv(std::string_view table, std::string_view tsv, std::string_view columns = "",
+                   std::chrono::milliseconds timeout = {}) const;
 
   // CREATE DATABASE IF NOT EXISTS for the configured database.
   Status CreateDatabase() const;
@@ -81,7 +83,7 @@ class ClickHouseClient {
  private:
   explicit ClickHouseClient(ClickHouseConfig config, std::string host, int port);
   Result<std::string> Post(std::string_view query_string, std::string_view body,
-                           bool in_database = true) const;
+                           bool in_database = true, std::chrono::milliseconds timeout = {}) const;
   std::unique_ptr<httplib::Client> Acquire() const;
   void Release(std::unique_ptr<httplib::Client> client) const;
 

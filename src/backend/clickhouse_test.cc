@@ -242,6 +242,17 @@ TEST_F(ClickHouseTest, SampledReadsAreBernoulliSamplesOfTheWindow) {
   EXPECT_EQ(count.Finalize(1.0).value, 15000);
 }
 
+TEST_F(ClickHouseTest, SharedRowsFollowTheWindowsOverlap) {
+  std::string_view key[] = {"K0"};
+  BoundQuery wide, inner, after;
+  ASSERT_TRUE(backend_->Bind(keyed_, key, 60 * 1000, 60 * 21000, &wide).ok());
+  ASSERT_TRUE(backend_->Bind(keyed_, key, 60 * 11000, 60 * 21000, &inner).ok());
+  ASSERT_TRUE(backend_->Bind(keyed_, key, 60 * 21000, 60 * 29000, &after).ok());
+  EXPECT_EQ(backend_->SharedSampledRows(wide, inner), inner.matching_rows);  // nested
+  EXPECT_EQ(backend_->SharedSampledRows(inner, after), 0);                   // disjoint
+  EXPECT_EQ(backend_->SharedSampledRows(wide, wide), wide.matching_rows);
+}
+
 TEST_F(ClickHouseTest, SortedCopyReadsTheSameStrataAsTheSampledLayout) {
   // A short window is read from the sorted copy (stratum computed per row), a long one from
   // the sampled layout; both must see exactly the rows of the sampled layout's strata.

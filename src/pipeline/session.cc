@@ -187,7 +187,16 @@ Status Session::ExactFromBackend() {
     run.exact_values.assign(run.aggs.size(), 0.0);
     exact_ops_.push_back({.query = &run.bound, .aggs = run.all_aggs, .values = run.exact_values});
   }
+  const auto start = Clock::now();
   APX_RETURN_IF_ERROR(pipeline_.backend().ExactAggregates(exact_ops_));
+  // The statement's time, shared by rows, is what reading these rows exactly costs (the
+  // cut-over's per-row cost learns from it).
+  const double ns = NsSince(start);
+  double weight = 0;
+  for (const backend::ExactOp& op : exact_ops_) weight += static_cast<double>(op.rows + 1);
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    runs_[q].cost_ns += ns * static_cast<double>(exact_ops_[q].rows + 1) / weight;
+  }
   for (size_t q = 0; q < runs_.size(); ++q) {
     QueryRun& run = runs_[q];
     const CompiledQuery& cq = pipeline_.queries()[q];

@@ -245,6 +245,7 @@ class HttpServer::Impl {
   net::steady_timer drain_timer_;
   net::steady_timer accept_retry_;
   net::thread_pool parse_pool_{1};  // destroyed (joined) before ioc_
+  net::thread_pool insert_pool_{1};  // table inserts, which wait on a database (not parsing)
 };
 
 // One connection: read a request (whole within request_timeout), answer it, repeat.
@@ -672,10 +673,11 @@ void HttpServer::Impl::Handle(const std::shared_ptr<Session>& session, Request&&
       return reply(ErrorResponse(version, keep_alive, 404, "NotFound",
                                  "no served pipeline has table '" + SanitizeUtf8(table, 100) + "' (tables: " + known + ")"));
     }
-    // The insert waits on the database: off the event loop, on the parse thread.
+    // The insert waits on the database: off the event loop and off the parse thread (so a
+    // slow database never delays predictions), one at a time.
     in_flight_.fetch_add(1, std::memory_order_relaxed);
     callbacks_.fetch_add(1, std::memory_order_relaxed);
-    net::post(parse_pool_, [this, session, index, table, req = std::move(req)] {
+    net::post(insert_pool_, [this, session, index, table, req = std::move(req)] {
       const pipeline::Pipeline& p = service_.pipeline(index);
       const std::string content_type(req[http::field::content_type]);
       Response res;
