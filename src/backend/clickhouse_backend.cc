@@ -119,6 +119,16 @@ Status ParseArray(std::string_view text, std::vector<double>* out) {
   return Status::Ok();
 }
 
+// The op index a UNION ALL branch answered with (its first column): in range, and seen once.
+Result<size_t> ParseOpIndex(std::string_view field, std::vector<bool>* seen) {
+  APX_ASSIGN_OR_RETURN(double idx, ParseDouble(field));
+  if (!(idx >= 0 && idx < static_cast<double>(seen->size())) || (*seen)[static_cast<size_t>(idx)]) {
+    return Status::Internal("clickhouse: bad or repeated query index '" + std::string(field) + "' in an answer");
+  }
+  (*seen)[static_cast<size_t>(idx)] = true;
+  return static_cast<size_t>(idx);
+}
+
 template <typename Fn>
 Status ForEachLine(std::string_view body, Fn fn) {
   size_t start = 0;
@@ -420,12 +430,8 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops) const {
   APX_RETURN_IF_ERROR(ForEachLine(body, [&](std::string_view line) -> Status {
     const std::vector<std::string_view> f = SplitTabs(line);
     if (f.size() != 9) return Status::Internal("clickhouse: unexpected read line");
-    APX_ASSIGN_OR_RETURN(double idx, ParseDouble(f[0]));
-    if (!(idx >= 0 && idx < static_cast<double>(ops.size())) || seen[static_cast<size_t>(idx)]) {
-      return Status::Internal("clickhouse: bad op index");
-    }
-    seen[static_cast<size_t>(idx)] = true;
-    ReadOp& op = ops[static_cast<size_t>(idx)];
+    APX_ASSIGN_OR_RETURN(size_t idx, ParseOpIndex(f[0], &seen));
+    ReadOp& op = ops[idx];
     agg::PartialMoments pm;
     APX_ASSIGN_OR_RETURN(double rows, ParseDouble(f[1]));
     pm.rows = static_cast<int64_t>(rows);
@@ -437,7 +443,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops) const {
     APX_ASSIGN_OR_RETURN(pm.lo, ParseDouble(f[6]));
     APX_ASSIGN_OR_RETURN(pm.hi, ParseDouble(f[7]));
     values.clear();
-    if (wants_values[static_cast<size_t>(idx)]) {
+    if (wants_values[idx]) {
       APX_RETURN_IF_ERROR(ParseArray(f[8], &values));
       if (static_cast<int64_t>(values.size()) != pm.rows) return Status::Internal("clickhouse: value count mismatch");
     }
@@ -485,15 +491,13 @@ Status ClickHouseBackend::ExactAggregates(std::span<ExactOp> ops) const {
   APX_RETURN_IF_ERROR(ForEachLine(body, [&](std::string_view line) -> Status {
     const std::vector<std::string_view> f = SplitTabs(line);
     if (f.size() != 3) return Status::Internal("clickhouse: unexpected exact line");
-    APX_ASSIGN_OR_RETURN(double idx, ParseDouble(f[0]));
-    if (!(idx >= 0 && idx < static_cast<double>(ops.size()))) return Status::Internal("clickhouse: bad op index");
-    ExactOp& op = ops[static_cast<size_t>(idx)];
+    APX_ASSIGN_OR_RETURN(size_t idx, ParseOpIndex(f[0], &seen));
+    ExactOp& op = ops[idx];
     APX_ASSIGN_OR_RETURN(double rows, ParseDouble(f[1]));
     op.rows = static_cast<int64_t>(rows);
     APX_RETURN_IF_ERROR(ParseArray(f[2], &values));
     if (values.size() < op.aggs.size()) return Status::Internal("clickhouse: too few exact values");
     for (size_t a = 0; a < op.aggs.size() && a < op.values.size(); ++a) op.values[a] = values[a];
-    seen[static_cast<size_t>(idx)] = true;
     return Status::Ok();
   }));
   for (size_t i = 0; i < ops.size(); ++i) {

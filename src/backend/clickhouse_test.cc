@@ -79,22 +79,37 @@ std::string Shell(const std::string& cmd) {
   return out;
 }
 
+// Private servers for one test suite (scripts/clickhouse.sh), stopped by PID at its end.
+// Skips only where clickhouse-server is not installed; installed but not starting fails.
+struct Servers {
+  bool installed = false;
+  std::string dir;  // empty: not running
+  int port = 0;
+
+  void Start(int shards, int port_base) {
+    installed = std::filesystem::exists("/usr/sbin/clickhouse-server") ||
+                !Shell("command -v clickhouse-server").empty();
+    if (!installed) return;
+    port = port_base + static_cast<int>(getpid() % 4000) * 2;
+    std::string out = Shell("bash scripts/clickhouse.sh start --shards " + std::to_string(shards) +
+                            " --port " + std::to_string(port));
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    dir = out.substr(out.rfind('\n') + 1);
+    if (!std::filesystem::exists(dir + "/pids")) dir.clear();
+  }
+  void Stop() {
+    if (!dir.empty()) Shell("bash scripts/clickhouse.sh stop --dir " + dir + " 2>&1");
+    dir.clear();
+  }
+  std::string Url(int shard) const { return "http://127.0.0.1:" + std::to_string(port + shard); }
+};
+
 class ClickHouseTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!std::filesystem::exists("/usr/sbin/clickhouse-server") &&
-        Shell("command -v clickhouse-server").empty()) {
-      return;  // SetUp skips, saying why
-    }
-    port_ = 20000 + static_cast<int>(getpid() % 4000) * 2;
-    std::string out = Shell("bash scripts/clickhouse.sh start --port " + std::to_string(port_));
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    dir_ = out.substr(out.rfind('\n') + 1);
-    if (!std::filesystem::exists(dir_ + "/pids")) {
-      dir_.clear();
-      return;
-    }
-    ClickHouseConfig config{.url = "http://127.0.0.1:" + std::to_string(port_), .database = "apx_test"};
+    servers_.Start(1, 20000);
+    if (servers_.dir.empty()) return;  // SetUp skips or fails, saying why
+    ClickHouseConfig config{.url = servers_.Url(0), .database = "apx_test"};
     auto client = ClickHouseClient::Connect(config);
     if (client.ok()) client_ = std::shared_ptr<const ClickHouseClient>(std::move(*client));
     table_ = MakeTable().release();
@@ -106,10 +121,11 @@ class ClickHouseTest : public ::testing::Test {
     client_.reset();
     delete table_;
     table_ = nullptr;
-    if (!dir_.empty()) Shell("bash scripts/clickhouse.sh stop --dir " + dir_ + " 2>&1");
+    servers_.Stop();
   }
   void SetUp() override {
-    if (dir_.empty()) GTEST_SKIP() << "clickhouse-server is not installed or did not start (scripts/setup.sh)";
+    if (!servers_.installed) GTEST_SKIP() << "clickhouse-server is not installed (scripts/setup.sh installs it)";
+    ASSERT_FALSE(servers_.dir.empty()) << "scripts/clickhouse.sh start failed";
     ASSERT_NE(client_, nullptr);
     ASSERT_TRUE(ingest_.ok()) << ingest_.message();
     backend_ = std::make_unique<ClickHouseBackend>(client_, std::vector<store::TableSchema>{table_->schema()});
@@ -136,8 +152,7 @@ class ClickHouseTest : public ::testing::Test {
     return values;
   }
 
-  static inline int port_ = 0;
-  static inline std::string dir_;
+  static inline Servers servers_;
   static inline std::shared_ptr<const ClickHouseClient> client_;
   static inline store::Table* table_ = nullptr;
   static inline Status ingest_;
@@ -344,17 +359,10 @@ namespace {
 class ClickHouseShardsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (Shell("command -v clickhouse-server || ls /usr/sbin/clickhouse-server 2>/dev/null").empty()) return;
-    port_ = 21000 + static_cast<int>(getpid() % 4000) * 2;
-    std::string out = Shell("bash scripts/clickhouse.sh start --shards 2 --port " + std::to_string(port_));
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    dir_ = out.substr(out.rfind('\n') + 1);
-    if (!std::filesystem::exists(dir_ + "/pids")) {
-      dir_.clear();
-      return;
-    }
+    servers_.Start(2, 21000);
+    if (servers_.dir.empty()) return;  // SetUp skips or fails, saying why
     for (int i = 0; i < 2; ++i) {
-      auto c = ClickHouseClient::Connect({.url = "http://127.0.0.1:" + std::to_string(port_ + i), .database = "apx_d"});
+      auto c = ClickHouseClient::Connect({.url = servers_.Url(i), .database = "apx_d"});
       if (c.ok()) shards_.push_back(std::shared_ptr<const ClickHouseClient>(std::move(*c)));
     }
     table_ = MakeTable().release();
@@ -367,15 +375,15 @@ class ClickHouseShardsTest : public ::testing::Test {
     shards_.clear();
     delete table_;
     table_ = nullptr;
-    if (!dir_.empty()) Shell("bash scripts/clickhouse.sh stop --dir " + dir_ + " 2>&1");
+    servers_.Stop();
   }
   void SetUp() override {
-    if (dir_.empty()) GTEST_SKIP() << "clickhouse-server is not installed or did not start (scripts/setup.sh)";
+    if (!servers_.installed) GTEST_SKIP() << "clickhouse-server is not installed (scripts/setup.sh installs it)";
+    ASSERT_FALSE(servers_.dir.empty()) << "scripts/clickhouse.sh start --shards 2 failed";
     ASSERT_EQ(shards_.size(), 2u);
     ASSERT_TRUE(ingest_.ok()) << ingest_.message();
   }
-  static inline int port_ = 0;
-  static inline std::string dir_;
+  static inline Servers servers_;
   static inline std::vector<std::shared_ptr<const ClickHouseClient>> shards_;
   static inline store::Table* table_ = nullptr;
   static inline Status ingest_;
