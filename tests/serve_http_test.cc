@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -102,6 +103,15 @@ class ServerProcess {
 
   int port() const { return port_; }
   std::string log() const { return ReadAll(log_); }
+  const fs::path& dir() const { return dir_; }
+  // SIGKILL: no shutdown code runs.
+  void Kill9() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
 
  private:
   fs::path dir_, log_;
@@ -535,6 +545,51 @@ TEST_F(HttpApiTest, StopsCleanlyOnSigterm) {
 }
 
 // With a token (here from APXSERVE_AUTH_TOKEN), every route but the health probes needs it.
+TEST(HttpAppendTest, AppendedRowsChangeTheNextAnswerAndSurviveKill9) {
+  // The embedded store takes appends: 200 very late ORD departures in the last 3 hours change
+  // the exact answer for ORD; after kill -9 and a restart the append log brings them back.
+  auto server = std::make_unique<ServerProcess>();
+  ASSERT_GT(server->port(), 0) << server->log();
+  const fs::path log_file = server->dir() / "flights.apxlog";
+  fs::remove(log_file);
+  httplib::Client client("127.0.0.1", server->port());
+  client.set_read_timeout(10);
+  json request = json::parse(kGood);
+  request["exact"] = true;
+  auto predict = [&](httplib::Client& c) {
+    auto r = c.Post("/v1/pipelines/flight-small/predict", request.dump(), "application/json");
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+    return r && r->status == 200 ? json::parse(r->body)["prediction"].get<double>() : NAN;
+  };
+  const double before = predict(client);
+  std::string csv = "dep_time,delay,distance,origin,dest\n";
+  for (int i = 0; i < 200; ++i) {
+    csv += "2001-02-10 0" + std::to_string(6 + i / 100) + ":" + (i % 60 < 10 ? "0" : "") + std::to_string(i % 60) +
+           ",600,606,ORD,ATL\n";
+  }
+  auto bad = client.Post("/v1/tables/flights/rows", "dep_time,delay\n2001-02-10 07:00,x\n", "text/csv");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400) << bad->body;
+  auto posted = client.Post("/v1/tables/flights/rows", csv, "text/csv");
+  ASSERT_TRUE(posted);
+  ASSERT_EQ(posted->status, 200) << posted->body;
+  EXPECT_EQ(json::parse(posted->body)["inserted"], 200);
+  EXPECT_EQ(json::parse(posted->body)["backend"], "embedded");
+  const double after = predict(client);
+  EXPECT_NE(after, before);
+  EXPECT_TRUE(fs::exists(log_file));
+
+  server->Kill9();
+  server = std::make_unique<ServerProcess>();
+  ASSERT_GT(server->port(), 0) << server->log();
+  EXPECT_NE(server->log().find("200 appended rows"), std::string::npos) << server->log();
+  httplib::Client again("127.0.0.1", server->port());
+  again.set_read_timeout(10);
+  EXPECT_DOUBLE_EQ(predict(again), after);
+  server.reset();
+  fs::remove(log_file);  // the other tests' servers share the folder
+}
+
 TEST(HttpAuthTest, BearerTokenIsRequiredExceptForProbes) {
   const std::string token = "s3cret-token-0123456789";
   ServerProcess server({}, token);

@@ -21,10 +21,17 @@ Status Backend::ReadMany(std::span<ReadOp> ops) const {
   return Status::Ok();
 }
 
+std::string JoinKey(std::span<const std::string_view> values) {
+  std::string out;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += '\x1f';
+    out.append(values[i]);
+  }
+  return out;
+}
+
 Result<int64_t> Backend::InsertRows(const store::Table& rows) const {
-  return Status::FailedPrecondition("table '" + rows.name() +
-                                    "' is in the embedded store, which does not take appends yet; "
-                                    "load rows through its CSV and `apxserve ingest`");
+  return Status::FailedPrecondition("this backend does not take appends (table '" + rows.name() + "')");
 }
 
 Status Backend::ExactAggregates(std::span<ExactOp>) const {

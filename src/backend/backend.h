@@ -66,7 +66,12 @@ struct BoundQuery {
   // all time; opaque to callers.
   std::string remote_filter;
   int64_t remote_key_rows = 0;
-  int64_t remote_t0 = 0, remote_t1 = 0;  // the window
+  int64_t remote_t0 = 0, remote_t1 = 0;  // the window (also set by the embedded store)
+  // Rows appended to the embedded store since it was built (EmbeddedBackend::InsertRows): the
+  // key's appended rows, and the append count when the query was bound (rows appended later
+  // belong to later requests). Opaque to callers; null when there are none.
+  const void* delta = nullptr;
+  uint64_t delta_seq = 0;
 
   // Rows in the sampled part (strata 0..kNumStrata-1).
   int64_t sampled_rows() const { return matching_rows - exact_rows; }
@@ -91,6 +96,10 @@ struct ExactOp {
   int64_t rows = 0;                        // out: rows matched
 };
 
+// A key's values (text, one per key column) joined with '\x1f': how backends index keys
+// that were not seen when they were built (appended or inserted rows).
+std::string JoinKey(std::span<const std::string_view> values);
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -100,8 +109,7 @@ class Backend {
   virtual Status ReadMany(std::span<ReadOp> ops) const;
 
   // Appends `rows` (a table of one of the backend's tables' schema, by name) so that the next
-  // request sees them. Returns the rows inserted. The default refuses (FailedPrecondition):
-  // the embedded store does not take appends yet.
+  // request sees them. Returns the rows inserted. The default refuses (FailedPrecondition).
   virtual Result<int64_t> InsertRows(const store::Table& rows) const;
 
   // True when the backend computes exact aggregates itself (ExactAggregates), cheaper than

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -279,6 +281,101 @@ TEST(StoreCoverageTest, NominalCoverageOnHostilePopulations) {
   EXPECT_GE(mean_all, 0.945);
   EXPECT_LE(mean_all, 0.975);
   EXPECT_GE(mean_q90, 0.94);
+}
+
+}  // namespace
+}  // namespace apx::backend
+
+namespace apx::backend {
+namespace {
+
+// `n` rows of `key` from time t0 on (one per minute), every value `value`.
+std::unique_ptr<store::Table> AppendRows(const std::string& key, int64_t t0, int n, double value) {
+  store::TableSchema schema{.name = "events",
+                            .columns = {{"t", store::ColumnType::kTimestamp},
+                                        {"v", store::ColumnType::kDouble},
+                                        {"k", store::ColumnType::kString}},
+                            .time_column = "t"};
+  std::vector<store::Column> cols(3);
+  for (size_t i = 0; i < 3; ++i) {
+    cols[i].name = schema.columns[i].name;
+    cols[i].type = schema.columns[i].type;
+  }
+  cols[2].dictionary = {key};
+  for (int i = 0; i < n; ++i) {
+    cols[0].ints.push_back(t0 + 60LL * i);
+    cols[1].doubles.push_back(value);
+    cols[2].codes.push_back(0);
+  }
+  for (store::Column& c : cols) c.IndexDictionary();
+  return std::make_unique<store::Table>(schema, std::move(cols), n);
+}
+
+TEST_F(EmbeddedBackendTest, AppendedRowsAreSeenByTheNextBindInRandomStrata) {
+  const int64_t t0 = 60 * 50000, t1 = 60 * 60000;  // after every built row
+  std::string_view k1[] = {"K1"}, fresh[] = {"NEW"};
+  BoundQuery q;
+  ASSERT_TRUE(backend_.Bind(keyed_, k1, t0, t1, &q).ok());
+  EXPECT_EQ(q.matching_rows, 0);
+  auto inserted = backend_.InsertRows(*AppendRows("K1", t0, 2000, 100.0));
+  ASSERT_TRUE(inserted.ok()) << inserted.status().message();
+  EXPECT_EQ(*inserted, 2000);
+  ASSERT_TRUE(backend_.InsertRows(*AppendRows("NEW", t0, 5, 5.0)).ok());
+  EXPECT_EQ(backend_.appended_rows(), 2005);
+
+  ASSERT_TRUE(backend_.Bind(keyed_, k1, t0, t1, &q).ok());
+  EXPECT_EQ(q.matching_rows, 2000);  // N stays exact
+  EXPECT_GE(q.rest_max, 100.0);      // the range covers the appended values
+  agg::Aggregator count(agg::AggOp::kCount), avg(agg::AggOp::kAvg);
+  agg::Aggregator* ptrs[] = {&count, &avg};
+  auto part = backend_.Read(q, 0, 10, ptrs);
+  ASSERT_TRUE(part.ok());
+  EXPECT_NEAR(static_cast<double>(*part), 200, 4 * std::sqrt(2000 * 0.1 * 0.9));  // random strata
+  // Rows appended after the bind belong to later requests.
+  ASSERT_TRUE(backend_.InsertRows(*AppendRows("K1", t0, 100, 100.0)).ok());
+  auto rest = backend_.Read(q, 10, kNumStrata, ptrs);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(*part + *rest, 2000);
+  EXPECT_DOUBLE_EQ(avg.Finalize(1.0).value, 100.0);
+
+  // A key no built row has, and the network-wide layout, see the appends too.
+  ASSERT_TRUE(backend_.Bind(keyed_, fresh, t0, t1, &q).ok());
+  EXPECT_EQ(q.matching_rows, 5);
+  agg::Aggregator fresh_avg(agg::AggOp::kAvg);
+  agg::Aggregator* fresh_ptrs[] = {&fresh_avg};
+  auto fresh_rows = backend_.Read(q, 0, kNumStrata, fresh_ptrs);
+  ASSERT_TRUE(fresh_rows.ok());
+  EXPECT_EQ(*fresh_rows, 5);
+  EXPECT_DOUBLE_EQ(fresh_avg.Finalize(1.0).value, 5.0);
+  ASSERT_TRUE(backend_.Bind(all_, {}, t0, t1, &q).ok());
+  EXPECT_EQ(q.matching_rows, 2105);
+  // The window still bounds them: none before t0.
+  ASSERT_TRUE(backend_.Bind(keyed_, k1, 0, t0, &q).ok());
+  EXPECT_EQ(q.matching_rows, 50000 / 5);
+}
+
+TEST_F(EmbeddedBackendTest, AppendsAreLoggedBeforeTheyAreApplied) {
+  const std::string path = ::testing::TempDir() + "/apx_backend_test_" + std::to_string(::getpid()) + ".apxlog";
+  std::remove(path.c_str());
+  backend_.SetAppendLog("events", std::make_unique<store::AppendLog>(path, backend_.table("events")->schema()));
+  ASSERT_TRUE(backend_.InsertRows(*AppendRows("K3", 60 * 50000, 10, 1.0)).ok());
+  store::AppendLog reader(path, backend_.table("events")->schema());
+  auto replayed = reader.Replay();
+  ASSERT_TRUE(replayed.ok());
+  ASSERT_EQ(replayed->size(), 1u);
+  EXPECT_EQ((*replayed)[0]->num_rows(), 10);
+  // A log that cannot be written: an error, and nothing applied.
+  backend_.SetAppendLog("events", std::make_unique<store::AppendLog>("/nonexistent-dir/x.apxlog",
+                                                                     backend_.table("events")->schema()));
+  auto failed = backend_.InsertRows(*AppendRows("K3", 60 * 50000, 10, 1.0));
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), StatusCode::kIoError);
+  EXPECT_EQ(backend_.appended_rows(), 10);
+  // Unknown tables and other schemas are refused.
+  auto other = AppendRows("K3", 0, 1, 1.0);
+  other->set_name("nope");
+  EXPECT_EQ(backend_.InsertRows(*other).status().code(), StatusCode::kNotFound);
+  std::remove(path.c_str());
 }
 
 }  // namespace

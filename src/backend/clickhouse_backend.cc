@@ -20,15 +20,6 @@ std::string Num(double v) {
   return buf;
 }
 
-std::string JoinKey(std::span<const std::string_view> values) {
-  std::string out;
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out += '\x1f';
-    out.append(values[i]);
-  }
-  return out;
-}
-
 // TabSeparated field unescaping (\t \n \\ \0 ...), ClickHouse's text format.
 std::string Unescape(std::string_view field) {
   std::string out;
@@ -313,6 +304,17 @@ Status ClickHouseBackend::Build(const store::ProgressFn& progress) {
       return Status::Ok();
     }));
     if (progress) progress(done, -1);
+    // Distinct values per column (for GroupsValues).
+    std::string dsql = "SELECT ";
+    for (size_t v = 0; v < nv; ++v) dsql += (v ? ", uniq(" : "uniq(") + *QuoteIdentifier(l.value_columns[v]) + ")";
+    APX_ASSIGN_OR_RETURN(std::string dbody, client_->Query(dsql + " FROM " + l.sorted, kLongStatement));
+    const std::vector<std::string_view> df = SplitTabs(dbody.substr(0, dbody.find('\n')));
+    if (df.size() != nv) return Status::Internal("clickhouse: unexpected distinct-count line");
+    l.distinct.clear();
+    for (size_t v = 0; v < nv; ++v) {
+      APX_ASSIGN_OR_RETURN(double d, ParseDouble(df[v]));
+      l.distinct.push_back(static_cast<int64_t>(d));
+    }
   }
   return Status::Ok();
 }
@@ -396,6 +398,15 @@ Result<int64_t> ClickHouseBackend::ReadExact(const BoundQuery&, std::span<agg::A
   return int64_t{0};  // no outlier index on ClickHouse yet: the exact part is empty
 }
 
+bool ClickHouseBackend::GroupsValues(int shape, double expected_rows) const {
+  const Shape& sh = shapes_[shape];
+  const Layout& l = layouts_[sh.layout];
+  std::shared_lock<std::shared_mutex> lock(stats_mu_);
+  if (sh.value_idx >= static_cast<int>(l.distinct.size())) return false;
+  const int64_t distinct = l.distinct[sh.value_idx];
+  return distinct > 0 && 4.0 * static_cast<double>(distinct) <= expected_rows;
+}
+
 Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops) const {
   const auto start = Clock::now();
   std::string sql;
@@ -409,27 +420,37 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops) const {
     const Shape& sh = shapes_[op.query->shape];
     const Layout& l = layouts_[sh.layout];
     for (const agg::Aggregator* a : op.aggs) wants_values[i] = wants_values[i] || !agg::PushesDown(a->op());
-    const std::string& v = sh.value_column;
-    const std::string d = "(" + v + " - " + Num(op.query->center) + ")";
-    if (statements++ > 0) sql += " UNION ALL ";
-    sql += "SELECT toUInt32(" + std::to_string(i) + "), count(), sum(" + d + "), sum(" + d + " * " + d +
-           "), sum(" + d + " * " + d + " * " + d + "), sum(" + d + " * " + d + " * " + d + " * " + d +
-           "), min(" + v + "), max(" + v + "), " +
-           (wants_values[i] ? "groupArray(toFloat64(" + v + "))" : std::string("emptyArrayFloat64()")) +
-           " FROM ";
     const bool sorted = ReadsSorted(*op.query, op.s_begin, op.s_end);
     const std::string stratum = sorted ? l.stratum_expr : std::string("stratum");
-    sql += (sorted ? l.sorted : l.sampled) + " WHERE " + op.query->remote_filter;
-    if (op.s_begin > 0) sql += " AND " + stratum + " >= " + std::to_string(op.s_begin);
-    if (op.s_end < kNumStrata) sql += " AND " + stratum + " < " + std::to_string(op.s_end);
+    std::string from = (sorted ? l.sorted : l.sampled) + " WHERE " + op.query->remote_filter;
+    if (op.s_begin > 0) from += " AND " + stratum + " >= " + std::to_string(op.s_begin);
+    if (op.s_end < kNumStrata) from += " AND " + stratum + " < " + std::to_string(op.s_end);
+    const double expected_rows = static_cast<double>(std::max<int64_t>(op.query->matching_rows, 1)) *
+                                 (op.s_end - op.s_begin) / kNumStrata;
+    // Every branch answers: index, count, four power sums about the center, min, max, values,
+    // and the values' multiplicities (empty: each value once).
+    const std::string d = "(v - " + Num(op.query->center) + ")";
+    const std::string d2 = d + " * " + d;
+    if (statements++ > 0) sql += " UNION ALL ";
+    sql += "SELECT toUInt32(" + std::to_string(i) + "), ";
+    if (wants_values[i] && GroupsValues(op.query->shape, expected_rows)) {
+      // Distinct values with their counts: the same multiset in fewer bytes.
+      sql += "sum(c), sum(c * " + d + "), sum(c * " + d2 + "), sum(c * " + d2 + " * " + d + "), sum(c * " + d2 +
+             " * " + d2 + "), min(v), max(v), groupArray(v), groupArray(c) FROM (SELECT toFloat64(" +
+             sh.value_column + ") AS v, count() AS c FROM " + from + " GROUP BY v)";
+    } else {
+      sql += "count(), sum(" + d + "), sum(" + d2 + "), sum(" + d2 + " * " + d + "), sum(" + d2 + " * " + d2 +
+             "), min(v), max(v), " + (wants_values[i] ? std::string("groupArray(v)") : std::string("emptyArrayFloat64()")) +
+             ", emptyArrayUInt64() FROM (SELECT toFloat64(" + sh.value_column + ") AS v FROM " + from + ")";
+    }
   }
   if (statements == 0) return Status::Ok();
   APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql));
-  std::vector<double> values;
+  std::vector<double> values, distinct_values, counts;
   std::vector<bool> seen(ops.size(), false);
   APX_RETURN_IF_ERROR(ForEachLine(body, [&](std::string_view line) -> Status {
     const std::vector<std::string_view> f = SplitTabs(line);
-    if (f.size() != 9) return Status::Internal("clickhouse: unexpected read line");
+    if (f.size() != 10) return Status::Internal("clickhouse: unexpected read line");
     APX_ASSIGN_OR_RETURN(size_t idx, ParseOpIndex(f[0], &seen));
     ReadOp& op = ops[idx];
     agg::PartialMoments pm;
@@ -444,7 +465,17 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops) const {
     APX_ASSIGN_OR_RETURN(pm.hi, ParseDouble(f[7]));
     values.clear();
     if (wants_values[idx]) {
-      APX_RETURN_IF_ERROR(ParseArray(f[8], &values));
+      APX_RETURN_IF_ERROR(ParseArray(f[8], &distinct_values));
+      APX_RETURN_IF_ERROR(ParseArray(f[9], &counts));
+      if (counts.empty()) {
+        values.swap(distinct_values);
+      } else {
+        if (counts.size() != distinct_values.size()) return Status::Internal("clickhouse: value/count mismatch");
+        for (size_t k = 0; k < counts.size(); ++k) {
+          if (!(counts[k] >= 1 && counts[k] <= rows)) return Status::Internal("clickhouse: bad value count");
+          values.insert(values.end(), static_cast<size_t>(counts[k]), distinct_values[k]);
+        }
+      }
       if (static_cast<int64_t>(values.size()) != pm.rows) return Status::Internal("clickhouse: value count mismatch");
     }
     for (agg::Aggregator* a : op.aggs) {

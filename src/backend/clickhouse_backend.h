@@ -86,6 +86,12 @@ class ClickHouseBackend : public Backend {
   // (the window's rows, stratum computed per row) than from the sampled layout.
   bool ReadsSorted(const BoundQuery& q, int s_begin, int s_end) const;
 
+  // True when a read of `expected_rows` rows of shape `shape` ships its values as distinct
+  // (value, count) pairs: when the column holds at most a quarter as many distinct values as
+  // the read has rows (ties: integer minutes, prices, categories). The multiset is the same;
+  // only the bytes shipped and formatted shrink.
+  bool GroupsValues(int shape, double expected_rows) const;
+
   // Names of the layouts of `table` for `keys`.
   static std::string SampledName(std::string_view table, const std::vector<std::string>& keys);
   static std::string SortedName(std::string_view table, const std::vector<std::string>& keys);
@@ -104,6 +110,10 @@ class ClickHouseBackend : public Backend {
     std::string stratum_expr;                // the views' stratum, from the base columns
     std::unordered_map<std::string, KeyStats> stats;  // by the keys' text joined with '\x1f'
                                                       // (guarded by stats_mu_)
+    // Distinct values per value column over the whole layout (ClickHouse's uniq, ~2 %): a
+    // read expecting several rows per distinct value ships (value, count) pairs
+    // (GroupsValues).
+    std::vector<int64_t> distinct;
   };
   struct Shape {
     int layout = -1;

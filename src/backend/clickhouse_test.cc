@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -43,15 +44,17 @@ TEST(ClickHouseClientTest, ServerDownIsAClearError) {
   EXPECT_EQ(ClickHouseClient::Connect({.url = "http://h:99999"}).status().code(), StatusCode::kInvalidArgument);
 }
 
-// 30,000 rows: keys K0..K5 (K0 half of them), one row per minute, heavy-tailed values with ties.
+// 30,000 rows: keys K0..K5 (K0 half of them), one row per minute, heavy-tailed values with ties
+// (v), and the same values floored and capped at 40 (w: few distinct values).
 std::unique_ptr<store::Table> MakeTable() {
   store::TableSchema schema{.name = "events",
                             .columns = {{"t", store::ColumnType::kTimestamp},
                                         {"v", store::ColumnType::kDouble},
-                                        {"k", store::ColumnType::kString}},
+                                        {"k", store::ColumnType::kString},
+                                        {"w", store::ColumnType::kDouble}},
                             .time_column = "t"};
-  std::vector<store::Column> cols(3);
-  for (size_t i = 0; i < 3; ++i) {
+  std::vector<store::Column> cols(4);
+  for (size_t i = 0; i < 4; ++i) {
     cols[i].name = schema.columns[i].name;
     cols[i].type = schema.columns[i].type;
   }
@@ -64,6 +67,7 @@ std::unique_ptr<store::Table> MakeTable() {
     const double x = value(rng);
     cols[1].doubles.push_back(i % 3 == 0 ? std::round(x) : x);
     cols[2].codes.push_back(i % 2 == 0 ? 0 : 1 + (i / 2) % 5);
+    cols[3].doubles.push_back(std::floor(std::min(x, 40.0)));
   }
   for (store::Column& c : cols) c.IndexDictionary();
   return std::make_unique<store::Table>(schema, std::move(cols), n);
@@ -257,6 +261,52 @@ TEST_F(ClickHouseTest, SampledReadsAreBernoulliSamplesOfTheWindow) {
   EXPECT_EQ(count.Finalize(1.0).value, 15000);
 }
 
+TEST_F(ClickHouseTest, TiedValuesShipAsCountsAndGiveTheSameSample) {
+  // w has 41 distinct values: a read of ~1,500 rows ships (value, count) pairs, and the
+  // aggregators see the same multiset as from the rows themselves.
+  ClickHouseBackend b(client_, {table_->schema()});
+  auto w = b.Prepare({.table = "events", .key_columns = {"k"}, .value_column = "w"});
+  auto v = b.Prepare({.table = "events", .key_columns = {"k"}, .value_column = "v"});
+  ASSERT_TRUE(w.ok() && v.ok());
+  ASSERT_TRUE(b.Build().ok());
+  EXPECT_TRUE(b.GroupsValues(*w, 1500));
+  EXPECT_FALSE(b.GroupsValues(*w, 100));   // fewer rows than 4 per distinct value
+  EXPECT_FALSE(b.GroupsValues(*v, 1500));  // mostly distinct values
+  std::string_view key[] = {"K0"};
+  BoundQuery q;
+  ASSERT_TRUE(b.Bind(*w, key, 0, 60 * 30000, &q).ok());
+  auto make = [] {
+    std::vector<agg::Aggregator> a;
+    a.emplace_back(agg::AggOp::kMedian);
+    a.emplace_back(agg::AggOp::kQuantile, 0.9);
+    a.emplace_back(agg::AggOp::kCountDistinct);
+    a.emplace_back(agg::AggOp::kMax);
+    a.emplace_back(agg::AggOp::kAvg);
+    a.emplace_back(agg::AggOp::kStd);
+    return a;
+  };
+  std::vector<agg::Aggregator> got = make(), want = make();
+  std::vector<agg::Aggregator*> ptrs;
+  for (agg::Aggregator& a : got) ptrs.push_back(&a);
+  auto rows = b.Read(q, 0, 10, ptrs);
+  ASSERT_TRUE(rows.ok()) << rows.status().message();
+  auto body = client_->Query("SELECT w FROM events__s_k WHERE k = 'K0' AND stratum < 10");
+  ASSERT_TRUE(body.ok());
+  std::vector<double> values;
+  for (size_t pos = 0; pos < body->size();) {
+    const size_t nl = body->find('\n', pos);
+    values.push_back(std::stod(body->substr(pos, nl - pos)));
+    pos = nl + 1;
+  }
+  ASSERT_EQ(*rows, static_cast<int64_t>(values.size()));
+  for (agg::Aggregator& a : want) a.Update(values);
+  for (size_t i = 0; i < got.size(); ++i) {
+    const agg::Estimate g = got[i].Finalize(0.1), e = want[i].Finalize(0.1);
+    EXPECT_NEAR(g.value, e.value, 1e-9 * std::max(1.0, std::abs(e.value))) << i;
+    EXPECT_NEAR(g.std, e.std, 1e-9 * std::max(1.0, std::abs(e.std))) << i;
+  }
+}
+
 TEST_F(ClickHouseTest, SharedRowsFollowTheWindowsOverlap) {
   std::string_view key[] = {"K0"};
   BoundQuery wide, inner, after;
@@ -313,8 +363,8 @@ TEST_F(ClickHouseTest, RowsInsertedDirectlyAreSeenAndIngestNeverOverwrites) {
   EXPECT_EQ(*read, 1);  // it landed in some stratum
   // Rows through InsertRows (what POST /v1/tables/{table}/rows calls): named columns only,
   // ClickHouse draws _rid and the stratum.
-  std::vector<store::Column> cols(3);
-  for (size_t i = 0; i < 3; ++i) {
+  std::vector<store::Column> cols(4);
+  for (size_t i = 0; i < 4; ++i) {
     cols[i].name = table_->schema().columns[i].name;
     cols[i].type = table_->schema().columns[i].type;
   }
@@ -323,6 +373,7 @@ TEST_F(ClickHouseTest, RowsInsertedDirectlyAreSeenAndIngestNeverOverwrites) {
   cols[2].dictionary = {"K4"};
   cols[2].codes = {0, 0};
   cols[2].IndexDictionary();
+  cols[3].doubles = {40, 0};
   const store::Table fresh(table_->schema(), std::move(cols), 2);
   auto inserted = backend_->InsertRows(fresh);
   ASSERT_TRUE(inserted.ok()) << inserted.status().message();

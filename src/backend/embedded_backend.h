@@ -9,10 +9,15 @@
 #ifndef APX_BACKEND_EMBEDDED_BACKEND_H_
 #define APX_BACKEND_EMBEDDED_BACKEND_H_
 
+#include <atomic>
 #include <map>
 #include <memory>
+#include <random>
+#include <shared_mutex>
+#include <unordered_map>
 
 #include "backend/backend.h"
+#include "store/append_log.h"
 
 namespace apx::backend {
 
@@ -36,15 +41,40 @@ class EmbeddedBackend : public Backend {
   bool SameRows(int shape_a, int shape_b) const override;
   int64_t SharedSampledRows(const BoundQuery& a, const BoundQuery& b) const override;
 
+  // Appends rows to a table: written to the table's append log first (SetAppendLog; synced
+  // before this returns), then seen by the next Bind. Every layout of the table gets them in
+  // random strata, held beside the layout (the delta) until a restart folds the log into the
+  // table. Appended rows are sampled like any other (none goes to the outlier index; the
+  // rest's range widens to cover them). NotFound for an unknown table, InvalidArgument for
+  // rows of another schema, IoError when the log cannot be written (then nothing is applied).
+  Result<int64_t> InsertRows(const store::Table& rows) const override;
+  // InsertRows without writing the log: rows that another backend of this process, holding
+  // the same table file, has already logged.
+  Result<int64_t> ApplyRows(const store::Table& rows) const;
+  // The append log of table `name`. Call before serving.
+  void SetAppendLog(std::string_view name, std::unique_ptr<store::AppendLog> log);
+  // Rows appended since Build, over all tables.
+  int64_t appended_rows() const;
+
   // Fraction of each group's rows per column the outlier index may hold (0: no outlier
   // index; store::kOutlierFraction by default). Call before Build(). A test and study hook.
   void set_outlier_fraction(double fraction) { outlier_fraction_ = fraction; }
 
  private:
+  // One key's appended rows, per stratum in arrival order: times, the layout's value columns
+  // (row-major), append sequence numbers; and the range of each value column.
+  struct DeltaKey {
+    std::vector<int64_t> times[kNumStrata];
+    std::vector<double> values[kNumStrata];
+    std::vector<uint64_t> seqs[kNumStrata];
+    std::vector<double> lo, hi;
+  };
   struct Layout {
     const store::Table* table = nullptr;
     store::SampledIndexOptions options;
     std::unique_ptr<store::SampledIndex> index;
+    // Appended rows by key text (joined with '\x1f'); guarded by delta_mu_. Nodes never move.
+    mutable std::unordered_map<std::string, DeltaKey> delta;
   };
   struct Shape {
     int layout = -1;
@@ -57,6 +87,11 @@ class EmbeddedBackend : public Backend {
   std::map<std::string, std::unique_ptr<store::Table>, std::less<>> tables_;
   std::vector<Layout> layouts_;
   std::vector<Shape> shapes_;
+  std::map<std::string, std::unique_ptr<store::AppendLog>, std::less<>> logs_;
+  mutable std::shared_mutex delta_mu_;
+  mutable uint64_t delta_seq_ = 0;  // rows appended so far (guarded by delta_mu_)
+  mutable std::mt19937_64 delta_rng_{0x5eed};  // strata of appended rows (guarded)
+  mutable std::atomic<bool> has_delta_{false};
 };
 
 }  // namespace apx::backend

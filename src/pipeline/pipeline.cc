@@ -8,6 +8,7 @@
 #include <random>
 
 #include "model/loader.h"
+#include "store/append_log.h"
 #include "store/table.h"
 
 namespace apx::pipeline {
@@ -24,7 +25,6 @@ using Clock = std::chrono::steady_clock;
 
 // Cost of reading and aggregating one row before a request has measured its own (ns); about
 // what a moments aggregate over contiguous doubles costs on one core.
-constexpr double kDefaultNsPerRow = 2.0;
 
 double NsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::nano>(Clock::now() - start).count();
@@ -135,7 +135,20 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
   p->backend_ = std::make_unique<backend::EmbeddedBackend>(spec.guarantee.seed);
   for (const TableSpec& t : spec.tables) {
     APX_ASSIGN_OR_RETURN(auto table, LoadTable(t, options.progress));
+    // Rows appended through apxserve (POST /v1/tables/{table}/rows) are in the table's append
+    // log: replayed into the table before its layouts are built.
+    auto log = std::make_unique<store::AppendLog>(store::LogPathFor(t.snapshot), t.schema);
+    auto replayed = log->Replay();
+    if (!replayed.ok()) return replayed.status().WithPrefix("table '" + t.schema.name + "'");
+    if (!replayed->empty()) {
+      int64_t rows = 0;
+      for (const auto& r : *replayed) rows += r->num_rows();
+      APX_ASSIGN_OR_RETURN(table, store::ConcatTables(*table, *replayed));
+      std::fprintf(stderr, "apxserve: table '%s': %lld appended rows from '%s'\n", t.schema.name.c_str(),
+                   static_cast<long long>(rows), log->path().c_str());
+    }
     APX_RETURN_IF_ERROR(p->backend_->AddTable(std::move(table)));
+    p->backend_->SetAppendLog(t.schema.name, std::move(log));
   }
   backend::Backend* features_backend = p->backend_.get();
   if (spec.backend.clickhouse()) {
@@ -280,6 +293,36 @@ bool Pipeline::TakeProbe() const {
 
 void Pipeline::RecordQueryCost(size_t q, double ns_per_row) const {
   UpdateAverage(query_ns_per_row_[q], ns_per_row);
+}
+
+void Pipeline::RecordRemoteRound(int64_t rows, double ns) const {
+  const double x = static_cast<double>(rows);
+  std::lock_guard<std::mutex> lock(round_fit_mu_);
+  constexpr double kKeep = 0.98;  // ~50 rounds of memory
+  fit_w_ = kKeep * fit_w_ + 1;
+  fit_x_ = kKeep * fit_x_ + x;
+  fit_y_ = kKeep * fit_y_ + ns;
+  fit_xx_ = kKeep * fit_xx_ + x * x;
+  fit_xy_ = kKeep * fit_xy_ + x * ns;
+}
+
+Pipeline::RoundCost Pipeline::remote_round_cost() const {
+  std::lock_guard<std::mutex> lock(round_fit_mu_);
+  if (fit_w_ <= 0) return {};
+  const double mx = fit_x_ / fit_w_, my = fit_y_ / fit_w_;
+  const double var = fit_xx_ / fit_w_ - mx * mx, cov = fit_xy_ / fit_w_ - mx * my;
+  if (!(var > 1e-6 * std::max(1.0, mx * mx))) {
+    // No spread in rows yet: all of it per row.
+    return {.fixed_ns = 0, .ns_per_row = my / std::max(1.0, mx)};
+  }
+  const double slope = std::max(0.0, cov / var);
+  const double fixed = my - slope * mx;
+  if (fixed < 0) return {.fixed_ns = 0, .ns_per_row = my / std::max(1.0, mx)};
+  return {.fixed_ns = fixed, .ns_per_row = slope};
+}
+
+void Pipeline::RecordExactStatement(double ns, int64_t rows) const {
+  if (rows >= 1000) UpdateAverage(exact_ns_per_row_, ns / static_cast<double>(rows));
 }
 
 Status Pipeline::Calibrate() {

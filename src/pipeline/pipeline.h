@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -110,7 +111,25 @@ class Pipeline {
   // learning when every request cuts over).
   bool TakeProbe() const;
   static constexpr uint32_t kProbeEvery = 32;
+  // Cost of reading one row before any request measured it.
+  static constexpr double kDefaultNsPerRow = 2.0;
   void RecordQueryCost(size_t q, double ns_per_row) const;
+  // On a backend that computes exact aggregates (Backend::ComputesExact), the exact path is
+  // one statement per request: its time per matching row (starting from the embedded store's
+  // default) prices the cut-over, apart from the sampled reads' cost (query_ns_per_row).
+  double exact_statement_ns_per_row() const { return exact_ns_per_row_.load(std::memory_order_relaxed); }
+  // Records one exact statement that took `ns` for `rows` matching rows (ignored under 1,000).
+  void RecordExactStatement(double ns, int64_t rows) const;
+  // A remote backend's round is one statement whose time is a fixed part (parsing, planning,
+  // the round trip, ~1 ms per UNION ALL branch on ClickHouse 18.16) plus a part per row read.
+  // Fitted by least squares over recent rounds (exponentially weighted); before two rounds
+  // with different row counts: no fixed part and the default cost per row.
+  struct RoundCost {
+    double fixed_ns = 0;
+    double ns_per_row = kDefaultNsPerRow;
+  };
+  RoundCost remote_round_cost() const;
+  void RecordRemoteRound(int64_t rows, double ns) const;
 
  private:
   Pipeline() = default;
@@ -129,6 +148,10 @@ class Pipeline {
   mutable std::atomic<double> average_fraction_{0.1};
   mutable std::atomic<uint32_t> upfront_cuts_{0};
   std::unique_ptr<std::atomic<double>[]> query_ns_per_row_;
+  mutable std::atomic<double> exact_ns_per_row_{kDefaultNsPerRow};
+  mutable std::mutex round_fit_mu_;
+  // Exponentially weighted sums of 1, rows, ns, rows², rows·ns over remote rounds.
+  mutable double fit_w_ = 0, fit_x_ = 0, fit_y_ = 0, fit_xx_ = 0, fit_xy_ = 0;
 
   Status Calibrate();
 };

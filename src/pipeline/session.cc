@@ -129,6 +129,7 @@ Status Session::Bind(const Request& request) {
     run.rows_read = 0;
     run.rest_read = 0;
     run.cost_ns = 0;
+    run.cost_rows = 0;
     run.dirty = true;
     // The exact part (the store's outlier index) is read whole, once per request.
     if (run.bound.exact_rows > 0) {
@@ -136,6 +137,7 @@ Status Session::Bind(const Request& request) {
       APX_ASSIGN_OR_RETURN(int64_t rows, pipeline_.backend().ReadExact(run.bound, run.agg_ptrs));
       run.cost_ns += NsSince(start);
       run.rows_read += rows;
+      run.cost_rows += rows;
     }
   }
   // Sampled rows shared with an earlier query of the same rows (for the correlation of their
@@ -158,12 +160,19 @@ Status Session::ReadRound() {
     read_query_.push_back(q);
   }
   if (read_ops_.empty()) return Status::Ok();
+  const auto start = Clock::now();
   APX_RETURN_IF_ERROR(pipeline_.backend().ReadMany(read_ops_));
+  if (pipeline_.backend().ComputesExact()) {
+    int64_t rows = 0;
+    for (const backend::ReadOp& op : read_ops_) rows += op.rows;
+    pipeline_.RecordRemoteRound(rows, NsSince(start));
+  }
   for (size_t i = 0; i < read_ops_.size(); ++i) {
     const backend::ReadOp& op = read_ops_[i];
     QueryRun& run = runs_[read_query_[i]];
     run.cost_ns += op.ns;
     run.rows_read += op.rows;
+    run.cost_rows += op.rows;
     run.rest_read += op.rows;
     run.strata = op.s_end;
     run.dirty = true;
@@ -189,14 +198,11 @@ Status Session::ExactFromBackend() {
   }
   const auto start = Clock::now();
   APX_RETURN_IF_ERROR(pipeline_.backend().ExactAggregates(exact_ops_));
-  // The statement's time, shared by rows, is what reading these rows exactly costs (the
-  // cut-over's per-row cost learns from it).
-  const double ns = NsSince(start);
-  double weight = 0;
-  for (const backend::ExactOp& op : exact_ops_) weight += static_cast<double>(op.rows + 1);
-  for (size_t q = 0; q < runs_.size(); ++q) {
-    runs_[q].cost_ns += ns * static_cast<double>(exact_ops_[q].rows + 1) / weight;
-  }
+  // The statement's time per matching row prices the exact path for the cut-over (apart from
+  // the sampled reads' cost per row, which it says nothing about).
+  int64_t rows = 0;
+  for (const backend::ExactOp& op : exact_ops_) rows += op.rows;
+  pipeline_.RecordExactStatement(NsSince(start), rows);
   for (size_t q = 0; q < runs_.size(); ++q) {
     QueryRun& run = runs_[q];
     const CompiledQuery& cq = pipeline_.queries()[q];
@@ -386,23 +392,35 @@ Status Session::ResolveOptions(const PredictOptions& options, Prediction* out,
   return Status::Ok();
 }
 
+double Session::ExactCostNs(double read_rest_ns) const {
+  if (!pipeline_.backend().ComputesExact()) return read_rest_ns;
+  double rows = 0;
+  for (const QueryRun& run : runs_) rows += static_cast<double>(run.bound.matching_rows);
+  return rows * pipeline_.exact_statement_ns_per_row();
+}
+
 bool Session::PlanRoundZero(const planner::PlannerOptions& popts, double ns_left,
                             Prediction* out) {
   // The exact part is already read; what is left to choose is how much of the rest. A request
   // reads everything right away when its exact cost is below what approximating is expected
   // to cost: the rows this pipeline's approximate answers have read on average (at least
   // round 0's) and its average number of propagation rounds.
-  double exact_cost = 0, round0_cost = 0;
+  // On a remote backend every round also pays its statement's fixed cost.
+  const bool remote = pipeline_.backend().ComputesExact();
+  const Pipeline::RoundCost rc = remote ? pipeline_.remote_round_cost() : Pipeline::RoundCost{};
+  double sampled_cost = 0, round0_cost = 0;
   for (size_t q = 0; q < runs_.size(); ++q) {
     target_[q] = planner::InitialStrata(runs_[q].bound.sampled_rows(), popts);
     const double rows = static_cast<double>(runs_[q].bound.sampled_rows());
-    exact_cost += rows * pipeline_.query_ns_per_row(q);
-    round0_cost += rows * std::min(1.0, static_cast<double>(target_[q]) / planner::kNumStrata) *
-                   pipeline_.query_ns_per_row(q);
+    const double ns_per_row = remote ? rc.ns_per_row : pipeline_.query_ns_per_row(q);
+    sampled_cost += rows * ns_per_row;
+    round0_cost += rows * std::min(1.0, static_cast<double>(target_[q]) / planner::kNumStrata) * ns_per_row;
   }
+  const double exact_cost = ExactCostNs(sampled_cost);
+  const double rounds = std::max(1.0, pipeline_.average_rounds());
   const double expected_approx =
-      std::max(round0_cost, exact_cost * pipeline_.average_fraction()) +
-      std::max(1.0, pipeline_.average_rounds()) * pipeline_.round_overhead_ns();
+      std::max(round0_cost + rc.fixed_ns, sampled_cost * pipeline_.average_fraction() + rounds * rc.fixed_ns) +
+      rounds * pipeline_.round_overhead_ns();
   if (!pipeline_.spec().guarantee.cut_over || exact_cost > expected_approx || exact_cost > ns_left) {
     return false;
   }
@@ -428,7 +446,7 @@ void Session::Finish(double total_ns, double data_ns, double model_ns, Predictio
   out->query_rows.resize(runs_.size());
   for (size_t q = 0; q < runs_.size(); ++q) {
     const QueryRun& run = runs_[q];
-    if (run.rows_read >= 1000) pipeline_.RecordQueryCost(q, run.cost_ns / run.rows_read);
+    if (run.cost_rows >= 1000) pipeline_.RecordQueryCost(q, run.cost_ns / run.cost_rows);
     out->rows_read += run.rows_read;
     out->query_rows[q] = run.bound.matching_rows;
     out->sample_ratio[q] = run.bound.matching_rows == 0
@@ -497,14 +515,17 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
       model_ns += NsSince(model_start);
       break;
     }
+    const bool remote = pipeline_.backend().ComputesExact();
+    const Pipeline::RoundCost rc = remote ? pipeline_.remote_round_cost() : Pipeline::RoundCost{};
     for (size_t q = 0; q < runs_.size(); ++q) {
       const QueryRun& run = runs_[q];
       views_[q] = {.strata = run.strata,
                    .matching_rows = run.bound.sampled_rows(),
                    .s1 = 0,
                    .usable = true,
-                   .ns_per_row = run.rows_read > 0 ? std::max(run.cost_ns / run.rows_read, 0.05)
-                                                   : pipeline_.query_ns_per_row(q)};
+                   .ns_per_row = remote                ? rc.ns_per_row
+                                 : run.cost_rows > 0 ? std::max(run.cost_ns / run.cost_rows, 0.05)
+                                                     : pipeline_.query_ns_per_row(q)};
       for (const agg::Estimate& e : run.estimates) views_[q].usable = views_[q].usable && (e.usable || e.exact);
     }
     if (usable) {
@@ -543,8 +564,10 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
       target_[q] = std::min(target_[q], cap_strata(q));
       grows = grows || target_[q] > runs_[q].strata;
     }
-    const double next_round = planner::PlanCost(views_, target_) + pipeline_.round_overhead_ns();
-    const double exact_rest = planner::ExactRemainingCost(views_);
+    // The next round: its rows, its statement's fixed cost (remote backends), a propagation.
+    const double next_read = planner::PlanCost(views_, target_) + rc.fixed_ns;
+    const double next_round = next_read + pipeline_.round_overhead_ns();
+    const double exact_rest = ExactCostNs(planner::ExactRemainingCost(views_));
     const double left = ns_left();
     if (out->rounds > 0 && usable) {
       if (!grows) {
@@ -572,7 +595,7 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     // slower than one exact pass.
     const bool fits = exact_rest <= left || out->rounds == 0;
     const bool cheaper = exact_rest <= next_round ||
-                         planner::PlanCost(views_, target_) >= kCutOverShare * exact_rest ||
+                         next_read >= kCutOverShare * exact_rest ||
                          NsSince(start) >= exact_rest;
     if (spec.guarantee.cut_over && fits && cheaper) {
       std::fill(target_.begin(), target_.end(), planner::kNumStrata);

@@ -92,7 +92,8 @@ class Session {
     int64_t rows_read = 0;  // exact part + sampled rest
     int64_t rest_read = 0;  // sampled rest only
     int64_t shared_rows = 0;  // sampled rows also matched by the partner query (Bind)
-    double cost_ns = 0;  // reading rows and finalizing estimates, this request
+    double cost_ns = 0;     // reading rows and finalizing estimates, this request
+    int64_t cost_rows = 0;  // the rows cost_ns paid for (not the exact statement's)
     bool dirty = true;   // rows were read since the estimates were last finalized
     std::vector<agg::Aggregator*> all_aggs;  // every aggregate (ExactFromBackend)
     std::vector<double> exact_values;        // their exact values (ExactFromBackend)
@@ -104,6 +105,10 @@ class Session {
   // from, per-query sample ratios and the latency split.
   Status ResolveOptions(const PredictOptions& options, Prediction* out,
                         planner::PlannerOptions* popts) const;
+  // What answering exactly costs from here (ns): on a backend that computes exact aggregates,
+  // its one statement over every matching row (a sample read so far does not shorten it);
+  // otherwise `read_rest_ns`, reading the rows not read yet.
+  double ExactCostNs(double read_rest_ns) const;
   bool PlanRoundZero(const planner::PlannerOptions& popts, double ns_left, Prediction* out);
   void Finish(double total_ns, double data_ns, double model_ns, Prediction* out);
 

@@ -681,8 +681,18 @@ void HttpServer::Impl::Handle(const std::shared_ptr<Session>& session, Request&&
       const pipeline::Pipeline& p = service_.pipeline(index);
       const std::string content_type(req[http::field::content_type]);
       Response res;
-      auto rows = ParseRowsBody(req.body(), content_type, p.spec().FindTable(table)->schema);
+      const pipeline::TableSpec* spec = p.spec().FindTable(table);
+      auto rows = ParseRowsBody(req.body(), content_type, spec->schema);
       Result<int64_t> inserted = rows.ok() ? p.backend().InsertRows(**rows) : Result<int64_t>(rows.status());
+      // Embedded: every other served pipeline loaded from the same table file sees the rows
+      // too (logged once, by the first).
+      for (int i = 0; inserted.ok() && !p.spec().backend.clickhouse() && i < service_.num_pipelines(); ++i) {
+        const pipeline::Pipeline& other = service_.pipeline(i);
+        const pipeline::TableSpec* same = other.spec().FindTable(table);
+        if (i == index || other.spec().backend.clickhouse() || same == nullptr || same->snapshot != spec->snapshot) continue;
+        const Result<int64_t> applied = other.store().ApplyRows(**rows);
+        if (!applied.ok()) inserted = applied.status().WithPrefix("pipeline '" + other.spec().name + "'");
+      }
       if (inserted.ok()) {
         res = MakeResponse(req.version(), req.keep_alive(), 200,
                            DumpJson(nlohmann::json{{"table", table}, {"inserted", *inserted},
