@@ -544,7 +544,6 @@ TEST_F(HttpApiTest, StopsCleanlyOnSigterm) {
   EXPECT_EQ(server_->Stop(), 0) << server_->log();
 }
 
-// With a token (here from APXSERVE_AUTH_TOKEN), every route but the health probes needs it.
 TEST(HttpAppendTest, AppendedRowsChangeTheNextAnswerAndSurviveKill9) {
   // The embedded store takes appends: 200 very late ORD departures in the last 3 hours change
   // the exact answer for ORD; after kill -9 and a restart the append log brings them back.
@@ -590,6 +589,7 @@ TEST(HttpAppendTest, AppendedRowsChangeTheNextAnswerAndSurviveKill9) {
   fs::remove(log_file);  // the other tests' servers share the folder
 }
 
+// With a token (here from APXSERVE_AUTH_TOKEN), every route but the health probes needs it.
 TEST(HttpAuthTest, BearerTokenIsRequiredExceptForProbes) {
   const std::string token = "s3cret-token-0123456789";
   ServerProcess server({}, token);

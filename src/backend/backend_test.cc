@@ -321,11 +321,14 @@ TEST_F(EmbeddedBackendTest, AppendedRowsAreSeenByTheNextBindInRandomStrata) {
   ASSERT_TRUE(inserted.ok()) << inserted.status().message();
   EXPECT_EQ(*inserted, 2000);
   ASSERT_TRUE(backend_.InsertRows(*AppendRows("NEW", t0, 5, 5.0)).ok());
-  EXPECT_EQ(backend_.appended_rows(), 2005);
+  // Rows after the window: counted and read by no query of [t0, t1).
+  ASSERT_TRUE(backend_.InsertRows(*AppendRows("K1", t1, 300, -1e6)).ok());
+  EXPECT_EQ(backend_.appended_rows(), 2305);
 
   ASSERT_TRUE(backend_.Bind(keyed_, k1, t0, t1, &q).ok());
   EXPECT_EQ(q.matching_rows, 2000);  // N stays exact
   EXPECT_GE(q.rest_max, 100.0);      // the range covers the appended values
+  EXPECT_LE(q.rest_min, -1e6);       // (the key's, not the window's: a bound, not a fit)
   agg::Aggregator count(agg::AggOp::kCount), avg(agg::AggOp::kAvg);
   agg::Aggregator* ptrs[] = {&count, &avg};
   auto part = backend_.Read(q, 0, 10, ptrs);
@@ -349,6 +352,12 @@ TEST_F(EmbeddedBackendTest, AppendedRowsAreSeenByTheNextBindInRandomStrata) {
   EXPECT_DOUBLE_EQ(fresh_avg.Finalize(1.0).value, 5.0);
   ASSERT_TRUE(backend_.Bind(all_, {}, t0, t1, &q).ok());
   EXPECT_EQ(q.matching_rows, 2105);
+  agg::Aggregator all_min(agg::AggOp::kMin);
+  agg::Aggregator* all_ptrs[] = {&all_min};
+  auto all_rows = backend_.Read(q, 0, kNumStrata, all_ptrs);
+  ASSERT_TRUE(all_rows.ok());
+  EXPECT_EQ(*all_rows, 2105);
+  EXPECT_DOUBLE_EQ(all_min.Finalize(1.0).value, 5.0);  // none of the later -1e6 rows
   // The window still bounds them: none before t0.
   ASSERT_TRUE(backend_.Bind(keyed_, k1, 0, t0, &q).ok());
   EXPECT_EQ(q.matching_rows, 50000 / 5);

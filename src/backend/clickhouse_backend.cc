@@ -429,19 +429,22 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops) const {
                                  (op.s_end - op.s_begin) / kNumStrata;
     // Every branch answers: index, count, four power sums about the center, min, max, values,
     // and the values' multiplicities (empty: each value once).
-    const std::string d = "(v - " + Num(op.query->center) + ")";
+    const std::string d = "(__apx_v - " + Num(op.query->center) + ")";
     const std::string d2 = d + " * " + d;
     if (statements++ > 0) sql += " UNION ALL ";
     sql += "SELECT toUInt32(" + std::to_string(i) + "), ";
     if (wants_values[i] && GroupsValues(op.query->shape, expected_rows)) {
-      // Distinct values with their counts: the same multiset in fewer bytes.
-      sql += "sum(c), sum(c * " + d + "), sum(c * " + d2 + "), sum(c * " + d2 + " * " + d + "), sum(c * " + d2 +
-             " * " + d2 + "), min(v), max(v), groupArray(v), groupArray(c) FROM (SELECT toFloat64(" +
-             sh.value_column + ") AS v, count() AS c FROM " + from + " GROUP BY v)";
+      // Distinct values with their counts: the same multiset in fewer bytes (one array of
+      // pairs, split, so that values and counts cannot come apart).
+      sql += "sum(__apx_c), sum(__apx_c * " + d + "), sum(__apx_c * " + d2 + "), sum(__apx_c * " + d2 + " * " + d +
+             "), sum(__apx_c * " + d2 + " * " + d2 + "), min(__apx_v), max(__apx_v), arrayMap(t -> tupleElement(t, 1), groupArray((__apx_v, __apx_c))), " +
+             "arrayMap(t -> tupleElement(t, 2), groupArray((__apx_v, __apx_c))) FROM (SELECT toFloat64(" +
+             sh.value_column + ") AS __apx_v, count() AS __apx_c FROM " + from + " GROUP BY __apx_v)";
     } else {
       sql += "count(), sum(" + d + "), sum(" + d2 + "), sum(" + d2 + " * " + d + "), sum(" + d2 + " * " + d2 +
-             "), min(v), max(v), " + (wants_values[i] ? std::string("groupArray(v)") : std::string("emptyArrayFloat64()")) +
-             ", emptyArrayUInt64() FROM (SELECT toFloat64(" + sh.value_column + ") AS v FROM " + from + ")";
+             "), min(__apx_v), max(__apx_v), " +
+             (wants_values[i] ? std::string("groupArray(__apx_v)") : std::string("emptyArrayFloat64()")) +
+             ", emptyArrayUInt64() FROM (SELECT toFloat64(" + sh.value_column + ") AS __apx_v FROM " + from + ")";
     }
   }
   if (statements == 0) return Status::Ok();

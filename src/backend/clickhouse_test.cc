@@ -305,6 +305,16 @@ TEST_F(ClickHouseTest, TiedValuesShipAsCountsAndGiveTheSameSample) {
     EXPECT_NEAR(g.value, e.value, 1e-9 * std::max(1.0, std::abs(e.value))) << i;
     EXPECT_NEAR(g.std, e.std, 1e-9 * std::max(1.0, std::abs(e.std))) << i;
   }
+  // Grouped and plain branches in one UNION ALL (their column types must agree).
+  BoundQuery qv;
+  ASSERT_TRUE(b.Bind(*v, key, 0, 60 * 30000, &qv).ok());
+  agg::Aggregator wm(agg::AggOp::kMedian), vm(agg::AggOp::kMedian);
+  agg::Aggregator* wp[] = {&wm};
+  agg::Aggregator* vp[] = {&vm};
+  ReadOp ops[] = {{.query = &q, .s_begin = 10, .s_end = 20, .aggs = wp}, {.query = &qv, .s_begin = 10, .s_end = 20, .aggs = vp}};
+  ASSERT_TRUE(b.ReadMany(ops).ok());
+  EXPECT_EQ(ops[0].rows, ops[1].rows);  // the same strata of the same key
+  EXPECT_GT(ops[0].rows, 1000);
 }
 
 TEST_F(ClickHouseTest, SharedRowsFollowTheWindowsOverlap) {

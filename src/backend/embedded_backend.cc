@@ -1,6 +1,7 @@
 #include "backend/embedded_backend.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -10,9 +11,29 @@
 namespace apx::backend {
 namespace {
 
-// The text of row `r` of column `c` as a key value (what a request sends).
+// The text of row `r` of column `c` as a key value of the delta.
 std::string KeyText(const store::Column& c, int64_t r) {
   return c.type == store::ColumnType::kString ? c.dictionary[c.codes[r]] : std::to_string(c.ints[r]);
+}
+
+// A request's key values as the delta spells them: integers canonical ("042" -> "42"), as
+// FindGroup reads them.
+std::string DeltaKeyText(const store::Table& table, const std::vector<std::string>& key_columns,
+                     std::span<const std::string_view> key_values) {
+  std::string out;
+  for (size_t i = 0; i < key_values.size(); ++i) {
+    if (i > 0) out += '\x1f';
+    const store::Column* c = *table.column(key_columns[i]);
+    int64_t v = 0;
+    const std::string_view text = key_values[i];
+    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (c->type != store::ColumnType::kString && ec == std::errc() && ptr == text.data() + text.size()) {
+      out += std::to_string(v);
+    } else {
+      out.append(text);
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -118,8 +139,9 @@ Status EmbeddedBackend::Bind(int shape, std::span<const std::string_view> key_va
   // Rows appended since Build: counted (the window's N stays exact), and their range joins
   // the rest's.
   std::shared_lock<std::shared_mutex> lock(delta_mu_);
-  const auto it = layouts_[s.layout].delta.find(JoinKey(key_values));
-  if (it == layouts_[s.layout].delta.end()) return Status::Ok();
+  const Layout& layout = layouts_[s.layout];
+  const auto it = layout.delta.find(DeltaKeyText(*layout.table, layout.options.key_columns, key_values));
+  if (it == layout.delta.end()) return Status::Ok();
   const DeltaKey& d = it->second;
   int64_t rows = 0;
   for (int stratum = 0; stratum < kNumStrata; ++stratum) {

@@ -23,9 +23,6 @@ std::string_view ModelFamily(const std::string& booster) {
 
 using Clock = std::chrono::steady_clock;
 
-// Cost of reading and aggregating one row before a request has measured its own (ns); about
-// what a moments aggregate over contiguous doubles costs on one core.
-
 double NsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::nano>(Clock::now() - start).count();
 }
@@ -311,13 +308,14 @@ Pipeline::RoundCost Pipeline::remote_round_cost() const {
   if (fit_w_ <= 0) return {};
   const double mx = fit_x_ / fit_w_, my = fit_y_ / fit_w_;
   const double var = fit_xx_ / fit_w_ - mx * mx, cov = fit_xy_ / fit_w_ - mx * my;
-  if (!(var > 1e-6 * std::max(1.0, mx * mx))) {
-    // No spread in rows yet: all of it per row.
-    return {.fixed_ns = 0, .ns_per_row = my / std::max(1.0, mx)};
+  constexpr double kMinNsPerRow = 0.05;
+  if (!(var > 0.01 * mx * mx)) {
+    // Rows spread by less than 10 % so far: all of the time per row.
+    return {.fixed_ns = 0, .ns_per_row = std::max(kMinNsPerRow, my / std::max(1.0, mx))};
   }
-  const double slope = std::max(0.0, cov / var);
+  const double slope = std::max(kMinNsPerRow, cov / var);
   const double fixed = my - slope * mx;
-  if (fixed < 0) return {.fixed_ns = 0, .ns_per_row = my / std::max(1.0, mx)};
+  if (fixed < 0) return {.fixed_ns = 0, .ns_per_row = std::max(kMinNsPerRow, my / std::max(1.0, mx))};
   return {.fixed_ns = fixed, .ns_per_row = slope};
 }
 

@@ -111,7 +111,8 @@ class Pipeline {
   // learning when every request cuts over).
   bool TakeProbe() const;
   static constexpr uint32_t kProbeEvery = 32;
-  // Cost of reading one row before any request measured it.
+  // Cost of reading and aggregating one row before a request has measured its own (ns); about
+  // what a moments aggregate over contiguous doubles costs on one core.
   static constexpr double kDefaultNsPerRow = 2.0;
   void RecordQueryCost(size_t q, double ns_per_row) const;
   // On a backend that computes exact aggregates (Backend::ComputesExact), the exact path is

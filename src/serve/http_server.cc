@@ -683,15 +683,30 @@ void HttpServer::Impl::Handle(const std::shared_ptr<Session>& session, Request&&
       Response res;
       const pipeline::TableSpec* spec = p.spec().FindTable(table);
       auto rows = ParseRowsBody(req.body(), content_type, spec->schema);
-      Result<int64_t> inserted = rows.ok() ? p.backend().InsertRows(**rows) : Result<int64_t>(rows.status());
       // Embedded: every other served pipeline loaded from the same table file sees the rows
-      // too (logged once, by the first).
-      for (int i = 0; inserted.ok() && !p.spec().backend.clickhouse() && i < service_.num_pipelines(); ++i) {
+      // too (logged once, by the first). Each is checked first: once the rows are logged they
+      // are acknowledged.
+      std::vector<const pipeline::Pipeline*> also;
+      for (int i = 0; rows.ok() && !p.spec().backend.clickhouse() && i < service_.num_pipelines(); ++i) {
         const pipeline::Pipeline& other = service_.pipeline(i);
         const pipeline::TableSpec* same = other.spec().FindTable(table);
         if (i == index || other.spec().backend.clickhouse() || same == nullptr || same->snapshot != spec->snapshot) continue;
-        const Result<int64_t> applied = other.store().ApplyRows(**rows);
-        if (!applied.ok()) inserted = applied.status().WithPrefix("pipeline '" + other.spec().name + "'");
+        const store::Table* loaded = other.store().table(table);
+        const Status fits = loaded == nullptr ? Status::NotFound("table not loaded") : store::CheckTableMatches(**rows, loaded->schema());
+        if (!fits.ok()) {
+          rows = fits.WithPrefix("pipeline '" + other.spec().name + "' holds table '" + table + "' with other columns");
+          break;
+        }
+        also.push_back(&other);
+      }
+      Result<int64_t> inserted = rows.ok() ? p.backend().InsertRows(**rows) : Result<int64_t>(rows.status());
+      for (const pipeline::Pipeline* other : also) {
+        if (!inserted.ok()) break;
+        const Result<int64_t> applied = other->store().ApplyRows(**rows);
+        if (!applied.ok()) {
+          std::fprintf(stderr, "apxserve: rows logged for table '%s' not applied to pipeline '%s' (%s); it sees them after a restart\n",
+                       table.c_str(), other->spec().name.c_str(), applied.status().message().c_str());
+        }
       }
       if (inserted.ok()) {
         res = MakeResponse(req.version(), req.keep_alive(), 200,

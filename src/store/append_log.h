@@ -6,12 +6,13 @@
 // snapshot (LogPathFor); the user's CSV is never written.
 //
 // Format (docs/snapshot-format.md, "Append log"): records of
-//   u32 magic "APXL" | u32 payload bytes | u32 CRC-32 of the payload | payload
-// where the payload holds one append: u32 rows, u32 columns, then per row and column in
-// schema order an int64 (int64 and timestamp columns), a double, or a u32 length and the
-// bytes of a string, all little-endian. A torn last record (a crash mid-append, which was
-// therefore never acknowledged) is dropped on replay and cut off, so later appends follow
-// valid records; a damaged record followed by valid ones is DataLoss, never skipped.
+//   u32 magic "APXL" | u32 payload bytes | u32 CRC-32 of the payload | u32 CRC-32 of the
+//   first 12 bytes | payload
+// where the payload holds one append: its columns (type, name), the row count, then the rows,
+// all little-endian. Replay decodes by column name. A torn last record (a crash mid-append,
+// which was therefore never acknowledged) is dropped on replay and cut off, so later appends
+// follow valid records; a damaged record header, or a damaged record followed by others, is
+// DataLoss, never skipped. A write that fails is taken back before the error returns.
 //
 // Thread safety: Append may be called concurrently (it serialises); also across processes
 // sharing the file (an exclusive flock around each record).
@@ -42,8 +43,11 @@ class AppendLog {
   // (InvalidArgument from the parser).
   Result<std::vector<std::unique_ptr<Table>>> Replay() const;
 
-  // Appends `rows` (a table of the schema) as one record and fdatasyncs the file before
-  // returning. IoError naming the file when it cannot be written (nothing acknowledged).
+  // Appends `rows` (a table with the schema's columns, in any order) as one record and
+  // fdatasyncs the file (and, when it creates it, its folder) before returning. IoError naming
+  // the file when it cannot be written: then the record's bytes are taken back (nothing
+  // acknowledged, nothing replayed). InvalidArgument for NaN, infinite values or timestamps
+  // out of range.
   Status Append(const Table& rows);
 
   const std::string& path() const { return path_; }
@@ -56,6 +60,8 @@ class AppendLog {
   std::string path_;
   TableSchema schema_;
   std::mutex mu_;
+  size_t verified_size_ = 0;  // the file's size after the last record this process checked
+  bool broken_ = false;       // a failed write could not be taken back: refuse appends
   int64_t tear_next_ = -1;
 };
 

@@ -692,7 +692,7 @@ TEST(AppendLogTest, TornTailIsDroppedAndCutOffDamageBeforeTheEndIsDataLoss) {
   AppendLog log(path, FlightSchema());
   ASSERT_TRUE(log.Append(*FlightRows({{1, 1.0, "A"}})).ok());
   const auto good_size = std::filesystem::file_size(path);
-  for (int64_t tear : {2, 11, 20}) {  // inside the header, at its end, inside the payload
+  for (int64_t tear : {2, 15, 30}) {  // inside the header, at its end, inside the payload
     log.set_tear_next_for_testing(tear);
     EXPECT_EQ(log.Append(*FlightRows({{2, 2.0, "B"}})).code(), StatusCode::kIoError);
     auto replayed = log.Replay();
@@ -700,23 +700,62 @@ TEST(AppendLogTest, TornTailIsDroppedAndCutOffDamageBeforeTheEndIsDataLoss) {
     EXPECT_EQ(replayed->size(), 1u) << tear;
     EXPECT_EQ(std::filesystem::file_size(path), good_size) << tear;  // the torn record is cut off
   }
-  // Appends after a cut-off tail follow the valid records.
-  ASSERT_TRUE(log.Append(*FlightRows({{3, 3.0, "C"}})).ok());
+  // A torn record left by a writer that died, then an append without a replay in between (a
+  // second process, or this one after the other's crash): the torn bytes are cut first.
+  log.set_tear_next_for_testing(30);
+  EXPECT_FALSE(log.Append(*FlightRows({{2, 2.0, "B"}})).ok());
+  AppendLog other(path, FlightSchema());
+  ASSERT_TRUE(other.Append(*FlightRows({{3, 3.0, "C"}})).ok());
   auto replayed = log.Replay();
-  ASSERT_TRUE(replayed.ok());
+  ASSERT_TRUE(replayed.ok()) << replayed.status().message();
   ASSERT_EQ(replayed->size(), 2u);
   EXPECT_EQ((*replayed)[1]->columns()[0].ints[0], 3);
-  // A flipped byte in the first record's payload, with a valid record after it: DataLoss,
-  // never a silent skip.
-  {
+  const auto two_records = std::filesystem::file_size(path);
+  auto flip = [&](std::streamoff at) {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(14);
-    f.put('\x7f');
+    f.seekg(at);
+    const char c = static_cast<char>(f.get());
+    f.seekp(at);
+    f.put(static_cast<char>(c ^ 0x5a));
+  };
+  // A flipped byte in the first record's payload, or in its length field, with a valid record
+  // after it: DataLoss, never a silent skip or a cut.
+  for (std::streamoff at : {std::streamoff{30}, std::streamoff{5}}) {
+    flip(at);
+    auto damaged = log.Replay();
+    ASSERT_FALSE(damaged.ok()) << at;
+    EXPECT_EQ(damaged.status().code(), StatusCode::kDataLoss);
+    EXPECT_NE(damaged.status().message().find("at byte 0"), std::string::npos) << damaged.status().message();
+    EXPECT_EQ(std::filesystem::file_size(path), two_records);  // nothing cut
+    flip(at);
   }
-  auto damaged = log.Replay();
-  ASSERT_FALSE(damaged.ok());
-  EXPECT_EQ(damaged.status().code(), StatusCode::kDataLoss);
-  EXPECT_NE(damaged.status().message().find("at byte 0"), std::string::npos) << damaged.status().message();
+  // A write that fails is taken back: the log still holds exactly the acknowledged records.
+  ASSERT_TRUE(log.Replay().ok());
+}
+
+TEST(AppendLogTest, RecordsDecodeByColumnName) {
+  // The spec's columns listed in another order, or the rows' columns in another order: every
+  // value lands in its own column. A column the records lack is DataLoss naming it.
+  const std::string path = TempPath("names.apxlog");
+  std::filesystem::remove(path);
+  AppendLog log(path, FlightSchema());
+  ASSERT_TRUE(log.Append(*FlightRows({{7, 2.5, "ORD"}})).ok());
+  TableSchema reordered = FlightSchema();
+  std::reverse(reordered.columns.begin(), reordered.columns.end());
+  auto replayed = AppendLog(path, reordered).Replay();
+  ASSERT_TRUE(replayed.ok()) << replayed.status().message();
+  const Table& t = *(*replayed)[0];
+  EXPECT_EQ((*t.column("dep_time"))->ints[0], 7);
+  EXPECT_EQ((*t.column("delay"))->doubles[0], 2.5);
+  EXPECT_EQ((*t.column("origin"))->dictionary[0], "ORD");
+  TableSchema wider = FlightSchema();
+  wider.columns.push_back({"dest", ColumnType::kString});
+  auto missing = AppendLog(path, wider).Replay();
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(missing.status().message().find("no column 'dest'"), std::string::npos) << missing.status().message();
+  // NaN never reaches the log.
+  EXPECT_EQ(log.Append(*FlightRows({{8, std::nan(""), "ORD"}})).code(), StatusCode::kInvalidArgument);
 }
 
 TEST(AppendLogTest, AcknowledgedAppendsSurviveKill9) {
