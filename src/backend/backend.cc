@@ -1,15 +1,17 @@
 // backend/backend.cc: the Backend interface's default batched calls.
 #include "backend/backend.h"
 
+#include <algorithm>
 #include <chrono>
 
 namespace apx::backend {
 
-Status Backend::ReadMany(std::span<ReadOp> ops) const {
+Status Backend::ReadMany(std::span<ReadOp> ops, ReadRound*) const {
   for (ReadOp& op : ops) {
     const auto start = std::chrono::steady_clock::now();
     op.rows = 0;
     op.exact_rows = 0;
+    op.strata_read = std::max(0, op.s_end - op.s_begin);
     if (op.exact_part && op.query->exact_rows > 0) {
       APX_ASSIGN_OR_RETURN(op.exact_rows, ReadExact(*op.query, op.aggs));
     }

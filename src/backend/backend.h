@@ -15,6 +15,7 @@
 #ifndef APX_BACKEND_BACKEND_H_
 #define APX_BACKEND_BACKEND_H_
 
+#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <span>
@@ -86,6 +87,17 @@ struct ReadOp {
   int64_t rows = 0;        // out: sampled rows read
   int64_t exact_rows = 0;  // out: exact-part rows read
   double ns = 0;           // out: the time this op took (a batch's time shared by rows)
+  // out: strata of [s_begin, s_end) whose rows arrived: all of them, unless a shard holding
+  // some was late or down (then the rows read are those of the strata that did arrive, still
+  // a uniform random sample, and the missing strata are never read by this request).
+  int strata_read = 0;
+};
+
+// One round of reads (ReadMany): its deadline, and which shards answered in time.
+struct ReadRound {
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  int shards = 1;           // out: shards the round asked
+  int shards_answered = 1;  // out: shards whose rows arrived in time
 };
 
 // One query's aggregates computed exactly by the backend itself (Backend::ExactAggregates).
@@ -105,8 +117,11 @@ class Backend {
   virtual ~Backend() = default;
 
   // Reads every op (one round of a request). The default runs Read/ReadExact per op and
-  // times each; a remote backend sends one statement for all of them.
-  virtual Status ReadMany(std::span<ReadOp> ops) const;
+  // times each; a remote backend sends one statement for all of them (one per shard when it
+  // reads the shards itself: then a shard that misses `round->deadline` or its own timeout is
+  // left out, op.strata_read says what arrived, and the call fails only when no shard
+  // answered).
+  virtual Status ReadMany(std::span<ReadOp> ops, ReadRound* round = nullptr) const;
 
   // Appends `rows` (a table of one of the backend's tables' schema, by name) so that the next
   // request sees them. Returns the rows inserted. The default refuses (FailedPrecondition).

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
 
 namespace apx::backend {
 namespace {
@@ -188,8 +189,14 @@ std::string ExactExpr(const agg::Aggregator& a, const std::string& v) {
 }  // namespace
 
 ClickHouseBackend::ClickHouseBackend(std::shared_ptr<const ClickHouseClient> client,
-                                     std::vector<store::TableSchema> tables, std::string cluster)
-    : client_(std::move(client)), tables_(std::move(tables)), cluster_(std::move(cluster)) {}
+                                     std::vector<store::TableSchema> tables, std::string cluster,
+                                     std::vector<std::shared_ptr<const ClickHouseClient>> shards,
+                                     std::chrono::milliseconds shard_timeout)
+    : client_(std::move(client)),
+      tables_(std::move(tables)),
+      cluster_(std::move(cluster)),
+      shards_(cluster_.empty() ? std::vector<std::shared_ptr<const ClickHouseClient>>{} : std::move(shards)),
+      shard_timeout_(shard_timeout) {}
 
 std::string ClickHouseBackend::SampledName(std::string_view table, const std::vector<std::string>& keys) {
   return std::string(table) + "__s" + KeySuffix(keys);
@@ -236,6 +243,8 @@ Result<int> ClickHouseBackend::Prepare(const QueryShape& shape) {
     auto read_name = [&](std::string local) { return cluster_.empty() ? local : DistributedName(local); };
     l.sampled = db + "." + *QuoteIdentifier(read_name(SampledName(table->name, l.keys)));
     l.sorted = db + "." + *QuoteIdentifier(read_name(SortedName(table->name, l.keys)));
+    l.sampled_local = db + "." + *QuoteIdentifier(SampledName(table->name, l.keys));
+    l.sorted_local = db + "." + *QuoteIdentifier(SortedName(table->name, l.keys));
     l.stratum_expr = StratumExpr();
     layouts_.push_back(std::move(l));
     layout = static_cast<int>(layouts_.size()) - 1;
@@ -407,22 +416,19 @@ bool ClickHouseBackend::GroupsValues(int shape, double expected_rows) const {
   return distinct > 0 && 4.0 * static_cast<double>(distinct) <= expected_rows;
 }
 
-Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops) const {
-  const auto start = Clock::now();
+std::string ClickHouseBackend::RoundSql(std::span<ReadOp> ops, bool local, std::vector<bool>* wants_values) const {
   std::string sql;
   int64_t statements = 0;
-  std::vector<bool> wants_values(ops.size(), false);
+  wants_values->assign(ops.size(), false);
   for (size_t i = 0; i < ops.size(); ++i) {
-    ReadOp& op = ops[i];
-    op.rows = op.exact_rows = 0;
-    op.ns = 0;
+    const ReadOp& op = ops[i];
     if (op.s_end <= op.s_begin) continue;
     const Shape& sh = shapes_[op.query->shape];
     const Layout& l = layouts_[sh.layout];
-    for (const agg::Aggregator* a : op.aggs) wants_values[i] = wants_values[i] || !agg::PushesDown(a->op());
+    for (const agg::Aggregator* a : op.aggs) (*wants_values)[i] = (*wants_values)[i] || !agg::PushesDown(a->op());
     const bool sorted = ReadsSorted(*op.query, op.s_begin, op.s_end);
     const std::string stratum = sorted ? l.stratum_expr : std::string("stratum");
-    std::string from = (sorted ? l.sorted : l.sampled) + " WHERE " + op.query->remote_filter;
+    std::string from = (sorted ? (local ? l.sorted_local : l.sorted) : (local ? l.sampled_local : l.sampled)) + " WHERE " + op.query->remote_filter;
     if (op.s_begin > 0) from += " AND " + stratum + " >= " + std::to_string(op.s_begin);
     if (op.s_end < kNumStrata) from += " AND " + stratum + " < " + std::to_string(op.s_end);
     const double expected_rows = static_cast<double>(std::max<int64_t>(op.query->matching_rows, 1)) *
@@ -433,7 +439,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops) const {
     const std::string d2 = d + " * " + d;
     if (statements++ > 0) sql += " UNION ALL ";
     sql += "SELECT toUInt32(" + std::to_string(i) + "), ";
-    if (wants_values[i] && GroupsValues(op.query->shape, expected_rows)) {
+    if ((*wants_values)[i] && GroupsValues(op.query->shape, expected_rows)) {
       // Distinct values with their counts: the same multiset in fewer bytes (one array of
       // pairs, split, so that values and counts cannot come apart).
       sql += "sum(__apx_c), sum(__apx_c * " + d + "), sum(__apx_c * " + d2 + "), sum(__apx_c * " + d2 + " * " + d +
@@ -443,58 +449,152 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops) const {
     } else {
       sql += "count(), sum(" + d + "), sum(" + d2 + "), sum(" + d2 + " * " + d + "), sum(" + d2 + " * " + d2 +
              "), min(__apx_v), max(__apx_v), " +
-             (wants_values[i] ? std::string("groupArray(__apx_v)") : std::string("emptyArrayFloat64()")) +
+             ((*wants_values)[i] ? std::string("groupArray(__apx_v)") : std::string("emptyArrayFloat64()")) +
              ", emptyArrayUInt64() FROM (SELECT toFloat64(" + sh.value_column + ") AS __apx_v FROM " + from + ")";
     }
   }
-  if (statements == 0) return Status::Ok();
-  APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql));
-  std::vector<double> values, distinct_values, counts;
+  return sql;
+}
+
+namespace {
+
+// One op's answer from one statement: pushed-down moments and, when wanted, the values.
+struct OpPart {
+  agg::PartialMoments pm;
+  std::vector<double> values;
+};
+
+// Parses a round's answer into one part per op (parts[i].pm.rows stays 0 for ops not asked).
+Status ParseRound(std::string_view body, std::span<const ReadOp> ops, const std::vector<bool>& wants_values,
+                  std::vector<OpPart>* parts) {
+  parts->assign(ops.size(), OpPart{});
+  std::vector<double> distinct_values, counts;
   std::vector<bool> seen(ops.size(), false);
   APX_RETURN_IF_ERROR(ForEachLine(body, [&](std::string_view line) -> Status {
     const std::vector<std::string_view> f = SplitTabs(line);
     if (f.size() != 10) return Status::Internal("clickhouse: unexpected read line");
     APX_ASSIGN_OR_RETURN(size_t idx, ParseOpIndex(f[0], &seen));
-    ReadOp& op = ops[idx];
-    agg::PartialMoments pm;
+    OpPart& part = (*parts)[idx];
+    agg::PartialMoments& pm = part.pm;
     APX_ASSIGN_OR_RETURN(double rows, ParseDouble(f[1]));
     pm.rows = static_cast<int64_t>(rows);
-    pm.center = op.query->center;
+    pm.center = ops[idx].query->center;
     APX_ASSIGN_OR_RETURN(pm.s1, ParseDouble(f[2]));
     APX_ASSIGN_OR_RETURN(pm.s2, ParseDouble(f[3]));
     APX_ASSIGN_OR_RETURN(pm.s3, ParseDouble(f[4]));
     APX_ASSIGN_OR_RETURN(pm.s4, ParseDouble(f[5]));
     APX_ASSIGN_OR_RETURN(pm.lo, ParseDouble(f[6]));
     APX_ASSIGN_OR_RETURN(pm.hi, ParseDouble(f[7]));
-    values.clear();
     if (wants_values[idx]) {
       APX_RETURN_IF_ERROR(ParseArray(f[8], &distinct_values));
       APX_RETURN_IF_ERROR(ParseArray(f[9], &counts));
       if (counts.empty()) {
-        values.swap(distinct_values);
+        part.values.swap(distinct_values);
       } else {
         if (counts.size() != distinct_values.size()) return Status::Internal("clickhouse: value/count mismatch");
         for (size_t k = 0; k < counts.size(); ++k) {
           if (!(counts[k] >= 1 && counts[k] <= rows)) return Status::Internal("clickhouse: bad value count");
-          values.insert(values.end(), static_cast<size_t>(counts[k]), distinct_values[k]);
+          part.values.insert(part.values.end(), static_cast<size_t>(counts[k]), distinct_values[k]);
         }
       }
-      if (static_cast<int64_t>(values.size()) != pm.rows) return Status::Internal("clickhouse: value count mismatch");
+      if (static_cast<int64_t>(part.values.size()) != pm.rows) return Status::Internal("clickhouse: value count mismatch");
     }
-    for (agg::Aggregator* a : op.aggs) {
-      if (agg::PushesDown(a->op())) {
-        a->UpdatePartial(pm, /*exact=*/false);
-      } else {
-        a->Update(values);
-      }
-    }
-    op.rows = pm.rows;
     return Status::Ok();
   }));
   for (size_t i = 0; i < ops.size(); ++i) {
     if (ops[i].s_end > ops[i].s_begin && !seen[i]) {
       return Status::Internal("clickhouse: no answer for query " + std::to_string(i) + " of the round");
     }
+  }
+  return Status::Ok();
+}
+
+// Adds `part` (rows of other strata, same center) into `total`.
+void MergePart(OpPart&& part, OpPart* total) {
+  if (part.pm.rows == 0) return;
+  if (total->pm.rows == 0) {
+    *total = std::move(part);
+    return;
+  }
+  agg::PartialMoments& t = total->pm;
+  t.rows += part.pm.rows;
+  t.s1 += part.pm.s1;
+  t.s2 += part.pm.s2;
+  t.s3 += part.pm.s3;
+  t.s4 += part.pm.s4;
+  t.lo = std::min(t.lo, part.pm.lo);
+  t.hi = std::max(t.hi, part.pm.hi);
+  total->values.insert(total->values.end(), part.values.begin(), part.values.end());
+}
+
+}  // namespace
+
+Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) const {
+  const auto start = Clock::now();
+  for (ReadOp& op : ops) {
+    op.rows = op.exact_rows = 0;
+    op.ns = 0;
+    op.strata_read = 0;
+  }
+  std::vector<bool> wants_values;
+  const std::string sql = RoundSql(ops, !shards_.empty(), &wants_values);
+  if (sql.empty()) return Status::Ok();
+  std::vector<OpPart> total(ops.size());
+  if (shards_.empty()) {
+    APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql));
+    APX_RETURN_IF_ERROR(ParseRound(body, ops, wants_values, &total));
+    for (ReadOp& op : ops) op.strata_read = std::max(0, op.s_end - op.s_begin);
+    if (round != nullptr) round->shards = round->shards_answered = 1;
+  } else {
+    // Every shard at once, each within the shard timeout and the round's deadline. Shard j
+    // holds the strata s with s % shards == j (Ingest's sharding key).
+    const int n = static_cast<int>(shards_.size());
+    auto timeout = shard_timeout_;
+    if (round != nullptr && round->deadline != std::chrono::steady_clock::time_point::max()) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(round->deadline - Clock::now());
+      timeout = std::max(std::chrono::milliseconds(1), std::min(timeout, left));
+    }
+    std::vector<std::future<Result<std::string>>> answers;
+    for (int j = 1; j < n; ++j) {
+      answers.push_back(std::async(std::launch::async, [&, j] { return shards_[j]->Query(sql, timeout); }));
+    }
+    std::vector<Result<std::string>> bodies;
+    bodies.push_back(shards_[0]->Query(sql, timeout));
+    for (auto& a : answers) bodies.push_back(a.get());
+    Status first_error = Status::Ok();
+    int answered = 0;
+    std::vector<OpPart> parts;
+    for (int j = 0; j < n; ++j) {
+      Status st = bodies[j].status();
+      if (st.ok()) st = ParseRound(*bodies[j], ops, wants_values, &parts);
+      if (!st.ok()) {
+        if (first_error.ok()) first_error = st;
+        continue;
+      }
+      ++answered;
+      for (size_t i = 0; i < ops.size(); ++i) {
+        ReadOp& op = ops[i];
+        for (int s = op.s_begin; s < op.s_end; ++s) op.strata_read += (s % n == j) ? 1 : 0;
+        MergePart(std::move(parts[i]), &total[i]);
+      }
+    }
+    if (answered == 0) return first_error.WithPrefix("no shard answered the round");
+    if (round != nullptr) {
+      round->shards = n;
+      round->shards_answered = answered;
+    }
+  }
+  for (size_t i = 0; i < ops.size(); ++i) {
+    ReadOp& op = ops[i];
+    if (op.s_end <= op.s_begin) continue;
+    for (agg::Aggregator* a : op.aggs) {
+      if (agg::PushesDown(a->op())) {
+        a->UpdatePartial(total[i].pm, /*exact=*/false);
+      } else {
+        a->Update(total[i].values);
+      }
+    }
+    op.rows = total[i].pm.rows;
   }
   // One statement for all: its time is shared by rows read (one row's worth at least each).
   const double ns = std::chrono::duration<double, std::nano>(Clock::now() - start).count();

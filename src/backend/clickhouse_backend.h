@@ -43,8 +43,14 @@ class ClickHouseBackend : public Backend {
  public:
   // `tables`: the schemas of the spec's tables (column names and types, time column).
   // `cluster` non-empty: read the Distributed tables (DistributedName) over that cluster.
+  // `shards` non-empty (with a cluster): sampled reads go to every shard's local tables
+  // directly, in parallel, each within `shard_timeout` and the round's deadline; a shard that
+  // is late or down leaves its strata out of the round (ReadOp::strata_read) instead of
+  // failing it. Stats and exact statements still go through the Distributed tables.
   ClickHouseBackend(std::shared_ptr<const ClickHouseClient> client,
-                    std::vector<store::TableSchema> tables, std::string cluster = "");
+                    std::vector<store::TableSchema> tables, std::string cluster = "",
+                    std::vector<std::shared_ptr<const ClickHouseClient>> shards = {},
+                    std::chrono::milliseconds shard_timeout = std::chrono::milliseconds(2000));
 
   Result<int> Prepare(const QueryShape& shape) override;
   // Checks that every layout exists (FailedPrecondition naming `apxserve ingest` otherwise) and
@@ -57,7 +63,7 @@ class ClickHouseBackend : public Backend {
                        std::span<agg::Aggregator* const> aggs) const override;
   Result<int64_t> ReadExact(const BoundQuery& query,
                             std::span<agg::Aggregator* const> aggs) const override;
-  Status ReadMany(std::span<ReadOp> ops) const override;
+  Status ReadMany(std::span<ReadOp> ops, ReadRound* round = nullptr) const override;
   // Inserts into T (T__d with a cluster) with the columns named, so _rid and the strata come
   // from ClickHouse's defaults, as for anyone's insert. NotFound for a table not in the spec.
   Result<int64_t> InsertRows(const store::Table& rows) const override;
@@ -106,7 +112,8 @@ class ClickHouseBackend : public Backend {
     const store::TableSchema* table = nullptr;
     std::vector<std::string> keys;
     std::vector<std::string> value_columns;  // columns the prepared shapes aggregate
-    std::string sampled, sorted;             // quoted db.table names
+    std::string sampled, sorted;             // quoted db.table names (Distributed with a cluster)
+    std::string sampled_local, sorted_local; // the shards' own tables
     std::string stratum_expr;                // the views' stratum, from the base columns
     std::unordered_map<std::string, KeyStats> stats;  // by the keys' text joined with '\x1f'
                                                       // (guarded by stats_mu_)
@@ -122,9 +129,15 @@ class ClickHouseBackend : public Backend {
   };
 
 
+  // The round's statement for `ops` reading `local` (the shards' own) tables or the
+  // coordinator's; wants_values per op.
+  std::string RoundSql(std::span<ReadOp> ops, bool local, std::vector<bool>* wants_values) const;
+
   std::shared_ptr<const ClickHouseClient> client_;
   std::vector<store::TableSchema> tables_;
   std::string cluster_;
+  std::vector<std::shared_ptr<const ClickHouseClient>> shards_;
+  std::chrono::milliseconds shard_timeout_;
   // Build writes the stats; InsertRows widens them (count, time span, range) for the rows it
   // adds; Bind reads them.
   mutable std::shared_mutex stats_mu_;

@@ -115,6 +115,7 @@ Result<std::unique_ptr<ClickHouseClient>> ClickHouseClient::Connect(const ClickH
   }
   APX_RETURN_IF_ERROR(QuoteIdentifier(config.database).status().WithPrefix("clickhouse database"));
   std::unique_ptr<ClickHouseClient> client(new ClickHouseClient(config, host, port));
+  if (!config.check_on_connect) return client;
   APX_ASSIGN_OR_RETURN(std::string pong, client->Post("", "SELECT 1", /*in_database=*/false));
   if (pong.substr(0, 1) != "1") {
     return Status::Unavailable("clickhouse at " + config.url + " answered '" + ShortError(pong) +

@@ -36,6 +36,9 @@ struct ClickHouseConfig {
   std::string password;
   std::chrono::milliseconds timeout{10000};  // per statement (connect, send and receive)
   int pool_size = 8;               // connections kept alive
+  // Connect checks that the server answers (SELECT 1). False for a shard read shard by shard:
+  // one that is down when the pipeline opens is then left out of rounds, not a failed start.
+  bool check_on_connect = true;
 };
 
 // The credentials for `config` from the environment: APX_CLICKHOUSE_USER and either
@@ -55,8 +58,8 @@ Result<std::string> QuoteIdentifier(std::string_view name);
 
 class ClickHouseClient {
  public:
-  // Parses the URL and checks the server answers (GET /ping). InvalidArgument for a URL that is
-  // not http://host:port; Unavailable when nothing answers there.
+  // Parses the URL and checks the server answers (SELECT 1, unless !check_on_connect).
+  // InvalidArgument for a URL that is not http://host:port; Unavailable when nothing answers.
   static Result<std::unique_ptr<ClickHouseClient>> Connect(const ClickHouseConfig& config);
   ~ClickHouseClient();
 

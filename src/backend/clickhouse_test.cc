@@ -4,6 +4,7 @@
 // fresh rows, a server that is down.
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <string>
@@ -410,6 +412,7 @@ TEST_F(ClickHouseTest, MissingLayoutAndBadSqlAreClearErrors) {
   EXPECT_NE(bad.status().message().find("no_such_column"), std::string::npos) << bad.status().message();
 }
 
+
 }  // namespace
 }  // namespace apx::backend
 
@@ -499,6 +502,62 @@ TEST_F(ClickHouseShardsTest, EachShardHoldsWholeStrataAndReadsMatchTheEmbeddedSt
   ASSERT_TRUE(direct.ok());
   EXPECT_EQ(std::to_string(*first), direct->substr(0, direct->find('\n')));
   EXPECT_GT(*first, 0);
+}
+
+TEST_F(ClickHouseShardsTest, ALateShardCostsItsStrataNotTheRound) {
+  // Reads shard by shard. Shard 1 stopped (SIGSTOP: a hung server that still accepts
+  // connections): the round returns within the shard timeout with shard 0's strata (the even
+  // ones), and says so; after SIGCONT the next round reads both shards again.
+  ClickHouseBackend b(shards_[0], {table_->schema()}, "apx", shards_, std::chrono::milliseconds(300));
+  auto keyed = b.Prepare({.table = "events", .key_columns = {"k"}, .value_column = "v"});
+  ASSERT_TRUE(keyed.ok());
+  ASSERT_TRUE(b.Build().ok());
+  std::string_view key[] = {"K0"};
+  BoundQuery q;
+  ASSERT_TRUE(b.Bind(*keyed, key, 0, 60 * 30000, &q).ok());
+  std::ifstream pids(servers_.dir + "/pids");
+  pid_t shard0 = 0, shard1 = 0;
+  ASSERT_TRUE(pids >> shard0 >> shard1);
+  auto count = [&](int shard, int s0, int s1) {
+    auto r = shards_[shard]->Query("SELECT count() FROM events__s_k WHERE k = 'K0' AND stratum >= " + std::to_string(s0) +
+                                   " AND stratum < " + std::to_string(s1));
+    return r.ok() ? std::stoll(*r) : -1;
+  };
+  const int64_t even = count(0, 0, 20);
+  ASSERT_GT(even, 0);
+  agg::Aggregator n(agg::AggOp::kCount);
+  agg::Aggregator* ptrs[] = {&n};
+  ASSERT_EQ(::kill(shard1, SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{shard1};
+  ReadOp late[] = {{.query = &q, .s_begin = 0, .s_end = 20, .aggs = ptrs}};
+  ReadRound round;
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(b.ReadMany(late, &round).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  EXPECT_EQ(round.shards, 2);
+  EXPECT_EQ(round.shards_answered, 1);
+  EXPECT_EQ(late[0].strata_read, 10);  // strata 0, 2, ..., 18
+  EXPECT_EQ(late[0].rows, even);
+  ::kill(shard1, SIGCONT);
+  ReadOp back[] = {{.query = &q, .s_begin = 20, .s_end = 40, .aggs = ptrs}};
+  ASSERT_TRUE(b.ReadMany(back, &round).ok());
+  EXPECT_EQ(round.shards_answered, 2);
+  EXPECT_EQ(back[0].strata_read, 20);
+  EXPECT_EQ(back[0].rows, count(0, 20, 40) + count(1, 20, 40));
+  // Every shard down: an error, not an empty answer.
+  auto down = ClickHouseClient::Connect({.url = "http://127.0.0.1:1", .check_on_connect = false});
+  ASSERT_TRUE(down.ok());
+  std::vector<std::shared_ptr<const ClickHouseClient>> lost_shards = {std::shared_ptr<const ClickHouseClient>(std::move(*down))};
+  ClickHouseBackend none(shards_[0], {table_->schema()}, "apx", lost_shards, std::chrono::milliseconds(300));
+  auto keyed_none = none.Prepare({.table = "events", .key_columns = {"k"}, .value_column = "v"});
+  ASSERT_TRUE(keyed_none.ok());
+  ASSERT_TRUE(none.Build().ok());
+  ASSERT_TRUE(none.Bind(*keyed_none, key, 0, 60 * 30000, &q).ok());
+  ReadOp lost[] = {{.query = &q, .s_begin = 0, .s_end = 20, .aggs = ptrs}};
+  EXPECT_FALSE(none.ReadMany(lost, &round).ok());
 }
 
 }  // namespace

@@ -78,9 +78,11 @@ Result<std::unique_ptr<store::Table>> LoadTable(const TableSpec& t,
 namespace {
 
 Result<std::shared_ptr<const backend::ClickHouseClient>> ConnectUrl(const std::string& url,
-                                                                    const BackendSpec& spec) {
+                                                                    const BackendSpec& spec,
+                                                                    bool check = true) {
   backend::ClickHouseConfig config;
   config.url = url;
+  config.check_on_connect = check;
   config.database = spec.database;
   APX_RETURN_IF_ERROR(backend::LoadCredentials(&config));
   APX_ASSIGN_OR_RETURN(auto client, backend::ClickHouseClient::Connect(config));
@@ -101,7 +103,8 @@ Result<std::shared_ptr<const backend::ClickHouseClient>> ConnectClickHouse(const
   return ConnectUrl(url, spec);
 }
 
-Result<std::vector<std::shared_ptr<const backend::ClickHouseClient>>> ConnectShards(const BackendSpec& spec) {
+Result<std::vector<std::shared_ptr<const backend::ClickHouseClient>>> ConnectShards(const BackendSpec& spec,
+                                                                                   bool check) {
   std::vector<std::string> urls = spec.shards;
   if (urls.empty()) {
     const char* env = std::getenv("APX_CLICKHOUSE_URLS");
@@ -119,7 +122,7 @@ Result<std::vector<std::shared_ptr<const backend::ClickHouseClient>>> ConnectSha
   }
   std::vector<std::shared_ptr<const backend::ClickHouseClient>> out;
   for (const std::string& url : urls) {
-    APX_ASSIGN_OR_RETURN(auto client, ConnectUrl(url, spec));
+    APX_ASSIGN_OR_RETURN(auto client, ConnectUrl(url, spec, check));
     out.push_back(std::move(client));
   }
   return out;
@@ -152,8 +155,16 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
     APX_ASSIGN_OR_RETURN(auto client, ConnectClickHouse(spec.backend));
     std::vector<store::TableSchema> schemas;
     for (const TableSpec& t : spec.tables) schemas.push_back(t.schema);
-    p->remote_ = std::make_unique<backend::ClickHouseBackend>(std::move(client), std::move(schemas),
-                                                              spec.backend.cluster);
+    // With a cluster and its shards' urls, sampled reads go to each shard itself (a late or
+    // lost shard costs confidence, not the answer); without the urls, through the coordinator.
+    std::vector<std::shared_ptr<const backend::ClickHouseClient>> shards;
+    const char* urls = std::getenv("APX_CLICKHOUSE_URLS");
+    if (!spec.backend.cluster.empty() && (!spec.backend.shards.empty() || (urls != nullptr && *urls != '\0'))) {
+      APX_ASSIGN_OR_RETURN(shards, ConnectShards(spec.backend, /*check=*/false));
+    }
+    p->remote_ = std::make_unique<backend::ClickHouseBackend>(
+        std::move(client), std::move(schemas), spec.backend.cluster, std::move(shards),
+        std::chrono::milliseconds(spec.backend.shard_timeout_ms));
     features_backend = p->remote_.get();
   }
   p->feature_names_ = spec.FeatureNames();

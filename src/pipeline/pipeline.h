@@ -60,8 +60,10 @@ struct CompiledRequestFeature {
 // credentials from the environment); Unavailable when it does not answer.
 Result<std::shared_ptr<const backend::ClickHouseClient>> ConnectClickHouse(const BackendSpec& spec);
 // Clients for every shard of the spec's cluster (`shards:` or $APX_CLICKHOUSE_URLS, comma
-// separated), for ingest.
-Result<std::vector<std::shared_ptr<const backend::ClickHouseClient>>> ConnectShards(const BackendSpec& spec);
+// separated), for ingest (check: each must answer) and for reads shard by shard (!check: a
+// shard down when the pipeline opens is left out of rounds instead).
+Result<std::vector<std::shared_ptr<const backend::ClickHouseClient>>> ConnectShards(const BackendSpec& spec,
+                                                                                   bool check = true);
 
 class Pipeline {
  public:

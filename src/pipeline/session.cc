@@ -2,6 +2,7 @@
 #include "pipeline/session.h"
 
 #include <algorithm>
+#include <limits>
 #include <chrono>
 #include <cmath>
 
@@ -126,6 +127,7 @@ Status Session::Bind(const Request& request) {
       a.set_population_known(run.bound.rows_known);
     }
     run.strata = 0;
+    run.strata_read = 0;
     run.rows_read = 0;
     run.rest_read = 0;
     run.cost_ns = 0;
@@ -161,7 +163,9 @@ Status Session::ReadRound() {
   }
   if (read_ops_.empty()) return Status::Ok();
   const auto start = Clock::now();
-  APX_RETURN_IF_ERROR(pipeline_.backend().ReadMany(read_ops_));
+  APX_RETURN_IF_ERROR(pipeline_.backend().ReadMany(read_ops_, &round_));
+  shards_ = std::max(shards_, round_.shards);
+  shards_answered_ = std::min(shards_answered_, round_.shards_answered);
   if (pipeline_.backend().ComputesExact()) {
     int64_t rows = 0;
     for (const backend::ReadOp& op : read_ops_) rows += op.rows;
@@ -175,14 +179,15 @@ Status Session::ReadRound() {
     run.cost_rows += op.rows;
     run.rest_read += op.rows;
     run.strata = op.s_end;
+    run.strata_read += op.strata_read;
     run.dirty = true;
-    if (!run.bound.rows_known) {
-      // N estimated from the sample: strata [0, k) hold each row with probability k / kNumStrata.
+    if (!run.bound.rows_known && run.strata_read > 0) {
+      // N estimated from the sample: k strata hold each row with probability k / kNumStrata.
       run.bound.matching_rows =
           run.bound.exact_rows +
-          (run.strata >= planner::kNumStrata
+          (run.strata_read >= planner::kNumStrata
                ? run.rest_read
-               : std::llround(static_cast<double>(run.rest_read) * planner::kNumStrata / run.strata));
+               : std::llround(static_cast<double>(run.rest_read) * planner::kNumStrata / run.strata_read));
     }
   }
   return Status::Ok();
@@ -209,7 +214,7 @@ Status Session::ExactFromBackend() {
     run.bound.matching_rows = run.bound.exact_rows + exact_ops_[q].rows;
     run.rows_read = run.bound.matching_rows;
     run.rest_read = exact_ops_[q].rows;
-    run.strata = planner::kNumStrata;
+    run.strata = run.strata_read = planner::kNumStrata;
     run.dirty = false;
     for (size_t a = 0; a < run.aggs.size(); ++a) {
       const double v = run.exact_values[a];
@@ -230,13 +235,13 @@ bool Session::Estimate(bool* all_exact) {
     const int64_t matching = run.bound.matching_rows;
     const int64_t sampled = run.bound.sampled_rows();
     const bool known = run.bound.rows_known;
-    const bool exact = run.strata >= planner::kNumStrata || (known && run.rest_read >= sampled);
+    const bool exact = run.strata_read >= planner::kNumStrata || (known && run.rest_read >= sampled);
     // The store knows the matching rows of the sampled rest exactly, so the realised fraction
     // n / N_rest is the sampling ratio (finite-population correction with the true N). A
     // backend that does not count takes the design's inclusion probability k / kNumStrata.
     const double p = exact ? 1.0
                      : known ? (sampled == 0 ? 1.0 : static_cast<double>(run.rest_read) / sampled)
-                             : static_cast<double>(run.strata) / planner::kNumStrata;
+                             : static_cast<double>(run.strata_read) / planner::kNumStrata;
     const auto start = Clock::now();
     for (size_t a = 0; a < run.aggs.size(); ++a) {
       if (run.dirty) {
@@ -351,6 +356,7 @@ bool Session::PlanJumpRound(double delta, double tau) {
 Status Session::ExactFeatures(const Request& request, std::span<float> features) {
   if (features.size() != features_.size()) return Status::InvalidArgument("feature buffer size");
   APX_RETURN_IF_ERROR(Bind(request));
+  round_ = {};
   if (pipeline_.backend().ComputesExact()) {
     APX_RETURN_IF_ERROR(ExactFromBackend());
   } else {
@@ -482,6 +488,9 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
   };
 
   APX_RETURN_IF_ERROR(Bind(request));
+  round_ = {.deadline = options.deadline};
+  shards_ = 0;
+  shards_answered_ = std::numeric_limits<int>::max();
   double data_ns = 0, model_ns = 0;
   for (const QueryRun& run : runs_) out->rows_matching += run.bound.matching_rows;
 
@@ -495,15 +504,23 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
 
   while (true) {
     const auto read_start = Clock::now();
-    if (pipeline_.backend().ComputesExact() &&
+    if (pipeline_.backend().ComputesExact() && !out->exact_unavailable &&
         std::all_of(target_.begin(), target_.end(), [](int t) { return t >= planner::kNumStrata; })) {
       // Exact (asked for, or cut over): the backend's own exact statement, one per request.
-      APX_RETURN_IF_ERROR(ExactFromBackend());
-      data_ns += NsSince(read_start);
-      const auto model_start = Clock::now();
-      APX_RETURN_IF_ERROR(PredictExactFeatures(out));
-      model_ns += NsSince(model_start);
-      break;
+      const Status exact = ExactFromBackend();
+      const bool lost = exact.code() == StatusCode::kUnavailable || exact.code() == StatusCode::kDeadlineExceeded;
+      if (exact.ok() || options.exact || !lost) {
+        APX_RETURN_IF_ERROR(exact);
+        data_ns += NsSince(read_start);
+        const auto model_start = Clock::now();
+        APX_RETURN_IF_ERROR(PredictExactFeatures(out));
+        model_ns += NsSince(model_start);
+        break;
+      }
+      // A cut-over whose exact statement cannot run (a shard is down): go on sampling from
+      // the shards that answer, and say so.
+      out->exact_unavailable = true;
+      out->cut_over = false;
     }
     APX_RETURN_IF_ERROR(ReadRound());
     bool all_exact = false;
@@ -578,6 +595,12 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
         out->stopped = StopReason::kDeadline;
         break;
       }
+    } else if (!grows && out->exact_unavailable) {
+      // Nothing usable from the shards that answer, and no exact statement: no answer rather
+      // than a made-up one.
+      return Status::Unavailable("no usable sample: the exact statement failed and the shards that answer (" +
+                                 std::to_string(shards_answered_) + " of " + std::to_string(shards_) +
+                                 ") hold too few rows");
     } else if (!grows) {
       // Nothing usable yet and the cap allows no more rows: only exact features can answer.
       std::fill(target_.begin(), target_.end(), planner::kNumStrata);
@@ -599,10 +622,12 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
                          NsSince(start) >= exact_rest;
     if (spec.guarantee.cut_over && fits && cheaper) {
       std::fill(target_.begin(), target_.end(), planner::kNumStrata);
-      out->cut_over = true;
+      out->cut_over = !out->exact_unavailable;
     }
   }
 
+  out->shards = shards_;
+  out->shards_answered = shards_ > 0 ? shards_answered_ : 0;
   Finish(NsSince(start), data_ns, model_ns, out);
   return Status::Ok();
 }

@@ -67,6 +67,14 @@ struct Prediction {
   double model_ms = 0;      // propagation (QMC + model) or the final single-row predict
   double planner_ms = 0;    // estimating, planning and bookkeeping
   double total_ms = 0;
+  // A backend that reads its shards itself (ClickHouse with shard urls): how many shards the
+  // rounds asked, and the fewest that answered any round in time. answered < shards: the
+  // answer stands on the strata that arrived (degraded), with the confidence they support.
+  int shards = 0;
+  int shards_answered = 0;
+  // The exact statement failed (a shard down): the answer is approximate from the shards
+  // that answered, whatever the plan.
+  bool exact_unavailable = false;
 };
 
 // Per-thread request executor: owns all per-request scratch (aggregators, bound queries,
@@ -88,7 +96,8 @@ class Session {
     std::vector<agg::Aggregator> aggs;
     std::vector<agg::Aggregator*> agg_ptrs;
     std::vector<agg::Estimate> estimates;
-    int strata = 0;
+    int strata = 0;         // strata [0, strata) asked for
+    int strata_read = 0;    // of which arrived (fewer when a shard was late or down)
     int64_t rows_read = 0;  // exact part + sampled rest
     int64_t rest_read = 0;  // sampled rest only
     int64_t shared_rows = 0;  // sampled rows also matched by the partner query (Bind)
@@ -131,6 +140,8 @@ class Session {
   std::vector<planner::QueryView> views_;
   std::vector<int> target_;
   std::vector<backend::ReadOp> read_ops_;
+  backend::ReadRound round_;  // this request's deadline and the shards that answered (ReadRound)
+  int shards_ = 0, shards_answered_ = 0;  // over this request's rounds (max asked, min answered)
   std::vector<size_t> read_query_;  // query index of each read_ops_ entry
   std::vector<backend::ExactOp> exact_ops_;
   std::unique_ptr<uq::Propagator> propagator_;

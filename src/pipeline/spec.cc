@@ -473,7 +473,7 @@ class SpecParser {
       return Status::Ok();
     }
     if (!b.IsMap()) return Error(b, "backend", "expected 'embedded', 'clickhouse' or a mapping");
-    APX_RETURN_IF_ERROR(CheckKeys(b, "backend", {"type", "url", "database", "cluster", "shards"}));
+    APX_RETURN_IF_ERROR(CheckKeys(b, "backend", {"type", "url", "database", "cluster", "shards", "shard_timeout_ms"}));
     APX_ASSIGN_OR_RETURN(spec->backend.type, String(b, "type", "backend", true));
     if (spec->backend.type != "embedded" && spec->backend.type != "clickhouse") {
       return Error(b["type"], "backend.type", "unknown backend '" + spec->backend.type + "' (expected embedded or clickhouse)");
@@ -489,6 +489,12 @@ class SpecParser {
         spec->backend.shards.push_back(u.Scalar());
       }
       if (spec->backend.cluster.empty()) return Error(shards, "backend.shards", "shards only apply with a cluster");
+    }
+    if (b["shard_timeout_ms"].IsDefined()) {
+      APX_ASSIGN_OR_RETURN(double ms, Number(b, "shard_timeout_ms", "backend", false, 2000));
+      if (!(ms >= 1 && ms <= 600000)) return Error(b["shard_timeout_ms"], "backend.shard_timeout_ms", "must be in [1, 600000]");
+      if (spec->backend.cluster.empty()) return Error(b["shard_timeout_ms"], "backend.shard_timeout_ms", "only applies with a cluster");
+      spec->backend.shard_timeout_ms = static_cast<int>(ms);
     }
     if (spec->backend.type == "embedded" && (!spec->backend.url.empty() || !spec->backend.cluster.empty())) {
       return Error(b, "backend", "url and cluster only apply to type clickhouse");

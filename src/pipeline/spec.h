@@ -127,8 +127,11 @@ struct BackendSpec {
   std::string url;                 // clickhouse: http://host:port; empty: $APX_CLICKHOUSE_URL
   std::string database = "default";
   std::string cluster;             // clickhouse: read Distributed tables over this cluster
-  std::vector<std::string> shards; // clickhouse cluster: every shard's url (ingest); empty:
-                                   // $APX_CLICKHOUSE_URLS
+  std::vector<std::string> shards; // clickhouse cluster: every shard's url (ingest, and reads
+                                   // shard by shard); empty: $APX_CLICKHOUSE_URLS
+  // A sampled read's time limit per shard (within the request's deadline): a later shard is
+  // left out of the round and the answer says so (docs/clickhouse.md).
+  int shard_timeout_ms = 2000;
   bool clickhouse() const { return type == "clickhouse"; }
 };
 

@@ -16,7 +16,7 @@ nlohmann::json PredictionToJson(const pipeline::Pipeline& pipeline, const pipeli
     const pipeline::FeatureSpec& f = spec.features[pipeline.queries()[q].spec_index];
     for (const pipeline::AggSpec& a : f.aggs) ratios[a.feature] = pred.sample_ratio[q];
   }
-  return {{"pipeline", spec.name},
+  nlohmann::json j = {{"pipeline", spec.name},
           {"prediction", pred.y},
           {"delta", pred.delta},
           {"tau", pred.tau},
@@ -34,14 +34,27 @@ nlohmann::json PredictionToJson(const pipeline::Pipeline& pipeline, const pipeli
             {"data", pred.data_ms},
             {"model", pred.model_ms},
             {"planner", pred.planner_ms}}}};
+  if (pred.shards > 0) {
+    j["shards"] = {{"total", pred.shards}, {"answered", pred.shards_answered}};
+    j["exact_unavailable"] = pred.exact_unavailable;
+  }
+  return j;
 }
 
 nlohmann::json ServeResultToJson(const pipeline::Pipeline& pipeline, const ServeResult& result) {
   nlohmann::json j = PredictionToJson(pipeline, result.prediction);
   j["level"] = LevelName(result.level);
   j["planned_level"] = LevelName(result.planned_level);
-  j["degraded"] = result.outcome == Outcome::kDegraded;
-  j["degraded_reason"] = result.reason.empty() ? nlohmann::json() : nlohmann::json(result.reason);
+  // Degraded by load control, or by shards that did not answer in time.
+  const pipeline::Prediction& pred = result.prediction;
+  const bool partial = (pred.shards > 0 && pred.shards_answered < pred.shards) || pred.exact_unavailable;
+  j["degraded"] = result.outcome == Outcome::kDegraded || partial;
+  std::string reason = result.reason;
+  if (partial) {
+    reason += std::string(reason.empty() ? "" : "; ") + "shards answered " + std::to_string(pred.shards_answered) +
+              " of " + std::to_string(pred.shards) + (pred.exact_unavailable ? ", exact statement unavailable" : "");
+  }
+  j["degraded_reason"] = reason.empty() ? nlohmann::json() : nlohmann::json(reason);
   j["latency_ms"]["queue"] = result.queue_ms;
   j["latency_ms"]["service"] = result.prediction.total_ms;
   j["latency_ms"]["total"] = result.total_ms;
