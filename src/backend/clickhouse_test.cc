@@ -508,7 +508,7 @@ TEST_F(ClickHouseShardsTest, ALateShardCostsItsStrataNotTheRound) {
   // Reads shard by shard. Shard 1 stopped (SIGSTOP: a hung server that still accepts
   // connections): the round returns within the shard timeout with shard 0's strata (the even
   // ones), and says so; after SIGCONT the next round reads both shards again.
-  ClickHouseBackend b(shards_[0], {table_->schema()}, "apx", shards_, std::chrono::milliseconds(300));
+  ClickHouseBackend b(shards_[0], {table_->schema()}, "apx", shards_, std::chrono::milliseconds(1500));
   auto keyed = b.Prepare({.table = "events", .key_columns = {"k"}, .value_column = "v"});
   ASSERT_TRUE(keyed.ok());
   ASSERT_TRUE(b.Build().ok());
@@ -536,7 +536,7 @@ TEST_F(ClickHouseShardsTest, ALateShardCostsItsStrataNotTheRound) {
   ReadRound round;
   const auto start = std::chrono::steady_clock::now();
   ASSERT_TRUE(b.ReadMany(late, &round).ok());
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
   EXPECT_EQ(round.shards, 2);
   EXPECT_EQ(round.shards_answered, 1);
   EXPECT_EQ(late[0].strata_read, 10);  // strata 0, 2, ..., 18
