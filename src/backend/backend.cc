@@ -36,7 +36,7 @@ Result<int64_t> Backend::InsertRows(const store::Table& rows) const {
   return Status::FailedPrecondition("this backend does not take appends (table '" + rows.name() + "')");
 }
 
-Status Backend::ExactAggregates(std::span<ExactOp>) const {
+Status Backend::ExactAggregates(std::span<ExactOp>, std::chrono::steady_clock::time_point) const {
   return Status::FailedPrecondition("this backend does not compute exact aggregates itself");
 }
 

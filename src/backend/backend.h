@@ -130,10 +130,18 @@ class Backend {
   // True when the backend computes exact aggregates itself (ExactAggregates), cheaper than
   // reading every row through Read: a database answering SQL.
   virtual bool ComputesExact() const { return false; }
+  // Shards the backend reads one by one (ReadMany leaves a late one out); 1 otherwise.
+  virtual int num_shards() const { return 1; }
+  // False while a shard is known to be late or down: an exact statement (which needs every
+  // shard) would wait for it, so requests answer from the shards that answer instead.
+  virtual bool ExactAvailable() const { return true; }
   // Computes every op's aggregates over all its matching rows, in one call. Exact values
   // follow agg::Aggregator's definitions at p == 1 (quantile rank max(1, ⌈q·n⌉), ddof 1, NaN
   // for an empty avg/min/max/quantile/var/std, 0 for an empty count/sum/count_distinct).
-  virtual Status ExactAggregates(std::span<ExactOp> ops) const;
+  // Within `deadline` (DeadlineExceeded after it).
+  virtual Status ExactAggregates(std::span<ExactOp> ops,
+                                 std::chrono::steady_clock::time_point deadline =
+                                     std::chrono::steady_clock::time_point::max()) const;
 
   // Registers a query shape and returns its id. Call before Build().
   // NotFound / InvalidArgument for unknown tables or columns.

@@ -196,7 +196,23 @@ ClickHouseBackend::ClickHouseBackend(std::shared_ptr<const ClickHouseClient> cli
       tables_(std::move(tables)),
       cluster_(std::move(cluster)),
       shards_(cluster_.empty() ? std::vector<std::shared_ptr<const ClickHouseClient>>{} : std::move(shards)),
-      shard_timeout_(shard_timeout) {}
+      shard_timeout_(shard_timeout),
+      shard_down_until_(std::make_unique<std::atomic<int64_t>[]>(std::max<size_t>(1, shards_.size()))) {
+  for (size_t j = 0; j < std::max<size_t>(1, shards_.size()); ++j) shard_down_until_[j].store(0);
+}
+
+namespace {
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+bool ClickHouseBackend::ExactAvailable() const {
+  for (size_t j = 0; j < shards_.size(); ++j) {
+    if (shard_down_until_[j].load(std::memory_order_relaxed) != 0) return false;
+  }
+  return true;
+}
 
 std::string ClickHouseBackend::SampledName(std::string_view table, const std::vector<std::string>& keys) {
   return std::string(table) + "__s" + KeySuffix(keys);
@@ -554,13 +570,35 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(round->deadline - Clock::now());
       timeout = std::max(std::chrono::milliseconds(1), std::min(timeout, left));
     }
+    // A shard that missed a recent round is skipped until kShardRetry has passed; then this
+    // round asks it again (one round per retry interval: the others keep skipping it).
+    const int64_t now = NowNs();
+    std::vector<bool> ask(n, true);
+    for (int j = 0; j < n; ++j) {
+      int64_t until = shard_down_until_[j].load(std::memory_order_relaxed);
+      if (until == 0) continue;
+      const int64_t retry_at = now + std::chrono::duration_cast<std::chrono::nanoseconds>(kShardRetry).count();
+      ask[j] = until <= now && shard_down_until_[j].compare_exchange_strong(until, retry_at);
+    }
+    auto query = [&](int j) -> Result<std::string> {
+      if (!ask[j]) return Status::Unavailable("shard " + std::to_string(j) + " skipped: it missed a recent round");
+      Result<std::string> r = shards_[j]->Query(sql, timeout);
+      if (r.ok()) {
+        shard_down_until_[j].store(0, std::memory_order_relaxed);
+      } else {
+        shard_down_until_[j].store(NowNs() + std::chrono::duration_cast<std::chrono::nanoseconds>(kShardRetry).count(),
+                                   std::memory_order_relaxed);
+      }
+      return r;
+    };
     std::vector<std::future<Result<std::string>>> answers;
     for (int j = 1; j < n; ++j) {
-      answers.push_back(std::async(std::launch::async, [&, j] { return shards_[j]->Query(sql, timeout); }));
+      if (ask[j]) answers.push_back(std::async(std::launch::async, query, j));
     }
     std::vector<Result<std::string>> bodies;
-    bodies.push_back(shards_[0]->Query(sql, timeout));
-    for (auto& a : answers) bodies.push_back(a.get());
+    bodies.push_back(query(0));
+    size_t next = 0;
+    for (int j = 1; j < n; ++j) bodies.push_back(ask[j] ? answers[next++].get() : query(j));
     Status first_error = Status::Ok();
     int answered = 0;
     std::vector<OpPart> parts;
@@ -606,7 +644,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
   return Status::Ok();
 }
 
-Status ClickHouseBackend::ExactAggregates(std::span<ExactOp> ops) const {
+Status ClickHouseBackend::ExactAggregates(std::span<ExactOp> ops, std::chrono::steady_clock::time_point deadline) const {
   std::string sql;
   for (size_t i = 0; i < ops.size(); ++i) {
     const ExactOp& op = ops[i];
@@ -619,7 +657,16 @@ Status ClickHouseBackend::ExactAggregates(std::span<ExactOp> ops) const {
     sql += "] FROM " + l.sorted + " WHERE " + op.query->remote_filter;
   }
   if (ops.empty()) return Status::Ok();
-  APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql));
+  // The exact statement goes through the Distributed tables, so one hung shard holds it:
+  // read shard by shard, it waits at most 4 shard timeouts (and never past the deadline).
+  std::chrono::milliseconds timeout{0};  // the client's default
+  if (!shards_.empty()) timeout = 4 * shard_timeout_;
+  if (deadline != std::chrono::steady_clock::time_point::max()) {
+    const auto left = std::max(std::chrono::milliseconds(1),
+                               std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+    timeout = timeout.count() > 0 ? std::min(timeout, left) : left;
+  }
+  APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql, timeout));
   std::vector<double> values;
   std::vector<bool> seen(ops.size(), false);
   APX_RETURN_IF_ERROR(ForEachLine(body, [&](std::string_view line) -> Status {

@@ -28,6 +28,8 @@
 #ifndef APX_BACKEND_CLICKHOUSE_BACKEND_H_
 #define APX_BACKEND_CLICKHOUSE_BACKEND_H_
 
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <shared_mutex>
 #include <string>
@@ -68,7 +70,14 @@ class ClickHouseBackend : public Backend {
   // from ClickHouse's defaults, as for anyone's insert. NotFound for a table not in the spec.
   Result<int64_t> InsertRows(const store::Table& rows) const override;
   bool ComputesExact() const override { return true; }
-  Status ExactAggregates(std::span<ExactOp> ops) const override;
+  int num_shards() const override { return shards_.empty() ? 1 : static_cast<int>(shards_.size()); }
+  // A shard that missed a round is skipped by the next rounds (not answered) until
+  // kShardRetry has passed; then one round asks it again (and it is back if it answers).
+  bool ExactAvailable() const override;
+  static constexpr std::chrono::milliseconds kShardRetry{1000};
+  Status ExactAggregates(std::span<ExactOp> ops,
+                         std::chrono::steady_clock::time_point deadline =
+                             std::chrono::steady_clock::time_point::max()) const override;
   bool SameRows(int shape_a, int shape_b) const override;
   // Estimated from the prior rates: the smaller window's rows times the share of it the
   // windows overlap in (the window is not counted).
@@ -138,6 +147,8 @@ class ClickHouseBackend : public Backend {
   std::string cluster_;
   std::vector<std::shared_ptr<const ClickHouseClient>> shards_;
   std::chrono::milliseconds shard_timeout_;
+  // Per shard: steady-clock ns until which it is skipped (0: healthy).
+  std::unique_ptr<std::atomic<int64_t>[]> shard_down_until_;
   // Build writes the stats; InsertRows widens them (count, time span, range) for the rows it
   // adds; Bind reads them.
   mutable std::shared_mutex stats_mu_;

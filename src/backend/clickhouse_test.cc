@@ -17,6 +17,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "backend/clickhouse_backend.h"
 #include "backend/embedded_backend.h"
@@ -542,11 +543,22 @@ TEST_F(ClickHouseShardsTest, ALateShardCostsItsStrataNotTheRound) {
   EXPECT_EQ(late[0].strata_read, 10);  // strata 0, 2, ..., 18
   EXPECT_EQ(late[0].rows, even);
   ::kill(shard1, SIGCONT);
-  ReadOp back[] = {{.query = &q, .s_begin = 20, .s_end = 40, .aggs = ptrs}};
+  // Until kShardRetry has passed the shard is skipped at once (no round waits for it again),
+  // and no exact statement is offered; then the next round asks it, and it is back.
+  EXPECT_FALSE(b.ExactAvailable());
+  ReadOp skipped[] = {{.query = &q, .s_begin = 20, .s_end = 22, .aggs = ptrs}};
+  const auto skip_start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(b.ReadMany(skipped, &round).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - skip_start, std::chrono::milliseconds(1000));
+  EXPECT_EQ(round.shards_answered, 1);
+  EXPECT_EQ(skipped[0].strata_read, 1);
+  std::this_thread::sleep_for(ClickHouseBackend::kShardRetry + std::chrono::milliseconds(50));
+  ReadOp back[] = {{.query = &q, .s_begin = 22, .s_end = 42, .aggs = ptrs}};
   ASSERT_TRUE(b.ReadMany(back, &round).ok());
   EXPECT_EQ(round.shards_answered, 2);
+  EXPECT_TRUE(b.ExactAvailable());
   EXPECT_EQ(back[0].strata_read, 20);
-  EXPECT_EQ(back[0].rows, count(0, 20, 40) + count(1, 20, 40));
+  EXPECT_EQ(back[0].rows, count(0, 22, 42) + count(1, 22, 42));
   // Every shard down: an error, not an empty answer.
   auto down = ClickHouseClient::Connect({.url = "http://127.0.0.1:1", .check_on_connect = false});
   ASSERT_TRUE(down.ok());

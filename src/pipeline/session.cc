@@ -202,7 +202,7 @@ Status Session::ExactFromBackend() {
     exact_ops_.push_back({.query = &run.bound, .aggs = run.all_aggs, .values = run.exact_values});
   }
   const auto start = Clock::now();
-  APX_RETURN_IF_ERROR(pipeline_.backend().ExactAggregates(exact_ops_));
+  APX_RETURN_IF_ERROR(pipeline_.backend().ExactAggregates(exact_ops_, exact_deadline_));
   // The statement's time per matching row prices the exact path for the cut-over (apart from
   // the sampled reads' cost per row, which it says nothing about).
   int64_t rows = 0;
@@ -357,6 +357,7 @@ Status Session::ExactFeatures(const Request& request, std::span<float> features)
   if (features.size() != features_.size()) return Status::InvalidArgument("feature buffer size");
   APX_RETURN_IF_ERROR(Bind(request));
   round_ = {};
+  exact_deadline_ = Clock::time_point::max();
   if (pipeline_.backend().ComputesExact()) {
     APX_RETURN_IF_ERROR(ExactFromBackend());
   } else {
@@ -427,7 +428,8 @@ bool Session::PlanRoundZero(const planner::PlannerOptions& popts, double ns_left
   const double expected_approx =
       std::max(round0_cost + rc.fixed_ns, sampled_cost * pipeline_.average_fraction() + rounds * rc.fixed_ns) +
       rounds * pipeline_.round_overhead_ns();
-  if (!pipeline_.spec().guarantee.cut_over || exact_cost > expected_approx || exact_cost > ns_left) {
+  if (!pipeline_.spec().guarantee.cut_over || out->exact_unavailable || exact_cost > expected_approx ||
+      exact_cost > ns_left) {
     return false;
   }
   // Every kProbeEvery-th request that would cut over up front approximates anyway (when its
@@ -491,6 +493,8 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
   round_ = {.deadline = options.deadline};
   shards_ = 0;
   shards_answered_ = std::numeric_limits<int>::max();
+  // A shard known to be late or down: no exact statement (it would wait for it) unless asked.
+  if (!options.exact && !pipeline_.backend().ExactAvailable()) out->exact_unavailable = true;
   double data_ns = 0, model_ns = 0;
   for (const QueryRun& run : runs_) out->rows_matching += run.bound.matching_rows;
 
@@ -507,10 +511,16 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     if (pipeline_.backend().ComputesExact() && !out->exact_unavailable &&
         std::all_of(target_.begin(), target_.end(), [](int t) { return t >= planner::kNumStrata; })) {
       // Exact (asked for, or cut over): the backend's own exact statement, one per request.
+      exact_deadline_ = options.deadline;
+      if (!options.exact && has_deadline && pipeline_.backend().num_shards() > 1) {
+        exact_deadline_ = Clock::now() + (options.deadline - Clock::now()) / 2;
+      }
       const Status exact = ExactFromBackend();
       const bool lost = exact.code() == StatusCode::kUnavailable || exact.code() == StatusCode::kDeadlineExceeded;
       if (exact.ok() || options.exact || !lost) {
         APX_RETURN_IF_ERROR(exact);
+        shards_ = pipeline_.backend().num_shards() > 1 ? pipeline_.backend().num_shards() : 0;
+        shards_answered_ = shards_;
         data_ns += NsSince(read_start);
         const auto model_start = Clock::now();
         APX_RETURN_IF_ERROR(PredictExactFeatures(out));

@@ -142,6 +142,9 @@ class Session {
   std::vector<backend::ReadOp> read_ops_;
   backend::ReadRound round_;  // this request's deadline and the shards that answered (ReadRound)
   int shards_ = 0, shards_answered_ = 0;  // over this request's rounds (max asked, min answered)
+  // The exact statement's deadline: the request's, or for a cut-over on a backend read shard
+  // by shard, half of what is left, so that a hung shard leaves time to answer from the others.
+  std::chrono::steady_clock::time_point exact_deadline_ = std::chrono::steady_clock::time_point::max();
   std::vector<size_t> read_query_;  // query index of each read_ops_ entry
   std::vector<backend::ExactOp> exact_ops_;
   std::unique_ptr<uq::Propagator> propagator_;
