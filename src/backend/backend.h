@@ -96,8 +96,8 @@ struct ReadOp {
 // One round of reads (ReadMany): its deadline, and which shards answered in time.
 struct ReadRound {
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
-  int shards = 1;           // out: shards the round asked
-  int shards_answered = 1;  // out: shards whose rows arrived in time
+  int shards = 0;           // out: shards the round asked (0: a backend without shards)
+  int shards_answered = 0;  // out: shards whose rows arrived in time
 };
 
 // One query's aggregates computed exactly by the backend itself (Backend::ExactAggregates).

@@ -416,6 +416,10 @@ Result<int64_t> ClickHouseBackend::Read(const BoundQuery& query, int s_begin, in
                                         std::span<agg::Aggregator* const> aggs) const {
   ReadOp op{.query = &query, .s_begin = s_begin, .s_end = s_end, .aggs = aggs};
   APX_RETURN_IF_ERROR(ReadMany(std::span<ReadOp>(&op, 1)));
+  if (op.strata_read < s_end - s_begin) {
+    return Status::Unavailable("a shard did not answer: " + std::to_string(op.strata_read) + " of " +
+                               std::to_string(s_end - s_begin) + " strata read");
+  }
   return op.rows;
 }
 
@@ -560,7 +564,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql));
     APX_RETURN_IF_ERROR(ParseRound(body, ops, wants_values, &total));
     for (ReadOp& op : ops) op.strata_read = std::max(0, op.s_end - op.s_begin);
-    if (round != nullptr) round->shards = round->shards_answered = 1;
+    if (round != nullptr) round->shards = round->shards_answered = 0;
   } else {
     // Every shard at once, each within the shard timeout and the round's deadline. Shard j
     // holds the strata s with s % shards == j (Ingest's sharding key).
@@ -568,26 +572,37 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     auto timeout = shard_timeout_;
     if (round != nullptr && round->deadline != std::chrono::steady_clock::time_point::max()) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(round->deadline - Clock::now());
-      timeout = std::max(std::chrono::milliseconds(1), std::min(timeout, left));
+      if (left.count() <= 0) return Status::DeadlineExceeded("no time left for a round");
+      timeout = std::min(timeout, left);
     }
+    // Only a shard that missed its own timeout, or refused the connection, is marked out: not
+    // one that ran out of a short request deadline.
+    const bool full_timeout = timeout == shard_timeout_;
+    const int64_t retry_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kShardRetry + shard_timeout_).count();
     // A shard that missed a recent round is skipped until kShardRetry has passed; then this
     // round asks it again (one round per retry interval: the others keep skipping it).
     const int64_t now = NowNs();
     std::vector<bool> ask(n, true);
+    std::vector<int64_t> was(n, 0);
     for (int j = 0; j < n; ++j) {
       int64_t until = shard_down_until_[j].load(std::memory_order_relaxed);
+      was[j] = until;
       if (until == 0) continue;
-      const int64_t retry_at = now + std::chrono::duration_cast<std::chrono::nanoseconds>(kShardRetry).count();
-      ask[j] = until <= now && shard_down_until_[j].compare_exchange_strong(until, retry_at);
+      // The probe holds the slot for a retry interval plus its own timeout (no overlap).
+      ask[j] = until <= now && shard_down_until_[j].compare_exchange_strong(until, now + retry_ns);
     }
+    if (std::none_of(ask.begin(), ask.end(), [](bool a) { return a; })) ask.assign(n, true);  // never skip all
     auto query = [&](int j) -> Result<std::string> {
       if (!ask[j]) return Status::Unavailable("shard " + std::to_string(j) + " skipped: it missed a recent round");
       Result<std::string> r = shards_[j]->Query(sql, timeout);
+      const StatusCode code = r.status().code();
       if (r.ok()) {
         shard_down_until_[j].store(0, std::memory_order_relaxed);
-      } else {
-        shard_down_until_[j].store(NowNs() + std::chrono::duration_cast<std::chrono::nanoseconds>(kShardRetry).count(),
-                                   std::memory_order_relaxed);
+      } else if (code == StatusCode::kUnavailable || (code == StatusCode::kDeadlineExceeded && full_timeout)) {
+        const int64_t skip_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kShardRetry).count();
+        shard_down_until_[j].store(NowNs() + skip_ns, std::memory_order_relaxed);
+      } else if (was[j] != 0) {
+        shard_down_until_[j].store(was[j], std::memory_order_relaxed);  // a clipped probe: as before
       }
       return r;
     };
@@ -604,9 +619,17 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     std::vector<OpPart> parts;
     for (int j = 0; j < n; ++j) {
       Status st = bodies[j].status();
-      if (st.ok()) st = ParseRound(*bodies[j], ops, wants_values, &parts);
+      // A shard that answered with an error (bad SQL, a missing table, a memory limit) fails
+      // the round: only lateness and lost connections make a shard's strata missing.
+      if (!st.ok() && st.code() != StatusCode::kUnavailable && st.code() != StatusCode::kDeadlineExceeded) {
+        return st.WithPrefix("shard " + std::to_string(j));
+      }
+      if (st.ok()) {
+        st = ParseRound(*bodies[j], ops, wants_values, &parts);
+        if (!st.ok()) return st.WithPrefix("shard " + std::to_string(j));
+      }
       if (!st.ok()) {
-        if (first_error.ok()) first_error = st;
+        if (first_error.ok() || first_error.message().find("skipped") != std::string::npos) first_error = st;
         continue;
       }
       ++answered;
@@ -657,14 +680,10 @@ Status ClickHouseBackend::ExactAggregates(std::span<ExactOp> ops, std::chrono::s
     sql += "] FROM " + l.sorted + " WHERE " + op.query->remote_filter;
   }
   if (ops.empty()) return Status::Ok();
-  // The exact statement goes through the Distributed tables, so one hung shard holds it:
-  // read shard by shard, it waits at most 4 shard timeouts (and never past the deadline).
   std::chrono::milliseconds timeout{0};  // the client's default
-  if (!shards_.empty()) timeout = 4 * shard_timeout_;
   if (deadline != std::chrono::steady_clock::time_point::max()) {
-    const auto left = std::max(std::chrono::milliseconds(1),
-                               std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
-    timeout = timeout.count() > 0 ? std::min(timeout, left) : left;
+    timeout = std::max(std::chrono::milliseconds(1),
+                       std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
   }
   APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql, timeout));
   std::vector<double> values;

@@ -160,6 +160,8 @@ Result<std::string> ClickHouseClient::Post(std::string_view query_string, std::s
   std::unique_ptr<httplib::Client> c = Acquire();
   const std::chrono::milliseconds limit = timeout.count() > 0 ? timeout : config_.timeout;
   c->set_read_timeout(limit.count() / 1000, (limit.count() % 1000) * 1000);
+  c->set_connection_timeout(limit.count() / 1000, (limit.count() % 1000) * 1000);
+  c->set_write_timeout(limit.count() / 1000, (limit.count() % 1000) * 1000);
   std::string path = "/?";
   if (in_database) path += "database=" + UrlEncode(config_.database) + "&";
   path += query_string;

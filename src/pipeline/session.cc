@@ -163,10 +163,14 @@ Status Session::ReadRound() {
   }
   if (read_ops_.empty()) return Status::Ok();
   const auto start = Clock::now();
+  round_.shards = round_.shards_answered = 0;
   APX_RETURN_IF_ERROR(pipeline_.backend().ReadMany(read_ops_, &round_));
-  shards_ = std::max(shards_, round_.shards);
-  shards_answered_ = std::min(shards_answered_, round_.shards_answered);
-  if (pipeline_.backend().ComputesExact()) {
+  if (round_.shards > 0) {
+    shards_ = std::max(shards_, round_.shards);
+    shards_answered_ = std::min(shards_answered_, round_.shards_answered);
+  }
+  // A round that lost a shard took its timeout: not what a round costs.
+  if (pipeline_.backend().ComputesExact() && round_.shards_answered == round_.shards) {
     int64_t rows = 0;
     for (const backend::ReadOp& op : read_ops_) rows += op.rows;
     pipeline_.RecordRemoteRound(rows, NsSince(start));
@@ -508,6 +512,7 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
 
   while (true) {
     const auto read_start = Clock::now();
+    if (!options.exact && !pipeline_.backend().ExactAvailable()) out->exact_unavailable = true;
     if (pipeline_.backend().ComputesExact() && !out->exact_unavailable &&
         std::all_of(target_.begin(), target_.end(), [](int t) { return t >= planner::kNumStrata; })) {
       // Exact (asked for, or cut over): the backend's own exact statement, one per request.
@@ -516,8 +521,10 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
         exact_deadline_ = Clock::now() + (options.deadline - Clock::now()) / 2;
       }
       const Status exact = ExactFromBackend();
-      const bool lost = exact.code() == StatusCode::kUnavailable || exact.code() == StatusCode::kDeadlineExceeded;
-      if (exact.ok() || options.exact || !lost) {
+      // On a backend read shard by shard, any failure of the exact statement (a hung shard
+      // times it out; a dead one makes the Distributed table answer 500) falls back.
+      const bool sharded = pipeline_.backend().num_shards() > 1;
+      if (exact.ok() || options.exact || !sharded) {
         APX_RETURN_IF_ERROR(exact);
         shards_ = pipeline_.backend().num_shards() > 1 ? pipeline_.backend().num_shards() : 0;
         shards_answered_ = shards_;
@@ -601,15 +608,15 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
         out->stopped = StopReason::kSampleCap;
         break;
       }
-      if (next_round > left && !(spec.guarantee.cut_over && exact_rest <= left)) {
+      if (next_round > left && !(spec.guarantee.cut_over && !out->exact_unavailable && exact_rest <= left)) {
         out->stopped = StopReason::kDeadline;
         break;
       }
     } else if (!grows && out->exact_unavailable) {
       // Nothing usable from the shards that answer, and no exact statement: no answer rather
       // than a made-up one.
-      return Status::Unavailable("no usable sample: the exact statement failed and the shards that answer (" +
-                                 std::to_string(shards_answered_) + " of " + std::to_string(shards_) +
+      return Status::Unavailable("no usable sample: no exact statement (a shard is out) and the shards that answer (" +
+                                 std::to_string(shards_ > 0 ? shards_answered_ : 0) + " of " + std::to_string(shards_) +
                                  ") hold too few rows");
     } else if (!grows) {
       // Nothing usable yet and the cap allows no more rows: only exact features can answer.
@@ -626,11 +633,13 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     // plan aims at the target with little slack, so the round after it would read the rest
     // anyway, and reading most rows in rounds (strata by strata, with a propagation each) is
     // slower than one exact pass.
-    const bool fits = exact_rest <= left || out->rounds == 0;
+    // A cut-over's exact statement gets half of what is left on a sharded backend.
+    const double exact_budget = pipeline_.backend().num_shards() > 1 ? left / 2 : left;
+    const bool fits = exact_rest <= exact_budget || out->rounds == 0;
     const bool cheaper = exact_rest <= next_round ||
                          next_read >= kCutOverShare * exact_rest ||
                          NsSince(start) >= exact_rest;
-    if (spec.guarantee.cut_over && fits && cheaper) {
+    if (spec.guarantee.cut_over && !out->exact_unavailable && fits && cheaper) {
       std::fill(target_.begin(), target_.end(), planner::kNumStrata);
       out->cut_over = !out->exact_unavailable;
     }
