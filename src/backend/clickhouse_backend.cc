@@ -341,6 +341,32 @@ Status ClickHouseBackend::Build(const store::ProgressFn& progress) {
       l.distinct.push_back(static_cast<int64_t>(d));
     }
   }
+  // Read shard by shard, the strata a shard holds are credited by its place in the list
+  // (shard j: stratum % shards == j, Ingest's sharding): check that the list is in the
+  // cluster's order, or every missing-shard estimate would be off by the strata miscounted.
+  const int n = static_cast<int>(shards_.size());
+  for (int j = 0; j < n && !layouts_.empty(); ++j) {
+    Result<std::string> answer = shards_[j]->Query("SELECT count(), min(stratum % " + std::to_string(n) +
+                                                       "), max(stratum % " + std::to_string(n) + ") FROM " +
+                                                       layouts_[0].sampled_local,
+                                                   shard_timeout_);
+    // A shard that is down now is left out of rounds until it answers (not checked here).
+    if (!answer.ok() && (answer.status().code() == StatusCode::kUnavailable ||
+                         answer.status().code() == StatusCode::kDeadlineExceeded)) {
+      continue;
+    }
+    APX_ASSIGN_OR_RETURN(std::string body, std::move(answer));
+    const std::vector<std::string_view> f = SplitTabs(body.substr(0, body.find('\n')));
+    if (f.size() != 3) return Status::Internal("clickhouse: unexpected shard check line");
+    APX_ASSIGN_OR_RETURN(double rows, ParseDouble(f[0]));
+    APX_ASSIGN_OR_RETURN(double lo, ParseDouble(f[1]));
+    APX_ASSIGN_OR_RETURN(double hi, ParseDouble(f[2]));
+    if (rows > 0 && (lo != j || hi != j)) {
+      return Status::FailedPrecondition("shard url " + std::to_string(j) + " (" + shards_[j]->config().url +
+                                        ") holds strata of shard " + std::to_string(static_cast<int>(lo)) +
+                                        ": list the shards' urls in the cluster's order");
+    }
+  }
   return Status::Ok();
 }
 

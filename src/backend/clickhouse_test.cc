@@ -559,6 +559,12 @@ TEST_F(ClickHouseShardsTest, ALateShardCostsItsStrataNotTheRound) {
   EXPECT_TRUE(b.ExactAvailable());
   EXPECT_EQ(back[0].strata_read, 20);
   EXPECT_EQ(back[0].rows, count(0, 22, 42) + count(1, 22, 42));
+  // Shard urls in another order than the cluster's: refused at Build (the strata credited to
+  // a missing shard would be the wrong ones).
+  ClickHouseBackend swapped(shards_[0], {table_->schema()}, "apx", {shards_[1], shards_[0]}, std::chrono::milliseconds(1500));
+  ASSERT_TRUE(swapped.Prepare({.table = "events", .key_columns = {"k"}, .value_column = "v"}).ok());
+  const Status order = swapped.Build();
+  EXPECT_EQ(order.code(), StatusCode::kFailedPrecondition) << order.message();
   // Every shard down: an error, not an empty answer.
   auto down = ClickHouseClient::Connect({.url = "http://127.0.0.1:1", .check_on_connect = false});
   ASSERT_TRUE(down.ok());
