@@ -333,7 +333,7 @@ Status ClickHouseBackend::Build(const store::ProgressFn& progress) {
     std::string dsql = "SELECT ";
     for (size_t v = 0; v < nv; ++v) dsql += (v ? ", uniq(" : "uniq(") + *QuoteIdentifier(l.value_columns[v]) + ")";
     APX_ASSIGN_OR_RETURN(std::string dbody, client_->Query(dsql + " FROM " + l.sorted, kLongStatement));
-    const std::vector<std::string_view> df = SplitTabs(dbody.substr(0, dbody.find('\n')));
+    const std::vector<std::string_view> df = SplitTabs(std::string_view(dbody).substr(0, dbody.find('\n')));
     if (df.size() != nv) return Status::Internal("clickhouse: unexpected distinct-count line");
     l.distinct.clear();
     for (size_t v = 0; v < nv; ++v) {
@@ -356,7 +356,7 @@ Status ClickHouseBackend::Build(const store::ProgressFn& progress) {
       continue;
     }
     APX_ASSIGN_OR_RETURN(std::string body, std::move(answer));
-    const std::vector<std::string_view> f = SplitTabs(body.substr(0, body.find('\n')));
+    const std::vector<std::string_view> f = SplitTabs(std::string_view(body).substr(0, body.find('\n')));
     if (f.size() != 3) return Status::Internal("clickhouse: unexpected shard check line");
     APX_ASSIGN_OR_RETURN(double rows, ParseDouble(f[0]));
     APX_ASSIGN_OR_RETURN(double lo, ParseDouble(f[1]));
