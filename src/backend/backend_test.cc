@@ -12,20 +12,29 @@
 namespace apx::backend {
 namespace {
 
+// The events table's schema (time t, value v, key k) and empty columns for it.
+store::TableSchema EventsSchema() {
+  return {.name = "events",
+          .columns = {{"t", store::ColumnType::kTimestamp},
+                      {"v", store::ColumnType::kDouble},
+                      {"k", store::ColumnType::kString}},
+          .time_column = "t"};
+}
+
+std::vector<store::Column> EventsColumns() {
+  std::vector<store::Column> cols(3);
+  const store::TableSchema schema = EventsSchema();
+  for (size_t i = 0; i < 3; ++i) {
+    cols[i].name = schema.columns[i].name;
+    cols[i].type = schema.columns[i].type;
+  }
+  return cols;
+}
+
 // A table of 50,000 rows: key K0..K4, one row per minute, values from a seeded normal.
 std::unique_ptr<store::Table> MakeTable() {
-  store::TableSchema schema{.name = "events",
-                            .columns = {{"t", store::ColumnType::kTimestamp},
-                                        {"v", store::ColumnType::kDouble},
-                                        {"k", store::ColumnType::kString}},
-                            .time_column = "t"};
-  std::vector<store::Column> cols(3);
-  cols[0].name = "t";
-  cols[0].type = store::ColumnType::kTimestamp;
-  cols[1].name = "v";
-  cols[1].type = store::ColumnType::kDouble;
-  cols[2].name = "k";
-  cols[2].type = store::ColumnType::kString;
+  const store::TableSchema schema = EventsSchema();
+  std::vector<store::Column> cols = EventsColumns();
   cols[2].dictionary = {"K0", "K1", "K2", "K3", "K4"};
   std::mt19937_64 rng(301);
   std::normal_distribution<double> value(10, 3);
@@ -291,16 +300,8 @@ namespace {
 
 // `n` rows of `key` from time t0 on (one per minute), every value `value`.
 std::unique_ptr<store::Table> AppendRows(const std::string& key, int64_t t0, int n, double value) {
-  store::TableSchema schema{.name = "events",
-                            .columns = {{"t", store::ColumnType::kTimestamp},
-                                        {"v", store::ColumnType::kDouble},
-                                        {"k", store::ColumnType::kString}},
-                            .time_column = "t"};
-  std::vector<store::Column> cols(3);
-  for (size_t i = 0; i < 3; ++i) {
-    cols[i].name = schema.columns[i].name;
-    cols[i].type = schema.columns[i].type;
-  }
+  const store::TableSchema schema = EventsSchema();
+  std::vector<store::Column> cols = EventsColumns();
   cols[2].dictionary = {key};
   for (int i = 0; i < n; ++i) {
     cols[0].ints.push_back(t0 + 60LL * i);
