@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Private ClickHouse servers for apxserve's tests and benchmarks (docs/clickhouse.md).
 #
-#   scripts/clickhouse.sh start [--shards N] [--dir D] [--port P]
+#   scripts/clickhouse.sh start [--shards N] [--dir D] [--port P] [--cluster-port I=Q ...]
 #   scripts/clickhouse.sh stop  [--dir D]
+#   scripts/clickhouse.sh restart --shard I [--dir D]
 #   scripts/clickhouse.sh status [--dir D]
 #
 # start runs N servers (default 1) listening on 127.0.0.1 only, HTTP ports P, P+1, ...
 # (default 18123) and native ports P+1000, P+1001, ...; their data, logs and configs live in D
 # (default: a new folder under ${TMPDIR:-/tmp}). Every server knows the cluster `apx`, one shard
-# per server, so a Distributed table created on server 0 spans them all. It writes
+# per server, so a Distributed table created on server 0 spans them all. --cluster-port I=Q
+# makes the cluster reach shard I's native port through port Q instead (a fault proxy
+# forwarding Q to P+1000+I: see `apxserve fault-proxy`). It writes
 #   D/pids  the servers' PIDs, one per line (stop kills exactly these)
 #   D/env   APX_CLICKHOUSE_URL (server 0's HTTP interface), APX_CLICKHOUSE_SHARDS,
 #           APX_CLICKHOUSE_URLS (every shard's), APX_CLICKHOUSE_DIR; source it
 # and prints D on its last line. stop kills the recorded PIDs (never by name), waits for them
-# and removes D. Needs clickhouse-server (scripts/setup.sh installs it).
+# and removes D. restart stops server I (its recorded PID), starts it again on the same data and
+# ports, waits until it answers and records its new PID (a shard restarted mid-run). Needs clickhouse-server (scripts/setup.sh installs it).
 set -euo pipefail
 
 cmd="${1:-}"
@@ -21,11 +25,17 @@ cmd="${1:-}"
 shards=1
 dir=""
 port=18123
+cluster_ports=""
+shard=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --shards) shards="$2"; shift 2 ;;
     --dir) dir="$2"; shift 2 ;;
     --port) port="$2"; shift 2 ;;
+    --shard) shard="$2"; shift 2 ;;
+    --cluster-port)
+      case "$2" in [0-9]=[0-9]*|[0-9][0-9]=[0-9]*) ;; *) echo "clickhouse.sh: --cluster-port needs I=PORT, got '$2'" >&2; exit 2 ;; esac
+      cluster_ports+=" $2"; shift 2 ;;
     *) echo "clickhouse.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -77,7 +87,12 @@ case "$cmd" in
     touch "$dir/.apx-clickhouse"
     cluster=""
     for i in $(seq 0 $((shards - 1))); do
-      cluster+="<shard><replica><host>127.0.0.1</host><port>$((port + 1000 + i))</port></replica></shard>"
+      native=$((port + 1000 + i))
+      for cp in $cluster_ports; do
+        [ "${cp%%=*}" = "$i" ] && native="${cp#*=}"
+      done
+      case "$native" in ''|*[!0-9]*) echo "clickhouse.sh: --cluster-port $i needs a number" >&2; exit 2 ;; esac
+      cluster+="<shard><replica><host>127.0.0.1</host><port>$native</port></replica></shard>"
     done
     : > "$dir/pids"
     # A failure or an interrupt before every server answers stops the ones already started.
@@ -159,6 +174,32 @@ EOF
     [ -n "$dir" ] || { echo "clickhouse.sh: stop needs --dir (or APX_CLICKHOUSE_DIR)" >&2; exit 2; }
     stop_dir "$dir"
     ;;
+  restart)
+    [ -n "$dir" ] || dir="${APX_CLICKHOUSE_DIR:-}"
+    [ -n "$dir" ] && [ -f "$dir/pids" ] || { echo "clickhouse.sh: restart needs --dir with recorded servers" >&2; exit 2; }
+    case "$shard" in ''|*[!0-9]*) echo "clickhouse.sh: restart needs --shard I" >&2; exit 2 ;; esac
+    dir="$(cd "$dir" && pwd)"
+    d="$dir/shard-$shard"
+    [ -f "$d/config.xml" ] || { echo "clickhouse.sh: no server $shard in $dir" >&2; exit 2; }
+    pid="$(sed -n "$((shard + 1))p" "$dir/pids")"
+    if [ -n "$pid" ] && { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$d/"; then
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; sleep 0.2; fi
+    fi
+    http_port="$(sed -n 's:.*<http_port>\([0-9]*\)</http_port>.*:\1:p' "$d/config.xml")"
+    "$server_bin" --config-file="$d/config.xml" >>"$d/log/stdout.log" 2>&1 &
+    new=$!
+    sed -i "$((shard + 1))s/.*/$new/" "$dir/pids"
+    for _ in $(seq 1 300); do
+      kill -0 "$new" 2>/dev/null || break
+      if ping "$http_port"; then echo "clickhouse.sh: server $shard restarted (PID $new)" >&2; exit 0; fi
+      sleep 0.1
+    done
+    echo "clickhouse.sh: server $shard (PID $new) did not come back; its log:" >&2
+    tail -20 "$d/log/error.log" >&2 2>/dev/null || true
+    exit 1
+    ;;
   status)
     [ -n "$dir" ] || dir="${APX_CLICKHOUSE_DIR:-}"
     [ -n "$dir" ] && [ -f "$dir/pids" ] || { echo "clickhouse.sh: no servers recorded" >&2; exit 1; }
@@ -167,7 +208,7 @@ EOF
     done
     ;;
   *)
-    echo "usage: scripts/clickhouse.sh start [--shards N] [--dir D] [--port P] | stop [--dir D] | status [--dir D]" >&2
+    echo "usage: scripts/clickhouse.sh start [--shards N] [--dir D] [--port P] [--cluster-port I=Q] | stop [--dir D] | restart --shard I [--dir D] | status [--dir D]" >&2
     exit 2
     ;;
 esac

@@ -98,6 +98,8 @@ struct ReadRound {
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   int shards = 0;           // out: shards the round asked (0: a backend without shards)
   int shards_answered = 0;  // out: shards whose rows arrived in time
+  int shards_late = 0;      // out: shards left out for being much later than the first
+                            // (ShardPolicy::late_factor), not for a timeout or an error
 };
 
 // One query's aggregates computed exactly by the backend itself (Backend::ExactAggregates).

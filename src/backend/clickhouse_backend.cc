@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <future>
+#include <optional>
+#include <system_error>
+#include <thread>
 
 namespace apx::backend {
 namespace {
@@ -191,14 +193,23 @@ std::string ExactExpr(const agg::Aggregator& a, const std::string& v) {
 ClickHouseBackend::ClickHouseBackend(std::shared_ptr<const ClickHouseClient> client,
                                      std::vector<store::TableSchema> tables, std::string cluster,
                                      std::vector<std::shared_ptr<const ClickHouseClient>> shards,
-                                     std::chrono::milliseconds shard_timeout)
+                                     ShardPolicy policy)
     : client_(std::move(client)),
       tables_(std::move(tables)),
       cluster_(std::move(cluster)),
       shards_(cluster_.empty() ? std::vector<std::shared_ptr<const ClickHouseClient>>{} : std::move(shards)),
-      shard_timeout_(shard_timeout),
-      shard_down_until_(std::make_unique<std::atomic<int64_t>[]>(std::max<size_t>(1, shards_.size()))) {
-  for (size_t j = 0; j < std::max<size_t>(1, shards_.size()); ++j) shard_down_until_[j].store(0);
+      policy_(policy),
+      shard_down_until_(std::make_unique<std::atomic<int64_t>[]>(std::max<size_t>(1, shards_.size()))),
+      late_reads_(std::make_unique<std::atomic<int>[]>(std::max<size_t>(1, shards_.size()))) {
+  for (size_t j = 0; j < std::max<size_t>(1, shards_.size()); ++j) {
+    shard_down_until_[j].store(0);
+    late_reads_[j].store(0);
+  }
+}
+
+ClickHouseBackend::~ClickHouseBackend() {
+  std::unique_lock<std::mutex> lock(reads_mu_);
+  reads_cv_.wait(lock, [&] { return reads_running_ == 0; });
 }
 
 namespace {
@@ -210,6 +221,7 @@ int64_t NowNs() {
 bool ClickHouseBackend::ExactAvailable() const {
   for (size_t j = 0; j < shards_.size(); ++j) {
     if (shard_down_until_[j].load(std::memory_order_relaxed) != 0) return false;
+    if (late_reads_[j].load(std::memory_order_relaxed) != 0) return false;
   }
   return true;
 }
@@ -349,7 +361,7 @@ Status ClickHouseBackend::Build(const store::ProgressFn& progress) {
     Result<std::string> answer = shards_[j]->Query("SELECT count(), min(stratum % " + std::to_string(n) +
                                                        "), max(stratum % " + std::to_string(n) + ") FROM " +
                                                        layouts_[0].sampled_local,
-                                                   shard_timeout_);
+                                                   policy_.timeout);
     // A shard that is down now is left out of rounds until it answers (not checked here).
     if (!answer.ok() && (answer.status().code() == StatusCode::kUnavailable ||
                          answer.status().code() == StatusCode::kDeadlineExceeded)) {
@@ -590,21 +602,21 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql));
     APX_RETURN_IF_ERROR(ParseRound(body, ops, wants_values, &total));
     for (ReadOp& op : ops) op.strata_read = std::max(0, op.s_end - op.s_begin);
-    if (round != nullptr) round->shards = round->shards_answered = 0;
+    if (round != nullptr) round->shards = round->shards_answered = round->shards_late = 0;
   } else {
-    // Every shard at once, each within the shard timeout and the round's deadline. Shard j
-    // holds the strata s with s % shards == j (Ingest's sharding key).
+    // Every shard at once, each on its own thread, within the shard timeout and the round's
+    // deadline. Shard j holds the strata s with s % shards == j (Ingest's sharding key).
     const int n = static_cast<int>(shards_.size());
-    auto timeout = shard_timeout_;
+    auto timeout = policy_.timeout;
     if (round != nullptr && round->deadline != std::chrono::steady_clock::time_point::max()) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(round->deadline - Clock::now());
       if (left.count() <= 0) return Status::DeadlineExceeded("no time left for a round");
       timeout = std::min(timeout, left);
     }
     // Only a shard that missed its own timeout, or refused the connection, is marked out: not
-    // one that ran out of a short request deadline.
-    const bool full_timeout = timeout == shard_timeout_;
-    const int64_t retry_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kShardRetry + shard_timeout_).count();
+    // one that ran out of a short request deadline, nor one later than the others.
+    const bool full_timeout = timeout == policy_.timeout;
+    const int64_t retry_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kShardRetry + policy_.timeout).count();
     // A shard that missed a recent round is skipped until kShardRetry has passed; then this
     // round asks it again (one round per retry interval: the others keep skipping it).
     const int64_t now = NowNs();
@@ -618,28 +630,111 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
       ask[j] = until <= now && shard_down_until_[j].compare_exchange_strong(until, now + retry_ns);
     }
     if (std::none_of(ask.begin(), ask.end(), [](bool a) { return a; })) ask.assign(n, true);  // never skip all
-    auto query = [&](int j) -> Result<std::string> {
-      if (!ask[j]) return Status::Unavailable("shard " + std::to_string(j) + " skipped: it missed a recent round");
-      Result<std::string> r = shards_[j]->Query(sql, timeout);
-      const StatusCode code = r.status().code();
-      if (r.ok()) {
-        shard_down_until_[j].store(0, std::memory_order_relaxed);
-      } else if (code == StatusCode::kUnavailable || (code == StatusCode::kDeadlineExceeded && full_timeout)) {
-        const int64_t skip_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kShardRetry).count();
-        shard_down_until_[j].store(NowNs() + skip_ns, std::memory_order_relaxed);
-      } else if (was[j] != 0) {
-        shard_down_until_[j].store(was[j], std::memory_order_relaxed);  // a clipped probe: as before
-      }
-      return r;
+    // The round's answers, shared with the reads' threads: a read the round stopped waiting
+    // for finishes on its own and its answer is dropped.
+    struct Answers {
+      std::mutex mu;
+      std::condition_variable cv;
+      std::vector<std::optional<Result<std::string>>> bodies;
+      std::vector<int64_t> done_ns;
+      std::vector<bool> abandoned;
     };
-    std::vector<std::future<Result<std::string>>> answers;
-    for (int j = 1; j < n; ++j) {
-      if (ask[j]) answers.push_back(std::async(std::launch::async, query, j));
+    auto answers = std::make_shared<Answers>();
+    answers->bodies.resize(n);
+    answers->done_ns.assign(n, 0);
+    answers->abandoned.assign(n, false);
+    auto shared_sql = std::make_shared<const std::string>(sql);
+    for (int j = 0; j < n; ++j) {
+      if (ask[j] && late_reads_[j].load(std::memory_order_relaxed) >= kMaxLateReads) {
+        ask[j] = false;
+        answers->bodies[j] = Status::Unavailable("shard " + std::to_string(j) + " skipped: " +
+                                                 std::to_string(kMaxLateReads) + " of its reads are still running");
+        continue;
+      }
+      if (!ask[j]) {
+        answers->bodies[j] = Status::Unavailable("shard " + std::to_string(j) + " skipped: it missed a recent round");
+        continue;
+      }
+      {
+        std::lock_guard<std::mutex> lock(reads_mu_);
+        ++reads_running_;
+      }
+      auto read = [this, answers, shared_sql, j, timeout, full_timeout, was_j = was[j]] {
+        Result<std::string> r = shards_[j]->Query(*shared_sql, timeout);
+        const StatusCode code = r.status().code();
+        if (r.ok()) {
+          shard_down_until_[j].store(0, std::memory_order_relaxed);
+        } else if (code == StatusCode::kUnavailable || (code == StatusCode::kDeadlineExceeded && full_timeout)) {
+          const int64_t skip_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kShardRetry).count();
+          shard_down_until_[j].store(NowNs() + skip_ns, std::memory_order_relaxed);
+        } else if (was_j != 0) {
+          shard_down_until_[j].store(was_j, std::memory_order_relaxed);  // a clipped probe: as before
+        }
+        {
+          std::lock_guard<std::mutex> lock(answers->mu);
+          answers->bodies[j] = std::move(r);
+          answers->done_ns[j] = NowNs();
+          if (answers->abandoned[j]) late_reads_[j].fetch_sub(1, std::memory_order_relaxed);
+        }
+        answers->cv.notify_all();
+        std::lock_guard<std::mutex> lock(reads_mu_);
+        if (--reads_running_ == 0) reads_cv_.notify_all();
+      };
+      try {
+        std::thread(std::move(read)).detach();
+      } catch (const std::system_error& e) {
+        {
+          std::lock_guard<std::mutex> lock(reads_mu_);
+          --reads_running_;
+        }
+        answers->bodies[j] = Status::Unavailable("shard " + std::to_string(j) + ": no thread for its read (" + e.what() + ")");
+      }
     }
+    // Wait for every shard asked, up to the timeout; once one has answered, the others have
+    // until late_factor times its time plus the slack (ShardPolicy).
+    const int64_t t0 = NowNs();
+    // A little past the reads' own timeout, so that a read that times out is seen to (and
+    // marks its shard out) rather than abandoned a moment before.
+    constexpr int64_t kGraceNs = 25'000'000;
+    const int64_t hard_ns = t0 + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count() + kGraceNs;
+    const int64_t slack_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(policy_.late_slack).count();
     std::vector<Result<std::string>> bodies;
-    bodies.push_back(query(0));
-    size_t next = 0;
-    for (int j = 1; j < n; ++j) bodies.push_back(ask[j] ? answers[next++].get() : query(j));
+    bodies.reserve(n);
+    int late = 0;
+    {
+      std::unique_lock<std::mutex> lock(answers->mu);
+      while (true) {
+        int pending = 0;
+        int64_t first_ok = -1;
+        for (int j = 0; j < n; ++j) {
+          if (!answers->bodies[j].has_value()) {
+            ++pending;
+          } else if (ask[j] && answers->bodies[j]->ok() && (first_ok < 0 || answers->done_ns[j] < first_ok)) {
+            first_ok = answers->done_ns[j];
+          }
+        }
+        if (pending == 0) break;
+        int64_t until = hard_ns;
+        if (policy_.late_factor > 0 && first_ok >= 0) {
+          until = std::min(until, t0 + static_cast<int64_t>(policy_.late_factor * static_cast<double>(first_ok - t0)) + slack_ns);
+        }
+        if (NowNs() >= until) break;
+        answers->cv.wait_for(lock, std::chrono::nanoseconds(until - NowNs()));
+      }
+      for (int j = 0; j < n; ++j) {
+        if (answers->bodies[j].has_value()) {
+          bodies.push_back(std::move(*answers->bodies[j]));
+          answers->bodies[j].reset();
+          continue;
+        }
+        // Still running: left out of this round (not marked; its own timeout may mark it).
+        answers->abandoned[j] = true;
+        late_reads_[j].fetch_add(1, std::memory_order_relaxed);
+        ++late;
+        bodies.push_back(Status::DeadlineExceeded("shard " + std::to_string(j) + " was late: over " +
+                                                  Num(policy_.late_factor) + "x the first shard's time"));
+      }
+    }
     Status first_error = Status::Ok();
     int answered = 0;
     std::vector<OpPart> parts;
@@ -669,6 +764,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     if (round != nullptr) {
       round->shards = n;
       round->shards_answered = answered;
+      round->shards_late = late;
     }
   }
   for (size_t i = 0; i < ops.size(); ++i) {

@@ -30,7 +30,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
@@ -41,18 +43,33 @@
 
 namespace apx::backend {
 
+// How long a round read shard by shard waits for each shard (docs/clickhouse.md, "Reads shard
+// by shard").
+struct ShardPolicy {
+  // The hard limit of one shard's read (and never past the round's deadline). A shard that
+  // misses it, or refuses the connection, is skipped for kShardRetry.
+  std::chrono::milliseconds timeout{2000};
+  // Once the first shard has answered after t, the others have until late_factor * t +
+  // late_slack; a shard later than that is left out of this round only (its read finishes in
+  // the background and its answer is dropped). 0: wait for every shard up to `timeout`.
+  double late_factor = 2;
+  std::chrono::microseconds late_slack{5000};
+};
+
 class ClickHouseBackend : public Backend {
  public:
   // `tables`: the schemas of the spec's tables (column names and types, time column).
   // `cluster` non-empty: read the Distributed tables (DistributedName) over that cluster.
   // `shards` non-empty (with a cluster): sampled reads go to every shard's local tables
-  // directly, in parallel, each within `shard_timeout` and the round's deadline; a shard that
-  // is late or down leaves its strata out of the round (ReadOp::strata_read) instead of
-  // failing it. Stats and exact statements still go through the Distributed tables.
+  // directly, in parallel, as `policy` says; a shard that is late or down leaves its strata
+  // out of the round (ReadOp::strata_read) instead of failing it. Stats and exact statements
+  // still go through the Distributed tables.
   ClickHouseBackend(std::shared_ptr<const ClickHouseClient> client,
                     std::vector<store::TableSchema> tables, std::string cluster = "",
                     std::vector<std::shared_ptr<const ClickHouseClient>> shards = {},
-                    std::chrono::milliseconds shard_timeout = std::chrono::milliseconds(2000));
+                    ShardPolicy policy = {});
+  // Waits for reads left running by rounds that stopped waiting (each within its timeout).
+  ~ClickHouseBackend() override;
 
   Result<int> Prepare(const QueryShape& shape) override;
   // Checks that every layout exists (FailedPrecondition naming `apxserve ingest` otherwise) and
@@ -71,10 +88,15 @@ class ClickHouseBackend : public Backend {
   Result<int64_t> InsertRows(const store::Table& rows) const override;
   bool ComputesExact() const override { return true; }
   int num_shards() const override { return shards_.empty() ? 1 : static_cast<int>(shards_.size()); }
-  // A shard that missed a round is skipped by the next rounds (not answered) until
+  // A shard that missed its timeout is skipped by the next rounds (not answered) until
   // kShardRetry has passed; then one round asks it again (and it is back if it answers).
+  // False while a shard is skipped, or has a read still running that a round stopped waiting
+  // for (the Distributed exact statement would wait for it).
   bool ExactAvailable() const override;
   static constexpr std::chrono::milliseconds kShardRetry{1000};
+  // A shard with this many reads left running by rounds that stopped waiting is not asked
+  // (no thread piles up behind a hung shard before its timeout marks it out).
+  static constexpr int kMaxLateReads = 2;
   Status ExactAggregates(std::span<ExactOp> ops,
                          std::chrono::steady_clock::time_point deadline =
                              std::chrono::steady_clock::time_point::max()) const override;
@@ -146,9 +168,15 @@ class ClickHouseBackend : public Backend {
   std::vector<store::TableSchema> tables_;
   std::string cluster_;
   std::vector<std::shared_ptr<const ClickHouseClient>> shards_;
-  std::chrono::milliseconds shard_timeout_;
+  ShardPolicy policy_;
   // Per shard: steady-clock ns until which it is skipped (0: healthy).
   std::unique_ptr<std::atomic<int64_t>[]> shard_down_until_;
+  // Per shard: reads a round stopped waiting for that are still running.
+  std::unique_ptr<std::atomic<int>[]> late_reads_;
+  // Shard reads running on their own threads (the destructor waits for them).
+  mutable std::mutex reads_mu_;
+  mutable std::condition_variable reads_cv_;
+  mutable int reads_running_ = 0;
   // Build writes the stats; InsertRows widens them (count, time span, range) for the rows it
   // adds; Bind reads them.
   mutable std::shared_mutex stats_mu_;

@@ -156,7 +156,8 @@ int64_t ClickHouseClient::statements() const {
 }
 
 Result<std::string> ClickHouseClient::Post(std::string_view query_string, std::string_view body,
-                                           bool in_database, std::chrono::milliseconds timeout) const {
+                                           bool in_database, std::chrono::milliseconds timeout,
+                                           bool idempotent) const {
   std::unique_ptr<httplib::Client> c = Acquire();
   const std::chrono::milliseconds limit = timeout.count() > 0 ? timeout : config_.timeout;
   c->set_read_timeout(limit.count() / 1000, (limit.count() % 1000) * 1000);
@@ -165,12 +166,28 @@ Result<std::string> ClickHouseClient::Post(std::string_view query_string, std::s
   std::string path = "/?";
   if (in_database) path += "database=" + UrlEncode(config_.database) + "&";
   path += query_string;
+  const auto start = std::chrono::steady_clock::now();
   httplib::Result res = c->Post(path.c_str(), body.data(), body.size(), "text/plain");
+  if (!res && res.error() == httplib::Error::Read && idempotent) {
+    // Cut well before the limit (a connection reset, a server that closed a kept-alive
+    // connection, an answer cut mid-way): a statement that changes nothing is sent once more
+    // on a new connection, within the time left.
+    const auto left = limit - std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    if (left > limit / 2) {
+      c = Acquire();
+      c->set_read_timeout(left.count() / 1000, (left.count() % 1000) * 1000);
+      c->set_connection_timeout(left.count() / 1000, (left.count() % 1000) * 1000);
+      c->set_write_timeout(left.count() / 1000, (left.count() % 1000) * 1000);
+      res = c->Post(path.c_str(), body.data(), body.size(), "text/plain");
+    }
+  }
   if (!res) {
     const httplib::Error err = res.error();
     const std::string what = "clickhouse at " + config_.url + ": " + httplib::to_string(err);
     // A failed connection is not reused.
     if (err == httplib::Error::Read) {
+      const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+      if (took < limit / 2) return Status::Unavailable(what + " (the connection was cut after " + std::to_string(took.count()) + " ms)");
       return Status::DeadlineExceeded(what + " (no answer within " + std::to_string(limit.count()) +
                                       " ms, or the connection was cut)");
     }
@@ -188,9 +205,9 @@ Result<std::string> ClickHouseClient::Query(std::string_view sql, std::chrono::m
   std::string statement(sql);
   if (statement.find(" FORMAT ") == std::string::npos) statement += " FORMAT TabSeparated";
   static const bool trace = std::getenv("APX_CLICKHOUSE_TRACE") != nullptr;
-  if (!trace) return Post("", statement, true, timeout);
+  if (!trace) return Post("", statement, true, timeout, /*idempotent=*/true);
   const auto start = std::chrono::steady_clock::now();
-  Result<std::string> out = Post("", statement, true, timeout);
+  Result<std::string> out = Post("", statement, true, timeout, /*idempotent=*/true);
   std::fprintf(stderr, "clickhouse: %.3f ms, %zu bytes: %s\n",
                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
                out.ok() ? out->size() : 0, statement.c_str());

@@ -63,10 +63,11 @@ class ClickHouseClient {
   static Result<std::unique_ptr<ClickHouseClient>> Connect(const ClickHouseConfig& config);
   ~ClickHouseClient();
 
-  // Runs a statement that returns rows; the result is ClickHouse's TabSeparated output (append
-  // "FORMAT TabSeparated" is done here unless the statement names a format). Errors:
-  // Unavailable (connection refused or cut), DeadlineExceeded (timeout), Internal with
-  // ClickHouse's message (bad SQL, missing table ...).
+  // Runs a statement that returns rows (a SELECT: it changes nothing, so a connection cut
+  // early is retried once on a new connection); the result is ClickHouse's TabSeparated
+  // output (append "FORMAT TabSeparated" is done here unless the statement names a format).
+  // Errors: Unavailable (connection refused, or cut again), DeadlineExceeded (timeout),
+  // Internal with ClickHouse's message (bad SQL, missing table ...).
   // `timeout` > 0 replaces config().timeout for this statement (whole-table work).
   Result<std::string> Query(std::string_view sql, std::chrono::milliseconds timeout = {}) const;
   // Runs a statement without a result (DDL, INSERT ... VALUES). Same errors.
@@ -85,8 +86,10 @@ class ClickHouseClient {
 
  private:
   explicit ClickHouseClient(ClickHouseConfig config, std::string host, int port);
+  // idempotent: a connection cut early is retried once on a new one (Query: SELECTs only).
   Result<std::string> Post(std::string_view query_string, std::string_view body,
-                           bool in_database = true, std::chrono::milliseconds timeout = {}) const;
+                           bool in_database = true, std::chrono::milliseconds timeout = {},
+                           bool idempotent = false) const;
   std::unique_ptr<httplib::Client> Acquire() const;
   void Release(std::unique_ptr<httplib::Client> client) const;
 

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "backend/clickhouse_backend.h"
+#include "backend/clickhouse_servers.h"
 #include "backend/embedded_backend.h"
 
 namespace apx::backend {
@@ -76,40 +77,8 @@ std::unique_ptr<store::Table> MakeTable() {
   return std::make_unique<store::Table>(schema, std::move(cols), n);
 }
 
-std::string Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  std::array<char, 512> buf{};
-  while (fgets(buf.data(), buf.size(), p) != nullptr) out += buf.data();
-  pclose(p);
-  return out;
-}
-
-// Private servers for one test suite (scripts/clickhouse.sh), stopped by PID at its end.
-// Skips only where clickhouse-server is not installed; installed but not starting fails.
-struct Servers {
-  bool installed = false;
-  std::string dir;  // empty: not running
-  int port = 0;
-
-  void Start(int shards, int port_base) {
-    installed = std::filesystem::exists("/usr/sbin/clickhouse-server") ||
-                !Shell("command -v clickhouse-server").empty();
-    if (!installed) return;
-    port = port_base + static_cast<int>(getpid() % 4000) * 2;
-    std::string out = Shell("bash scripts/clickhouse.sh start --shards " + std::to_string(shards) +
-                            " --port " + std::to_string(port));
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    dir = out.substr(out.rfind('\n') + 1);
-    if (!std::filesystem::exists(dir + "/pids")) dir.clear();
-  }
-  void Stop() {
-    if (!dir.empty()) Shell("bash scripts/clickhouse.sh stop --dir " + dir + " 2>&1");
-    dir.clear();
-  }
-  std::string Url(int shard) const { return "http://127.0.0.1:" + std::to_string(port + shard); }
-};
+using testutil::Servers;
+using testutil::Shell;
 
 class ClickHouseTest : public ::testing::Test {
  protected:
@@ -509,7 +478,8 @@ TEST_F(ClickHouseShardsTest, ALateShardCostsItsStrataNotTheRound) {
   // Reads shard by shard. Shard 1 stopped (SIGSTOP: a hung server that still accepts
   // connections): the round returns within the shard timeout with shard 0's strata (the even
   // ones), and says so; after SIGCONT the next round reads both shards again.
-  ClickHouseBackend b(shards_[0], {table_->schema()}, "apx", shards_, std::chrono::milliseconds(1500));
+  // late_factor 0: this test is about the timeout (the fault proxy tests lateness).
+  ClickHouseBackend b(shards_[0], {table_->schema()}, "apx", shards_, {.timeout = std::chrono::milliseconds(1500), .late_factor = 0});
   auto keyed = b.Prepare({.table = "events", .key_columns = {"k"}, .value_column = "v"});
   ASSERT_TRUE(keyed.ok());
   ASSERT_TRUE(b.Build().ok());
@@ -561,7 +531,7 @@ TEST_F(ClickHouseShardsTest, ALateShardCostsItsStrataNotTheRound) {
   EXPECT_EQ(back[0].rows, count(0, 22, 42) + count(1, 22, 42));
   // Shard urls in another order than the cluster's: refused at Build (the strata credited to
   // a missing shard would be the wrong ones).
-  ClickHouseBackend swapped(shards_[0], {table_->schema()}, "apx", {shards_[1], shards_[0]}, std::chrono::milliseconds(1500));
+  ClickHouseBackend swapped(shards_[0], {table_->schema()}, "apx", {shards_[1], shards_[0]}, {.timeout = std::chrono::milliseconds(1500)});
   ASSERT_TRUE(swapped.Prepare({.table = "events", .key_columns = {"k"}, .value_column = "v"}).ok());
   const Status order = swapped.Build();
   EXPECT_EQ(order.code(), StatusCode::kFailedPrecondition) << order.message();
@@ -569,7 +539,7 @@ TEST_F(ClickHouseShardsTest, ALateShardCostsItsStrataNotTheRound) {
   auto down = ClickHouseClient::Connect({.url = "http://127.0.0.1:1", .check_on_connect = false});
   ASSERT_TRUE(down.ok());
   std::vector<std::shared_ptr<const ClickHouseClient>> lost_shards = {std::shared_ptr<const ClickHouseClient>(std::move(*down))};
-  ClickHouseBackend none(shards_[0], {table_->schema()}, "apx", lost_shards, std::chrono::milliseconds(300));
+  ClickHouseBackend none(shards_[0], {table_->schema()}, "apx", lost_shards, {.timeout = std::chrono::milliseconds(300)});
   auto keyed_none = none.Prepare({.table = "events", .key_columns = {"k"}, .value_column = "v"});
   ASSERT_TRUE(keyed_none.ok());
   ASSERT_TRUE(none.Build().ok());

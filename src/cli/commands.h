@@ -157,6 +157,23 @@ struct LoadgenArgs {
 // per-second report on stdout, JSON and SVG timeline on request.
 Status RunLoadgenCommand(const LoadgenArgs& args, const GlobalOptions& global);
 
+struct FaultProxyArgs {
+  std::string listen;    // host:port (port 0: any free port, printed when listening)
+  std::string upstream;  // host:port
+  // fault/fault_proxy.h FaultSpec, as given (checked by fault::Validate and ParseMode).
+  std::string mode = "pass";
+  double slow_fraction = 0;
+  double slow_factor = 10;
+  int64_t delay_ms = 0;
+  double cut_fraction = 0;
+  uint64_t seed = 1;
+};
+
+// `apxserve fault-proxy`: a seeded TCP fault injector in front of one server (a ClickHouse
+// shard) until SIGINT or SIGTERM; the listening line on stderr, the counters as one JSON line
+// on stdout at exit.
+Status RunFaultProxy(const FaultProxyArgs& args);
+
 }  // namespace apx::cli
 
 #endif  // APX_CLI_COMMANDS_H_

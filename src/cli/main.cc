@@ -174,6 +174,32 @@ int main(int argc, char** argv) {
   loadgen_cmd->add_option("--out", loadgen.out_json, "write the JSON report here");
   loadgen_cmd->add_option("--svg", loadgen.out_svg, "write the SVG timeline here");
 
+  FaultProxyArgs fault_proxy;
+  auto* fault_proxy_cmd = app.add_subcommand(
+      "fault-proxy", "Seeded TCP fault injector before a server: slow, down, hung or cut answers");
+  fault_proxy_cmd->add_option("--listen", fault_proxy.listen,
+                              "host:port to listen on (port 0: any free port)")
+      ->required();
+  fault_proxy_cmd->add_option("--upstream", fault_proxy.upstream, "host:port of the server")
+      ->required();
+  fault_proxy_cmd->add_option("--mode", fault_proxy.mode,
+                              "pass, down (close at once) or hang (read, never answer)")
+      ->default_val("pass");
+  fault_proxy_cmd->add_option("--slow-fraction", fault_proxy.slow_fraction,
+                              "share of exchanges slowed, in [0, 1]")
+      ->default_val(0);
+  fault_proxy_cmd->add_option("--slow-factor", fault_proxy.slow_factor,
+                              "a slowed answer starts at this multiple of its time to first byte")
+      ->default_val(10);
+  fault_proxy_cmd->add_option("--delay-ms", fault_proxy.delay_ms,
+                              "every answer's first byte held this much longer")
+      ->default_val(0);
+  fault_proxy_cmd->add_option("--cut-fraction", fault_proxy.cut_fraction,
+                              "share of answers cut mid-way (then both sides closed), in [0, 1]")
+      ->default_val(0);
+  fault_proxy_cmd->add_option("--seed", fault_proxy.seed, "which exchanges are slowed and cut")
+      ->default_val(1);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -193,5 +219,6 @@ int main(int argc, char** argv) {
   if (*plot_cmd) return Finish(RunPlot(plot, global));
   if (*serve_cmd) return Finish(RunServe(serve, global));
   if (*loadgen_cmd) return Finish(RunLoadgenCommand(loadgen, global));
+  if (*fault_proxy_cmd) return Finish(RunFaultProxy(fault_proxy));
   return 2;
 }

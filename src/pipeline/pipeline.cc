@@ -128,6 +128,45 @@ Result<std::vector<std::shared_ptr<const backend::ClickHouseClient>>> ConnectSha
   return out;
 }
 
+Status IngestClickHouse(const PipelineSpec& spec,
+                        const std::function<store::ProgressFn(const std::string&)>& progress,
+                        const std::function<void(const IngestedTable&)>& done) {
+  if (!spec.backend.clickhouse()) return Status::InvalidArgument("IngestClickHouse: the spec's backend is not clickhouse");
+  APX_ASSIGN_OR_RETURN(auto client, ConnectClickHouse(spec.backend));
+  std::vector<std::shared_ptr<const backend::ClickHouseClient>> shards;
+  std::vector<const backend::ClickHouseClient*> shard_ptrs;
+  if (!spec.backend.cluster.empty()) {
+    APX_ASSIGN_OR_RETURN(shards, ConnectShards(spec.backend));
+    for (const auto& s : shards) shard_ptrs.push_back(s.get());
+  }
+  OpenOptions open;
+  open.load_model = false;
+  PipelineSpec local = spec;
+  local.backend = BackendSpec();
+  local.features.clear();
+  APX_ASSIGN_OR_RETURN(auto loaded, Pipeline::Open(local, open));
+  for (const TableSpec& t : spec.tables) {
+    std::vector<std::vector<std::string>> key_sets;
+    for (const FeatureSpec& f : spec.features) {
+      if (!f.is_query() || f.table != t.schema.name) continue;
+      std::vector<std::string> keys;
+      for (const auto& [column, field] : f.keys) keys.push_back(column);
+      if (std::find(key_sets.begin(), key_sets.end(), keys) == key_sets.end()) key_sets.push_back(keys);
+    }
+    const store::Table* table = loaded->store().table(t.schema.name);
+    if (table == nullptr) return Status::Internal("table '" + t.schema.name + "' was not loaded");
+    const auto start = std::chrono::steady_clock::now();
+    APX_RETURN_IF_ERROR(backend::ClickHouseBackend::Ingest(*client, *table, key_sets, spec.guarantee.seed,
+                                                           progress ? progress(t.schema.name) : nullptr,
+                                                           spec.backend.cluster, shard_ptrs));
+    if (done) {
+      done({.name = t.schema.name, .rows = table->num_rows(), .layouts = key_sets.size(),
+            .shards = shards.size(), .seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()});
+    }
+  }
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
                                                  const OpenOptions& options) {
   std::unique_ptr<Pipeline> p(new Pipeline());
@@ -164,7 +203,9 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
     }
     p->remote_ = std::make_unique<backend::ClickHouseBackend>(
         std::move(client), std::move(schemas), spec.backend.cluster, std::move(shards),
-        std::chrono::milliseconds(spec.backend.shard_timeout_ms));
+        backend::ShardPolicy{.timeout = std::chrono::milliseconds(spec.backend.shard_timeout_ms),
+                             .late_factor = spec.backend.late_factor,
+                             .late_slack = std::chrono::microseconds(std::llround(spec.backend.late_slack_ms * 1000))});
     features_backend = p->remote_.get();
   }
   p->feature_names_ = spec.FeatureNames();
@@ -331,7 +372,17 @@ Pipeline::RoundCost Pipeline::remote_round_cost() const {
 }
 
 void Pipeline::RecordExactStatement(double ns, int64_t rows) const {
-  if (rows >= 1000) UpdateAverage(exact_ns_per_row_, ns / static_cast<double>(rows));
+  if (rows < 1000) return;
+  // The first statements set the average outright (a plain mean of the first 20), not 5 %
+  // at a time from the default: a cut-over's statement is budgeted by it.
+  const int64_t seen = exact_statements_.fetch_add(1, std::memory_order_relaxed);
+  const double sample = ns / static_cast<double>(rows);
+  if (seen < 20) {
+    const double old = seen == 0 ? sample : exact_ns_per_row_.load(std::memory_order_relaxed);
+    exact_ns_per_row_.store(old + (sample - old) / static_cast<double>(seen + 1), std::memory_order_relaxed);
+  } else {
+    UpdateAverage(exact_ns_per_row_, sample);
+  }
 }
 
 Status Pipeline::Calibrate() {

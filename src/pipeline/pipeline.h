@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -64,6 +65,24 @@ Result<std::shared_ptr<const backend::ClickHouseClient>> ConnectClickHouse(const
 // shard down when the pipeline opens is left out of rounds instead).
 Result<std::vector<std::shared_ptr<const backend::ClickHouseClient>>> ConnectShards(const BackendSpec& spec,
                                                                                    bool check = true);
+
+// One table IngestClickHouse loaded.
+struct IngestedTable {
+  std::string name;
+  int64_t rows = 0;
+  size_t layouts = 0;  // key sets (a sampled layout and a sorted copy each)
+  size_t shards = 0;   // servers it went to with a cluster (0: one server)
+  double seconds = 0;
+};
+
+// Loads every table of `spec` (backend clickhouse) into ClickHouse: a sampled layout and a
+// sorted copy per key set its features use (docs/clickhouse.md), on every shard with a
+// cluster. The rows come from the embedded store's loading (CSV or snapshot). Refuses tables
+// that exist already. `progress(table)` (optional) gives a table's progress function;
+// `done` (optional) is called after each table.
+Status IngestClickHouse(const PipelineSpec& spec,
+                        const std::function<store::ProgressFn(const std::string&)>& progress = nullptr,
+                        const std::function<void(const IngestedTable&)>& done = nullptr);
 
 class Pipeline {
  public:
@@ -121,6 +140,8 @@ class Pipeline {
   // one statement per request: its time per matching row (starting from the embedded store's
   // default) prices the cut-over, apart from the sampled reads' cost (query_ns_per_row).
   double exact_statement_ns_per_row() const { return exact_ns_per_row_.load(std::memory_order_relaxed); }
+  // Exact statements recorded so far (RecordExactStatement with enough rows).
+  int64_t exact_statements() const { return exact_statements_.load(std::memory_order_relaxed); }
   // Records one exact statement that took `ns` for `rows` matching rows (ignored under 1,000).
   void RecordExactStatement(double ns, int64_t rows) const;
   // A remote backend's round is one statement whose time is a fixed part (parsing, planning,
@@ -152,6 +173,7 @@ class Pipeline {
   mutable std::atomic<uint32_t> upfront_cuts_{0};
   std::unique_ptr<std::atomic<double>[]> query_ns_per_row_;
   mutable std::atomic<double> exact_ns_per_row_{kDefaultNsPerRow};
+  mutable std::atomic<int64_t> exact_statements_{0};
   mutable std::mutex round_fit_mu_;
   // Exponentially weighted sums of 1, rows, ns, rows², rows·ns over remote rounds.
   mutable double fit_w_ = 0, fit_x_ = 0, fit_y_ = 0, fit_xx_ = 0, fit_xy_ = 0;

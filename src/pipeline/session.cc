@@ -15,6 +15,9 @@ using Clock = std::chrono::steady_clock;
 
 // A round whose planned rows reach this share of what is left to read cuts over to exact.
 constexpr double kCutOverShare = 0.5;
+// Exact statements timed before their fitted cost bounds a cut-over's statement (a few: the
+// first ones include connection set-up and cold caches).
+constexpr int64_t kMinExactStatements = 3;
 
 // Correlations of features that share sampled rows are capped here (the propagator needs
 // ρ < 1; at 0.95 the pair is already almost one feature).
@@ -197,6 +200,51 @@ Status Session::ReadRound() {
   return Status::Ok();
 }
 
+bool Session::WidenUnusable() {
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    const QueryRun& run = runs_[q];
+    const CompiledQuery& cq = pipeline_.queries()[q];
+    const double p = static_cast<double>(run.strata_read) / planner::kNumStrata;
+    const double lo = run.bound.rest_min, hi = run.bound.rest_max;
+    const bool ranged = std::isfinite(lo) && std::isfinite(hi) && hi >= lo;
+    for (size_t a = 0; a < run.aggs.size(); ++a) {
+      const agg::Estimate& e = run.estimates[a];
+      if (e.usable || e.exact) continue;
+      // The estimator's own error where it has one (a normal approximation on fewer rows than
+      // the rule of thumb wants), doubled; else half the rest's range.
+      const double half = ranged ? (hi - lo) / 2 : std::nan("");
+      const bool own = std::isfinite(e.std) && e.std > 0;
+      double mean = e.value, std = own ? 2 * e.std : half;
+      switch (run.aggs[a].op()) {
+        case agg::AggOp::kAvg:
+        case agg::AggOp::kMin:
+        case agg::AggOp::kMax:
+        case agg::AggOp::kMedian:
+        case agg::AggOp::kQuantile:
+          // Inside the rest's range (the exact part's rows are among the extremes it bounds).
+          if (ranged) mean = std::isfinite(mean) ? std::clamp(mean, lo, hi) : lo + half;
+          if (ranged) std = std::min(std, half);
+          break;
+        case agg::AggOp::kStd:
+        case agg::AggOp::kVar:
+          if (ranged && !std::isfinite(mean)) mean = run.aggs[a].op() == agg::AggOp::kStd ? half / 2 : half * half / 4;
+          if (!own && ranged && run.aggs[a].op() == agg::AggOp::kVar) std = half * half;
+          break;
+        case agg::AggOp::kCount:
+        case agg::AggOp::kSum:
+        case agg::AggOp::kCountDistinct:
+          // Horvitz-Thompson's value; its error doubled, at least one row's worth (1 / p).
+          if (!(p > 0)) return false;
+          std = std::max(own ? 2 * e.std : std::abs(mean), 1.0 / p);
+          break;
+      }
+      if (!std::isfinite(mean) || !std::isfinite(std)) return false;
+      features_[cq.feature_slots[a]] = {.mean = mean, .std = std, .fixed = std == 0};
+    }
+  }
+  return true;
+}
+
 Status Session::ExactFromBackend() {
   exact_ops_.clear();
   for (QueryRun& run : runs_) {
@@ -206,7 +254,15 @@ Status Session::ExactFromBackend() {
     exact_ops_.push_back({.query = &run.bound, .aggs = run.all_aggs, .values = run.exact_values});
   }
   const auto start = Clock::now();
-  APX_RETURN_IF_ERROR(pipeline_.backend().ExactAggregates(exact_ops_, exact_deadline_));
+  const Status exact = pipeline_.backend().ExactAggregates(exact_ops_, exact_deadline_);
+  if (exact.code() == StatusCode::kDeadlineExceeded) {
+    // Cut short: it took at least this long, which the cost model should know (a pipeline
+    // whose exact statements got slower stops cutting over, instead of timing out again).
+    int64_t matching = 0;
+    for (const QueryRun& run : runs_) matching += run.bound.matching_rows;
+    pipeline_.RecordExactStatement(NsSince(start), matching);
+  }
+  APX_RETURN_IF_ERROR(exact);
   // The statement's time per matching row prices the exact path for the cut-over (apart from
   // the sampled reads' cost per row, which it says nothing about).
   int64_t rows = 0;
@@ -379,6 +435,7 @@ std::string_view StopReasonName(StopReason reason) {
     case StopReason::kNone: return "none";
     case StopReason::kDeadline: return "deadline";
     case StopReason::kSampleCap: return "sample_cap";
+    case StopReason::kShardsOut: return "shards_out";
   }
   return "none";
 }
@@ -504,11 +561,9 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
 
   // Round 0 targets: everything for the exact path and for requests cut over up front.
   const bool go_exact = options.exact || PlanRoundZero(popts, ns_left(), out);
-  if (go_exact) {
-    std::fill(target_.begin(), target_.end(), planner::kNumStrata);
-  } else {
-    for (size_t q = 0; q < runs_.size(); ++q) target_[q] = std::min(target_[q], cap_strata(q));
-  }
+  for (size_t q = 0; q < runs_.size(); ++q) target_[q] = std::min(target_[q], cap_strata(q));
+  planned_ = target_;
+  if (go_exact) std::fill(target_.begin(), target_.end(), planner::kNumStrata);
 
   while (true) {
     const auto read_start = Clock::now();
@@ -517,8 +572,16 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
         std::all_of(target_.begin(), target_.end(), [](int t) { return t >= planner::kNumStrata; })) {
       // Exact (asked for, or cut over): the backend's own exact statement, one per request.
       exact_deadline_ = options.deadline;
-      if (!options.exact && has_deadline && pipeline_.backend().num_shards() > 1) {
-        exact_deadline_ = Clock::now() + (options.deadline - Clock::now()) / 2;
+      if (!options.exact && pipeline_.backend().num_shards() > 1) {
+        if (has_deadline) exact_deadline_ = Clock::now() + (options.deadline - Clock::now()) / 2;
+        // A cut-over's statement gets late_factor times its predicted cost: one that a slow
+        // shard holds up longer falls back to the shards' own reads below.
+        const double factor = spec.backend.late_factor;
+        if (factor > 0 && pipeline_.exact_statements() >= kMinExactStatements) {
+          const double budget_ns = factor * ExactCostNs(0) + spec.backend.late_slack_ms * 1e6;
+          exact_deadline_ = std::min(exact_deadline_,
+                                     Clock::now() + std::chrono::nanoseconds(static_cast<int64_t>(budget_ns)));
+        }
       }
       const Status exact = ExactFromBackend();
       // On a backend read shard by shard, any failure of the exact statement (a hung shard
@@ -534,10 +597,12 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
         model_ns += NsSince(model_start);
         break;
       }
-      // A cut-over whose exact statement cannot run (a shard is down): go on sampling from
-      // the shards that answer, and say so.
+      // A cut-over whose exact statement cannot run (a shard is down) or ran out of its
+      // budget (a shard is slow): go on sampling from the shards that answer, with the rounds
+      // planned before the cut-over, and say so.
       out->exact_unavailable = true;
       out->cut_over = false;
+      target_ = planned_;
     }
     APX_RETURN_IF_ERROR(ReadRound());
     bool all_exact = false;
@@ -605,7 +670,9 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     const double left = ns_left();
     if (out->rounds > 0 && usable) {
       if (!grows) {
-        out->stopped = StopReason::kSampleCap;
+        bool missing = false;
+        for (const QueryRun& run : runs_) missing = missing || run.strata_read < run.strata;
+        out->stopped = missing && out->exact_unavailable ? StopReason::kShardsOut : StopReason::kSampleCap;
         break;
       }
       if (next_round > left && !(spec.guarantee.cut_over && !out->exact_unavailable && exact_rest <= left)) {
@@ -613,13 +680,38 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
         break;
       }
     } else if (!grows && out->exact_unavailable) {
-      // Nothing usable from the shards that answer, and no exact statement: no answer rather
-      // than a made-up one.
+      // Not enough rows for some feature on the shards that answer, and no exact statement:
+      // those features get wide distributions and the answer the confidence they leave
+      // (low: degraded, below tau); with nothing at all to go on, no answer rather than a
+      // made-up one.
+      if (WidenUnusable()) {
+        // The answer is the model at the point estimates (the widened errors would drag the
+        // outputs' mean); the confidence is the share of outputs within delta of it.
+        const auto model_start = Clock::now();
+        std::vector<uq::FeatureDist> point(features_);
+        for (uq::FeatureDist& f : point) {
+          f.std = 0;
+          f.fixed = true;
+          f.partner = -1;
+          f.rho = 0;
+        }
+        APX_RETURN_IF_ERROR(propagator_->Run(point, out->delta, &result_));
+        const double center = result_.y_hat;
+        APX_RETURN_IF_ERROR(propagator_->Run(features_, out->delta, &result_,
+                                             {.margin_z = spec.guarantee.confidence_margin, .center = center}));
+        model_ns += NsSince(model_start);
+        ++out->rounds;
+        out->y = result_.y_hat;
+        out->confidence = result_.confidence_lower;
+        out->stopped = StopReason::kShardsOut;
+        break;
+      }
       return Status::Unavailable("no usable sample: no exact statement (a shard is out) and the shards that answer (" +
                                  std::to_string(shards_ > 0 ? shards_answered_ : 0) + " of " + std::to_string(shards_) +
                                  ") hold too few rows");
     } else if (!grows) {
       // Nothing usable yet and the cap allows no more rows: only exact features can answer.
+      planned_ = target_;
       std::fill(target_.begin(), target_.end(), planner::kNumStrata);
       out->cut_over = true;
       continue;
@@ -640,6 +732,7 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
                          next_read >= kCutOverShare * exact_rest ||
                          NsSince(start) >= exact_rest;
     if (spec.guarantee.cut_over && !out->exact_unavailable && fits && cheaper) {
+      planned_ = target_;
       std::fill(target_.begin(), target_.end(), planner::kNumStrata);
       out->cut_over = !out->exact_unavailable;
     }

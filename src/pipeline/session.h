@@ -47,8 +47,10 @@ enum class StopReason {
   kNone,        // reached τ (or answered exactly)
   kDeadline,    // the deadline left no time for another round
   kSampleCap,   // every query reached the sample cap
+  kShardsOut,   // every strata the shards that answer hold was read (the others are out)
 };
-std::string_view StopReasonName(StopReason reason);  // "none" | "deadline" | "sample_cap"
+// "none" | "deadline" | "sample_cap" | "shards_out"
+std::string_view StopReasonName(StopReason reason);
 
 struct Prediction {
   double y = 0;             // regression: predicted value; binary: predicted class (0/1)
@@ -128,6 +130,11 @@ class Session {
   Status ExactFromBackend();
   // Finalizes every query's estimates into features_; returns whether all are usable.
   bool Estimate(bool* all_exact);
+  // With shards out and no rows left to read: the features whose sample is too small to use
+  // get a wider distribution (their estimator's error doubled, or half the rest's value
+  // range), so an answer can be given with the confidence it has. False when some feature
+  // has nothing to go on (no rows and no known range).
+  bool WidenUnusable();
   Status PredictExactFeatures(Prediction* out);
   // Plans the next round with planner::PlanJump from the last propagation; false when the
   // jump does not apply (a linear binary model), so the caller uses the stepwise planner.
@@ -139,6 +146,7 @@ class Session {
   std::vector<float> row_;
   std::vector<planner::QueryView> views_;
   std::vector<int> target_;
+  std::vector<int> planned_;  // the targets before a cut-over (a failed exact statement's fallback)
   std::vector<backend::ReadOp> read_ops_;
   backend::ReadRound round_;  // this request's deadline and the shards that answered (ReadRound)
   int shards_ = 0, shards_answered_ = 0;  // over this request's rounds (max asked, min answered)

@@ -473,7 +473,8 @@ class SpecParser {
       return Status::Ok();
     }
     if (!b.IsMap()) return Error(b, "backend", "expected 'embedded', 'clickhouse' or a mapping");
-    APX_RETURN_IF_ERROR(CheckKeys(b, "backend", {"type", "url", "database", "cluster", "shards", "shard_timeout_ms"}));
+    APX_RETURN_IF_ERROR(CheckKeys(b, "backend", {"type", "url", "database", "cluster", "shards", "shard_timeout_ms",
+                                                    "late_factor", "late_slack_ms"}));
     APX_ASSIGN_OR_RETURN(spec->backend.type, String(b, "type", "backend", true));
     if (spec->backend.type != "embedded" && spec->backend.type != "clickhouse") {
       return Error(b["type"], "backend.type", "unknown backend '" + spec->backend.type + "' (expected embedded or clickhouse)");
@@ -495,6 +496,18 @@ class SpecParser {
       if (!(ms >= 1 && ms <= 600000)) return Error(b["shard_timeout_ms"], "backend.shard_timeout_ms", "must be in [1, 600000]");
       if (spec->backend.cluster.empty()) return Error(b["shard_timeout_ms"], "backend.shard_timeout_ms", "only applies with a cluster");
       spec->backend.shard_timeout_ms = static_cast<int>(ms);
+    }
+    if (b["late_factor"].IsDefined()) {
+      APX_ASSIGN_OR_RETURN(double f, Number(b, "late_factor", "backend", false, 2));
+      if (!(f == 0 || (f >= 1 && f <= 1000))) return Error(b["late_factor"], "backend.late_factor", "must be 0 (wait for every shard) or in [1, 1000]");
+      if (spec->backend.cluster.empty()) return Error(b["late_factor"], "backend.late_factor", "only applies with a cluster");
+      spec->backend.late_factor = f;
+    }
+    if (b["late_slack_ms"].IsDefined()) {
+      APX_ASSIGN_OR_RETURN(double ms, Number(b, "late_slack_ms", "backend", false, 5));
+      if (!(ms >= 0 && ms <= 600000)) return Error(b["late_slack_ms"], "backend.late_slack_ms", "must be in [0, 600000]");
+      if (spec->backend.cluster.empty()) return Error(b["late_slack_ms"], "backend.late_slack_ms", "only applies with a cluster");
+      spec->backend.late_slack_ms = ms;
     }
     if (spec->backend.type == "embedded" && (!spec->backend.url.empty() || !spec->backend.cluster.empty())) {
       return Error(b, "backend", "url and cluster only apply to type clickhouse");

@@ -132,6 +132,11 @@ struct BackendSpec {
   // A sampled read's time limit per shard (within the request's deadline): a later shard is
   // left out of the round and the answer says so (docs/clickhouse.md).
   int shard_timeout_ms = 2000;
+  // Once the first shard has answered a round after t, the others have until late_factor * t
+  // + late_slack_ms; a later one is left out of that round (0: wait for every shard). A
+  // cut-over's exact statement on such a backend gets late_factor times its predicted cost.
+  double late_factor = 2;
+  double late_slack_ms = 5;
   bool clickhouse() const { return type == "clickhouse"; }
 };
 

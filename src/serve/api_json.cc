@@ -45,9 +45,11 @@ nlohmann::json ServeResultToJson(const pipeline::Pipeline& pipeline, const Serve
   nlohmann::json j = PredictionToJson(pipeline, result.prediction);
   j["level"] = LevelName(result.level);
   j["planned_level"] = LevelName(result.planned_level);
-  // Degraded by load control, or by shards that did not answer in time.
+  // Degraded by load control, or by shards that did not answer in time (strata missing). An
+  // exact statement that was unavailable alone is not: the answer then sampled every shard and
+  // carries its guarantee like any other.
   const pipeline::Prediction& pred = result.prediction;
-  const bool partial = (pred.shards > 0 && pred.shards_answered < pred.shards) || pred.exact_unavailable;
+  const bool partial = pred.shards > 0 && pred.shards_answered < pred.shards;
   j["degraded"] = result.outcome == Outcome::kDegraded || partial;
   std::string reason = result.reason;
   if (partial) {

@@ -346,16 +346,20 @@ void Service::Run(Job& job, int worker) {
       }
       if (result.prediction.stopped != pipeline::StopReason::kNone) {
         result.outcome = Outcome::kDegraded;
-        result.reason = "stopped by the " +
-                        std::string(result.prediction.stopped == pipeline::StopReason::kDeadline
-                                        ? "deadline"
-                                        : "sample cap") +
-                        " before reaching tau";
+        const pipeline::StopReason why = result.prediction.stopped;
+        result.reason = why == pipeline::StopReason::kShardsOut
+                            ? "stopped before reaching tau: the shards that answer hold no more rows"
+                            : "stopped by the " +
+                                  std::string(why == pipeline::StopReason::kDeadline ? "deadline" : "sample cap") +
+                                  " before reaching tau";
       } else if (result.level > result.planned_level) {
         result.outcome = Outcome::kDegraded;
         result.reason = "queue: served at level " + std::string(LevelName(result.level)) +
                         " instead of " + std::string(LevelName(result.planned_level)) +
                         " to meet the deadline";
+      } else if (result.prediction.shards > 0 && result.prediction.shards_answered < result.prediction.shards) {
+        // Counted as degraded (requests_total); ServeResultToJson gives the shards' reason.
+        result.outcome = Outcome::kDegraded;
       }
     }
   }

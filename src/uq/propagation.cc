@@ -343,7 +343,7 @@ Status Propagator::RunAnalytic(const model::LinearForm& linear,
 }
 
 void Propagator::Summarize(const float* y, size_t n, double delta, size_t cluster,
-                           double margin_z, PropagationResult* out) const {
+                           double margin_z, double center, PropagationResult* out) const {
   const double inv_n = 1.0 / static_cast<double>(n);
   double sum = 0;
   size_t ones = 0;
@@ -352,7 +352,10 @@ void Propagator::Summarize(const float* y, size_t n, double delta, size_t cluste
     ones += y[row_idx] >= 0.5f ? 1 : 0;
   }
   const double mean_y = sum * inv_n;
-  const bool mode_is_one = 2 * ones > n;  // a tie goes to class 0, like argmax(bincount)
+  const bool centered = std::isfinite(center);
+  // A tie goes to class 0, like argmax(bincount).
+  const bool mode_is_one = centered ? center >= 0.5 : 2 * ones > n;
+  const double answer = centered ? center : mean_y;
   // One pass for the spread and the hits (binary: the mode's class; regression: within δ of
   // the mean), summed per base point (`cluster` consecutive outputs) for the design effect.
   double sum_sq = 0, hit_share_sum = 0, hit_share_sq = 0;
@@ -363,14 +366,15 @@ void Propagator::Summarize(const float* y, size_t n, double delta, size_t cluste
     for (size_t row_idx = j * cluster; row_idx < (j + 1) * cluster; ++row_idx) {
       const double dev = static_cast<double>(y[row_idx]) - mean_y;
       sum_sq += dev * dev;
-      cluster_hits += binary_ ? ((y[row_idx] >= 0.5f) == mode_is_one) : std::abs(dev) <= delta;
+      cluster_hits += binary_ ? ((y[row_idx] >= 0.5f) == mode_is_one)
+                              : std::abs(static_cast<double>(y[row_idx]) - answer) <= delta;
     }
     hits += cluster_hits;
     const double share = static_cast<double>(cluster_hits) / static_cast<double>(cluster);
     hit_share_sum += share;
     hit_share_sq += share * share;
   }
-  out->y_hat = binary_ ? (mode_is_one ? 1.0 : 0.0) : mean_y;
+  out->y_hat = binary_ ? (mode_is_one ? 1.0 : 0.0) : answer;
   out->confidence = static_cast<double>(hits) * inv_n;
   out->output_std = std::sqrt(sum_sq * inv_n);
   out->mean_output = mean_y;
@@ -454,7 +458,7 @@ Status Propagator::RunSampled(double delta, const RunOptions& options, Propagati
   if (options.stop_confidence >= 0 && per_base > 2) {
     APX_RETURN_IF_ERROR(predict_stage(/*ab_blocks=*/false));
     // stage_out_ holds the 2N outputs of the A and B blocks.
-    Summarize(stage_out_.data(), 2 * n_base, delta, 2, options.margin_z, out);
+    Summarize(stage_out_.data(), 2 * n_base, delta, 2, options.margin_z, options.center, out);
     if (out->confidence_lower >= options.stop_confidence) {
       out->s1_valid = false;
       return Status::Ok();
@@ -472,7 +476,7 @@ Status Propagator::RunSampled(double delta, const RunOptions& options, Propagati
     }
     out->model_rows = rows;
   }
-  Summarize(outputs_.data(), rows, delta, per_base, options.margin_z, out);
+  Summarize(outputs_.data(), rows, delta, per_base, options.margin_z, options.center, out);
   FirstOrderIndicesImpl(outputs_.data(), n_base, static_cast<size_t>(design_->num_groups()),
                         out->s1.data());
   return Status::Ok();

@@ -31,6 +31,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -149,6 +150,11 @@ struct RunOptions {
   // z of the one-sided lower bound confidence_lower (0: no margin). The two-stage stop
   // compares confidence_lower with stop_confidence.
   double margin_z = 0;
+  // Finite: the answer is this value (regression) or class (binary) instead of the outputs'
+  // mean or mode, and the confidence is the share of outputs within delta of it (or of its
+  // class). For an answer given at the point estimates (a degraded answer whose features
+  // carry wide, widened errors). The analytic linear form ignores it (its answer is f(means)).
+  double center = std::numeric_limits<double>::quiet_NaN();
 };
 
 // Wilson score lower bound of a proportion c observed on m independent draws, one-sided at
@@ -201,7 +207,7 @@ class Propagator {
   Status RunSampled(double delta, const RunOptions& options, PropagationResult* out);
   // Mean, confidence and std of outputs y[0..n) into *out; confidence_lower with
   // clusters of `cluster` consecutive outputs (one base point's) and margin z.
-  void Summarize(const float* y, size_t n, double delta, size_t cluster, double margin_z,
+  void Summarize(const float* y, size_t n, double delta, size_t cluster, double margin_z, double center,
                  PropagationResult* out) const;
 
   const SaltelliDesign* design_;
