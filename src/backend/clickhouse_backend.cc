@@ -619,12 +619,19 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     const int64_t retry_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kShardRetry + policy_.timeout).count();
     // A shard that missed a recent round is skipped until kShardRetry has passed; then this
     // round asks it again (one round per retry interval: the others keep skipping it).
+    // A shard with kMaxLateReads reads still running is not asked either (checked first, so
+    // that it does not take a probe's slot).
     const int64_t now = NowNs();
-    std::vector<bool> ask(n, true);
+    std::vector<bool> ask(n, true), busy(n, false);
     std::vector<int64_t> was(n, 0);
     for (int j = 0; j < n; ++j) {
+      busy[j] = late_reads_[j].load(std::memory_order_relaxed) >= kMaxLateReads;
       int64_t until = shard_down_until_[j].load(std::memory_order_relaxed);
       was[j] = until;
+      if (busy[j]) {
+        ask[j] = false;
+        continue;
+      }
       if (until == 0) continue;
       // The probe holds the slot for a retry interval plus its own timeout (no overlap).
       ask[j] = until <= now && shard_down_until_[j].compare_exchange_strong(until, now + retry_ns);
@@ -636,31 +643,34 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
       std::mutex mu;
       std::condition_variable cv;
       std::vector<std::optional<Result<std::string>>> bodies;
-      std::vector<int64_t> done_ns;
+      std::vector<int64_t> start_ns, done_ns;
       std::vector<bool> abandoned;
     };
     auto answers = std::make_shared<Answers>();
     answers->bodies.resize(n);
+    answers->start_ns.assign(n, 0);
     answers->done_ns.assign(n, 0);
     answers->abandoned.assign(n, false);
     auto shared_sql = std::make_shared<const std::string>(sql);
     for (int j = 0; j < n; ++j) {
-      if (ask[j] && late_reads_[j].load(std::memory_order_relaxed) >= kMaxLateReads) {
-        ask[j] = false;
-        answers->bodies[j] = Status::Unavailable("shard " + std::to_string(j) + " skipped: " +
-                                                 std::to_string(kMaxLateReads) + " of its reads are still running");
-        continue;
-      }
       if (!ask[j]) {
-        answers->bodies[j] = Status::Unavailable("shard " + std::to_string(j) + " skipped: it missed a recent round");
+        answers->bodies[j] = Status::Unavailable(
+            "shard " + std::to_string(j) + " skipped: " +
+            (busy[j] ? std::to_string(kMaxLateReads) + " of its reads are still running" : "it missed a recent round"));
         continue;
       }
+      answers->start_ns[j] = NowNs();
       {
         std::lock_guard<std::mutex> lock(reads_mu_);
         ++reads_running_;
       }
       auto read = [this, answers, shared_sql, j, timeout, full_timeout, was_j = was[j]] {
-        Result<std::string> r = shards_[j]->Query(*shared_sql, timeout);
+        Result<std::string> r = Status::Internal("shard " + std::to_string(j) + ": the read failed");
+        try {
+          r = shards_[j]->Query(*shared_sql, timeout);
+        } catch (const std::exception& e) {
+          r = Status::Internal("shard " + std::to_string(j) + ": " + e.what());
+        }
         const StatusCode code = r.status().code();
         if (r.ok()) {
           shard_down_until_[j].store(0, std::memory_order_relaxed);
@@ -682,7 +692,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
       };
       try {
         std::thread(std::move(read)).detach();
-      } catch (const std::system_error& e) {
+      } catch (const std::exception& e) {  // system_error (no thread), bad_alloc
         {
           std::lock_guard<std::mutex> lock(reads_mu_);
           --reads_running_;
@@ -691,12 +701,13 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
       }
     }
     // Wait for every shard asked, up to the timeout; once one has answered, the others have
-    // until late_factor times its time plus the slack (ShardPolicy).
+    // until late_factor times its time plus the slack (ShardPolicy), each from its own start.
     const int64_t t0 = NowNs();
-    // A little past the reads' own timeout, so that a read that times out is seen to (and
-    // marks its shard out) rather than abandoned a moment before.
-    constexpr int64_t kGraceNs = 25'000'000;
-    const int64_t hard_ns = t0 + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count() + kGraceNs;
+    // With the shard's own timeout, a little past it, so that a read that times out is seen
+    // to (and marks its shard out) rather than abandoned a moment before; never past a
+    // request's deadline.
+    const int64_t grace_ns = full_timeout ? 25'000'000 : 0;
+    const int64_t hard_ns = t0 + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count() + grace_ns;
     const int64_t slack_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(policy_.late_slack).count();
     std::vector<Result<std::string>> bodies;
     bodies.reserve(n);
@@ -705,18 +716,21 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
       std::unique_lock<std::mutex> lock(answers->mu);
       while (true) {
         int pending = 0;
-        int64_t first_ok = -1;
+        int64_t first_ok = -1;   // the fastest answer's duration
+        int64_t last_start = 0;  // the latest start of a read still pending
         for (int j = 0; j < n; ++j) {
           if (!answers->bodies[j].has_value()) {
             ++pending;
-          } else if (ask[j] && answers->bodies[j]->ok() && (first_ok < 0 || answers->done_ns[j] < first_ok)) {
-            first_ok = answers->done_ns[j];
+            last_start = std::max(last_start, answers->start_ns[j]);
+          } else if (ask[j] && answers->bodies[j]->ok()) {
+            const int64_t took = std::max<int64_t>(0, answers->done_ns[j] - answers->start_ns[j]);
+            if (first_ok < 0 || took < first_ok) first_ok = took;
           }
         }
         if (pending == 0) break;
         int64_t until = hard_ns;
         if (policy_.late_factor > 0 && first_ok >= 0) {
-          until = std::min(until, t0 + static_cast<int64_t>(policy_.late_factor * static_cast<double>(first_ok - t0)) + slack_ns);
+          until = std::min(until, last_start + static_cast<int64_t>(policy_.late_factor * static_cast<double>(first_ok)) + slack_ns);
         }
         if (NowNs() >= until) break;
         answers->cv.wait_for(lock, std::chrono::nanoseconds(until - NowNs()));

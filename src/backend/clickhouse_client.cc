@@ -124,11 +124,11 @@ Result<std::unique_ptr<ClickHouseClient>> ClickHouseClient::Connect(const ClickH
   return client;
 }
 
-std::unique_ptr<httplib::Client> ClickHouseClient::Acquire() const {
+std::unique_ptr<httplib::Client> ClickHouseClient::Acquire(bool fresh) const {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ++statements_;
-    if (!idle_.empty()) {
+    if (!fresh) ++statements_;
+    if (!fresh && !idle_.empty()) {
       std::unique_ptr<httplib::Client> c = std::move(idle_.back());
       idle_.pop_back();
       return c;
@@ -174,7 +174,7 @@ Result<std::string> ClickHouseClient::Post(std::string_view query_string, std::s
     // on a new connection, within the time left.
     const auto left = limit - std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
     if (left > limit / 2) {
-      c = Acquire();
+      c = Acquire(/*fresh=*/true);
       c->set_read_timeout(left.count() / 1000, (left.count() % 1000) * 1000);
       c->set_connection_timeout(left.count() / 1000, (left.count() % 1000) * 1000);
       c->set_write_timeout(left.count() / 1000, (left.count() % 1000) * 1000);
@@ -187,7 +187,11 @@ Result<std::string> ClickHouseClient::Post(std::string_view query_string, std::s
     // A failed connection is not reused.
     if (err == httplib::Error::Read) {
       const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
-      if (took < limit / 2) return Status::Unavailable(what + " (the connection was cut after " + std::to_string(took.count()) + " ms)");
+      // A statement that changes nothing, cut early twice: the server is not answering. (A
+      // cut INSERT keeps DeadlineExceeded: whether it was applied is unknown.)
+      if (idempotent && took < limit / 2) {
+        return Status::Unavailable(what + " (the connection was cut after " + std::to_string(took.count()) + " ms)");
+      }
       return Status::DeadlineExceeded(what + " (no answer within " + std::to_string(limit.count()) +
                                       " ms, or the connection was cut)");
     }

@@ -90,7 +90,9 @@ class ClickHouseClient {
   Result<std::string> Post(std::string_view query_string, std::string_view body,
                            bool in_database = true, std::chrono::milliseconds timeout = {},
                            bool idempotent = false) const;
-  std::unique_ptr<httplib::Client> Acquire() const;
+  // A kept-alive connection, or a new one (always new when `fresh`: a retry; not counted
+  // as a statement).
+  std::unique_ptr<httplib::Client> Acquire(bool fresh = false) const;
   void Release(std::unique_ptr<httplib::Client> client) const;
 
   ClickHouseConfig config_;

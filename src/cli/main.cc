@@ -2,6 +2,8 @@
 // runs it; each subcommand lives in its own file.
 #include <CLI/CLI.hpp>
 
+#include <csignal>
+
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 
@@ -14,6 +16,9 @@ int Finish(const apx::Status& s) { return s.ok() ? 0 : apx::cli::Fail(s); }
 
 int main(int argc, char** argv) {
   using namespace apx::cli;
+  // A peer that closes a socket mid-write (a cut ClickHouse answer, a client gone) is an
+  // error on that socket, not the end of the process.
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"apxserve: serve ML inference pipelines fast, with approximate aggregation "
                "features and a guaranteed accuracy bound"};
   app.require_subcommand(1);

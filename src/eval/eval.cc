@@ -34,6 +34,7 @@ LatencyStats Stats(const std::vector<double>& ms) {
   s.p50 = Percentile(ms, 50);
   s.p95 = Percentile(ms, 95);
   s.p99 = Percentile(ms, 99);
+  s.p999 = Percentile(ms, 99.9);
   s.mean = ms.empty() ? 0 : std::accumulate(ms.begin(), ms.end(), 0.0) / ms.size();
   return s;
 }
@@ -51,7 +52,7 @@ double StdDev(const std::vector<double>& v) {
 }
 
 nlohmann::json LatencyJson(const LatencyStats& s) {
-  return {{"p50", s.p50}, {"p95", s.p95}, {"p99", s.p99}, {"mean", s.mean}};
+  return {{"p50", s.p50}, {"p95", s.p95}, {"p99", s.p99}, {"p999", s.p999}, {"mean", s.mean}};
 }
 
 }  // namespace
@@ -355,6 +356,11 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
     rec.sample_ratio = pred.rows_matching > 0 ? static_cast<double>(pred.rows_read) / pred.rows_matching : 1.0;
     rec.confidence = pred.confidence;
     rec.cut_over = pred.cut_over;
+    rec.claimed = pred.confidence >= pred.tau;
+    rec.shards = pred.shards;
+    rec.shards_answered = pred.shards_answered;
+    rec.exact_unavailable = pred.exact_unavailable;
+    rec.stopped = pipeline::StopReasonName(pred.stopped);
     rounds += pred.rounds;
     ratio += rec.sample_ratio;
     conf += pred.confidence;
@@ -387,12 +393,19 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
     APX_RETURN_IF_ERROR(pass("exact", exact_one));
     APX_RETURN_IF_ERROR(pass("approximate", approx_one));
   }
+  double degraded = 0, claimed = 0, claimed_met = 0;
   for (size_t i = 0; i < n; ++i) {
     const bool met = spec.task == model::Task::kBinary
                          ? approx_y[i] == exact_y[i]
                          : std::abs(approx_y[i] - exact_y[i]) <= approx_delta[i];
     meet += met;
     r.per_request[i].met = met;
+    const RequestRecord& rec = r.per_request[i];
+    degraded += rec.shards > 0 && rec.shards_answered < rec.shards;
+    if (rec.claimed) {
+      ++claimed;
+      claimed_met += met;
+    }
     r.per_request[i].exact_ms = exact_ms[i];
   }
   const double dn = static_cast<double>(std::max<size_t>(n, 1));
@@ -413,6 +426,8 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
   r.avg_confidence = conf / dn;
   r.cut_over_rate = cut / dn;
   r.low_confidence_rate = low / dn;
+  r.degraded_rate = degraded / dn;
+  r.claimed_meet_rate = claimed > 0 ? claimed_met / claimed : std::nan("");
   r.approx_data_ms = data_ms / dn;
   r.approx_model_ms = model_ms / dn;
   r.approx_planner_ms = planner_ms / dn;
@@ -429,14 +444,15 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
 std::string EvalReport::PerRequestCsv() const {
   std::string out =
       "request,rows_matching,exact_ms,approx_ms,approx_data_ms,approx_model_ms,rounds,sample_ratio,"
-      "confidence,cut_over,met\n";
-  char line[256];
+      "confidence,cut_over,met,shards,shards_answered,exact_unavailable,stopped\n";
+  char line[320];
   for (size_t i = 0; i < per_request.size(); ++i) {
     const RequestRecord& x = per_request[i];
-    std::snprintf(line, sizeof(line), "%zu,%lld,%.4f,%.4f,%.4f,%.4f,%d,%.4f,%.4f,%d,%d\n", i,
+    std::snprintf(line, sizeof(line), "%zu,%lld,%.4f,%.4f,%.4f,%.4f,%d,%.4f,%.4f,%d,%d,%d,%d,%d,%.*s\n", i,
                   static_cast<long long>(x.rows_matching), x.exact_ms, x.approx_ms, x.approx_data_ms,
                   x.approx_model_ms, x.rounds, x.sample_ratio, x.confidence, x.cut_over ? 1 : 0,
-                  x.met ? 1 : 0);
+                  x.met ? 1 : 0, x.shards, x.shards_answered, x.exact_unavailable ? 1 : 0,
+                  static_cast<int>(x.stopped.size()), x.stopped.data());
     out += line;
   }
   return out;
@@ -464,6 +480,8 @@ nlohmann::json EvalReport::ToJson() const {
                  {"avg_confidence", avg_confidence},
                  {"cut_over_rate", cut_over_rate},
                  {"low_confidence_rate", low_confidence_rate},
+                 {"degraded_rate", degraded_rate},
+                 {"claimed_meet_rate", std::isnan(claimed_meet_rate) ? nlohmann::json() : nlohmann::json(claimed_meet_rate)},
                  {"split_ms", {{"data", approx_data_ms}, {"model", approx_model_ms}, {"planner", approx_planner_ms}}}};
   nlohmann::json queries = nlohmann::json::object();
   for (size_t q = 0; q < query_sample_ratio.size(); ++q) {
@@ -485,13 +503,15 @@ std::string EvalReport::ToText() const {
                 "  approx: p50 %.3f ms  p95 %.3f ms   %s %.4f   meet rate %.3f\n"
                 "          rounds %.2f, sample ratio %.3f, confidence %.3f, cut-over %.1f%%\n"
                 "          split: data %.3f ms, model %.3f ms, planner %.3f ms\n"
-                "  speedup p50 %.2fx (mean %.2fx)\n",
+                "  speedup p50 %.2fx (mean %.2fx)\n"
+                "  approx p99 %.3f ms, p99.9 %.3f ms; degraded %.1f%%, claimed-tau meet rate %.3f\n",
                 pipeline.c_str(), task.c_str(), requests, tau, delta, mean_matching_rows,
                 max_matching_rows, exact_rows_per_s / 1e6, exact_latency.p50, exact_latency.p95,
                 metric_name.c_str(), exact_metric, approx_latency.p50, approx_latency.p95,
                 metric_name.c_str(), approx_metric, meet_rate, avg_rounds, avg_sample_ratio,
                 avg_confidence, 100 * cut_over_rate, approx_data_ms, approx_model_ms,
-                approx_planner_ms, speedup_p50, speedup_mean);
+                approx_planner_ms, speedup_p50, speedup_mean, approx_latency.p99, approx_latency.p999,
+                100 * degraded_rate, claimed_meet_rate);
   return buf;
 }
 

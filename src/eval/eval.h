@@ -52,7 +52,7 @@ struct TrainReport {
 Result<TrainReport> TrainPipeline(pipeline::Pipeline& pipeline, int threads, bool progress);
 
 struct LatencyStats {
-  double p50 = 0, p95 = 0, p99 = 0, mean = 0;
+  double p50 = 0, p95 = 0, p99 = 0, p999 = 0, mean = 0;
 };
 
 struct EvalOptions {
@@ -83,6 +83,10 @@ struct RequestRecord {
   double confidence = 0;
   bool cut_over = false;
   bool met = false;         // |ŷ − y_exact| ≤ δ (binary: same class)
+  bool claimed = false;     // confidence >= the request's τ
+  int shards = 0, shards_answered = 0;  // a backend read shard by shard (Prediction)
+  bool exact_unavailable = false;
+  std::string_view stopped = "none";     // pipeline::StopReasonName
 };
 
 struct EvalReport {
@@ -107,7 +111,12 @@ struct EvalReport {
   double avg_sample_ratio = 0;       // rows read / rows matching, averaged over requests
   double avg_confidence = 0;
   double cut_over_rate = 0;          // requests answered exactly by the cut-over
-  double low_confidence_rate = 0;    // answers whose reported confidence < τ (never expected)
+  double low_confidence_rate = 0;    // answers whose reported confidence < τ (never expected
+                                     // unless a serving limit or lost shards stopped them)
+  // Read shard by shard: answers missing some shard's strata (degraded), and the meet rate of
+  // the answers that claim τ (confidence ≥ τ): what an honest confidence must keep ≥ τ.
+  double degraded_rate = 0;
+  double claimed_meet_rate = 0;  // NaN (null in JSON) when no answer claimed τ
   double approx_data_ms = 0, approx_model_ms = 0, approx_planner_ms = 0;  // means
   double exact_data_ms = 0, exact_model_ms = 0;
   std::vector<std::pair<std::string, double>> query_sample_ratio;  // per query, mean

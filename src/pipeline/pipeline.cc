@@ -375,6 +375,7 @@ void Pipeline::RecordExactStatement(double ns, int64_t rows) const {
   if (rows < 1000) return;
   // The first statements set the average outright (a plain mean of the first 20), not 5 %
   // at a time from the default: a cut-over's statement is budgeted by it.
+  std::lock_guard<std::mutex> lock(exact_mu_);
   const int64_t seen = exact_statements_.fetch_add(1, std::memory_order_relaxed);
   const double sample = ns / static_cast<double>(rows);
   if (seen < 20) {

@@ -174,6 +174,7 @@ class Pipeline {
   std::unique_ptr<std::atomic<double>[]> query_ns_per_row_;
   mutable std::atomic<double> exact_ns_per_row_{kDefaultNsPerRow};
   mutable std::atomic<int64_t> exact_statements_{0};
+  mutable std::mutex exact_mu_;  // RecordExactStatement's updates (readers use the atomics)
   mutable std::mutex round_fit_mu_;
   // Exponentially weighted sums of 1, rows, ns, rows², rows·ns over remote rounds.
   mutable double fit_w_ = 0, fit_x_ = 0, fit_y_ = 0, fit_xx_ = 0, fit_xy_ = 0;

@@ -210,11 +210,10 @@ bool Session::WidenUnusable() {
     for (size_t a = 0; a < run.aggs.size(); ++a) {
       const agg::Estimate& e = run.estimates[a];
       if (e.usable || e.exact) continue;
-      // The estimator's own error where it has one (a normal approximation on fewer rows than
-      // the rule of thumb wants), doubled; else half the rest's range.
+      // Not the estimator's own error: on so few rows it is not to be used (Estimate::usable).
+      // Half the rest's range for a value (or a spread), the estimate itself for a count.
       const double half = ranged ? (hi - lo) / 2 : std::nan("");
-      const bool own = std::isfinite(e.std) && e.std > 0;
-      double mean = e.value, std = own ? 2 * e.std : half;
+      double mean = e.value, std = half;
       switch (run.aggs[a].op()) {
         case agg::AggOp::kAvg:
         case agg::AggOp::kMin:
@@ -223,19 +222,20 @@ bool Session::WidenUnusable() {
         case agg::AggOp::kQuantile:
           // Inside the rest's range (the exact part's rows are among the extremes it bounds).
           if (ranged) mean = std::isfinite(mean) ? std::clamp(mean, lo, hi) : lo + half;
-          if (ranged) std = std::min(std, half);
           break;
         case agg::AggOp::kStd:
+          if (ranged) mean = std::isfinite(mean) ? std::clamp(mean, 0.0, half) : half / 2;
+          break;
         case agg::AggOp::kVar:
-          if (ranged && !std::isfinite(mean)) mean = run.aggs[a].op() == agg::AggOp::kStd ? half / 2 : half * half / 4;
-          if (!own && ranged && run.aggs[a].op() == agg::AggOp::kVar) std = half * half;
+          if (ranged) mean = std::isfinite(mean) ? std::clamp(mean, 0.0, half * half) : half * half / 4;
+          std = half * half;
           break;
         case agg::AggOp::kCount:
         case agg::AggOp::kSum:
         case agg::AggOp::kCountDistinct:
-          // Horvitz-Thompson's value; its error doubled, at least one row's worth (1 / p).
+          // Horvitz-Thompson's value, as uncertain as it is large (at least one row: 1 / p).
           if (!(p > 0)) return false;
-          std = std::max(own ? 2 * e.std : std::abs(mean), 1.0 / p);
+          std = std::max(std::abs(mean), 1.0 / p);
           break;
       }
       if (!std::isfinite(mean) || !std::isfinite(std)) return false;
@@ -578,7 +578,10 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
         // shard holds up longer falls back to the shards' own reads below.
         const double factor = spec.backend.late_factor;
         if (factor > 0 && pipeline_.exact_statements() >= kMinExactStatements) {
-          const double budget_ns = factor * ExactCostNs(0) + spec.backend.late_slack_ms * 1e6;
+          // Its rows' cost and a statement's fixed cost (the rounds' fit: a small statement
+          // is mostly that).
+          const double budget_ns = factor * (ExactCostNs(0) + pipeline_.remote_round_cost().fixed_ns) +
+                                   spec.backend.late_slack_ms * 1e6;
           exact_deadline_ = std::min(exact_deadline_,
                                      Clock::now() + std::chrono::nanoseconds(static_cast<int64_t>(budget_ns)));
         }
@@ -702,8 +705,11 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
         model_ns += NsSince(model_start);
         ++out->rounds;
         out->y = result_.y_hat;
-        out->confidence = result_.confidence_lower;
-        out->stopped = StopReason::kShardsOut;
+        // The widened errors are no guarantee: the answer never claims tau.
+        out->confidence = std::min(result_.confidence_lower, std::nextafter(out->tau, 0.0));
+        bool missing = false;
+        for (const QueryRun& run : runs_) missing = missing || run.strata_read < run.strata;
+        out->stopped = missing ? StopReason::kShardsOut : StopReason::kSampleCap;
         break;
       }
       return Status::Unavailable("no usable sample: no exact statement (a shard is out) and the shards that answer (" +

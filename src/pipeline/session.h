@@ -131,9 +131,9 @@ class Session {
   // Finalizes every query's estimates into features_; returns whether all are usable.
   bool Estimate(bool* all_exact);
   // With shards out and no rows left to read: the features whose sample is too small to use
-  // get a wider distribution (their estimator's error doubled, or half the rest's value
-  // range), so an answer can be given with the confidence it has. False when some feature
-  // has nothing to go on (no rows and no known range).
+  // get a wide distribution (half the rest's value range, or a count as uncertain as it is
+  // large), so an answer can be given, at the point estimates, with a confidence that never
+  // claims tau. False when some feature has nothing to go on (no rows and no known range).
   bool WidenUnusable();
   Status PredictExactFeatures(Prediction* out);
   // Plans the next round with planner::PlanJump from the last propagation; false when the
