@@ -221,7 +221,7 @@ int64_t NowNs() {
 bool ClickHouseBackend::ExactAvailable() const {
   for (size_t j = 0; j < shards_.size(); ++j) {
     if (shard_down_until_[j].load(std::memory_order_relaxed) != 0) return false;
-    if (late_reads_[j].load(std::memory_order_relaxed) != 0) return false;
+    if (late_reads_[j].load(std::memory_order_relaxed) >= kMaxLateReads) return false;
   }
   return true;
 }

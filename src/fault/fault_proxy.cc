@@ -314,6 +314,18 @@ class FaultProxy::Impl {
   FaultSpec spec_;  // GUARDED_BY(spec_mu_)
 
   std::atomic<int64_t> next_exchange_{0};  // the next exchange's k; also the count so far
+  // Moving average (1/8 per answer) of whole answers' durations, ns; 0 before the first.
+  std::atomic<int64_t> typical_ns_{0};
+  void RecordAnswer(Clock::duration d) {
+    const int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+    if (ns <= 0) return;
+    int64_t old = typical_ns_.load(std::memory_order_relaxed);
+    while (!typical_ns_.compare_exchange_weak(old, old == 0 ? ns : old + (ns - old) / 8, std::memory_order_relaxed)) {
+    }
+  }
+  Clock::duration typical() const {
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(typical_ns_.load(std::memory_order_relaxed)));
+  }
   std::atomic<int64_t> connections_{0}, slowed_{0}, delayed_{0}, cut_{0}, refused_{0}, hung_{0};
 
   std::mutex stop_mu_;    // one Stop() at a time; a second waits for the first
@@ -464,6 +476,9 @@ class FaultProxy::Impl::Connection {
       holding_ = false;
       return true;
     }
+    // The previous answer on this connection, whole: its duration feeds `typical`.
+    if (exchange_started_ && answer_bytes_ >= 64) proxy_.RecordAnswer(last_byte_ - start_);
+    answer_bytes_ = 0;
     const int64_t k = proxy_.next_exchange_.fetch_add(1);
     exchange_started_ = true;
     upstream_replied_ = false;
@@ -488,13 +503,16 @@ class FaultProxy::Impl::Connection {
     upstream_replied_ = true;
     size_t keep = static_cast<size_t>(n);
     bool cut_now = false;
+    const Clock::time_point now = Clock::now();
+    last_byte_ = now;
+    answer_bytes_ += static_cast<uint64_t>(n);
     if (exchange_started_ && !first_byte_seen_) {
       first_byte_seen_ = true;
-      const Clock::time_point now = Clock::now();
       const auto ttfb = now - start_;
+      const auto base = std::max<Clock::duration>(ttfb, proxy_.typical());
       const auto answer_at =
-          start_ + delay_ +
-          (slow_ ? std::chrono::duration_cast<Clock::duration>(ttfb * slow_factor_) : ttfb);
+          start_ + delay_ + ttfb +
+          (slow_ ? std::chrono::duration_cast<Clock::duration>(base * (slow_factor_ - 1)) : Clock::duration::zero());
       if (answer_at > now) {
         // A hold still running (pipelined requests) keeps its start and may only grow.
         if (!holding_) hold_from_ = to_client_.appended();
@@ -553,6 +571,8 @@ class FaultProxy::Impl::Connection {
   bool upstream_replied_ = false;  // upstream bytes arrived since it started
   bool first_byte_seen_ = false;
   Clock::time_point start_;
+  Clock::time_point last_byte_;  // the current answer's last byte so far
+  uint64_t answer_bytes_ = 0;    // the current answer's bytes so far
   bool slow_ = false;
   double slow_factor_ = 1;
   bool cut_ = false;

@@ -45,8 +45,13 @@ struct FaultSpec {
   };
   Mode mode = Mode::kPass;
   // An exchange's first answer byte reaches the client at
-  //   start + delay_ms + ttfb x (slow_factor if the exchange is slowed, else 1),
-  // where ttfb is the exchange's own time from start to the upstream's first byte.
+  //   start + delay_ms + ttfb                                   (not slowed)
+  //   start + delay_ms + ttfb + (slow_factor - 1) x max(ttfb, typical)   (slowed)
+  // where ttfb is the exchange's own time from start to the upstream's first byte, and
+  // `typical` the proxy's moving average of whole answers (start to last byte, answers of at
+  // least 64 bytes). Over HTTP the two are close; ClickHouse's native protocol sends a
+  // header block before it computes, so there only `typical` makes the answer ~slow_factor
+  // times slower.
   double slow_fraction = 0;  // share of exchanges slowed, in [0, 1]
   double slow_factor = 10;   // >= 1
   int64_t delay_ms = 0;      // >= 0, every exchange
