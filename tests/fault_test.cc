@@ -21,6 +21,7 @@
 
 #include "backend/clickhouse_servers.h"
 #include "eval/eval.h"
+#include "eval/profile.h"
 #include "eval/requests.h"
 #include "fault/fault_proxy.h"
 #include "pipeline/pipeline.h"
@@ -342,6 +343,64 @@ TEST_F(FaultTest, AnExactStatementASlowShardHoldsUpFallsBackToTheShardsOwnReads)
   t.ExpectHonest(cutting_->spec().guarantee.tau);
   // No request waited the 400 ms out more than a few times (the budget is far below it).
   EXPECT_LT(seconds, 0.4 * 60 / 2) << seconds << " s for 60 requests";
+}
+
+// `apxserve profile` on the two real servers: every statement traced, every read joined with
+// its server's query_log (CPU, rows scanned), the exact statements' sub-queries found on the
+// other shard, and the split adding up to the latency.
+TEST_F(FaultTest, ProfileJoinsEveryReadWithTheServersAccounting) {
+  Result<eval::Profile> p = eval::RunProfile(*served_, {.n = 30, .progress = false});
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->shards, 2);
+  EXPECT_EQ(p->requests.size(), 30u);
+  EXPECT_EQ(p->reads_unlogged, 0);
+  int sampled = 0, reads = 0, with_cpu = 0;
+  for (const eval::ProfiledStatement& s : p->statements) {
+    if (s.exact) continue;
+    ++sampled;
+    ASSERT_EQ(s.reads.size(), 2u);
+    int64_t rows = 0;
+    for (const eval::ProfiledRead& r : s.reads) {
+      EXPECT_TRUE(r.logged);
+      ++reads;
+      with_cpu += r.cpu_ms > 0;
+      EXPECT_GE(r.read_rows, r.rows);  // the server scans whole granules
+      EXPECT_GT(r.bytes_received, 0);
+      rows += r.used ? r.rows : 0;
+    }
+    EXPECT_EQ(rows, s.rows);
+  }
+  ASSERT_GT(sampled, 30);
+  // ClickHouse 18.16 leaves the CPU counters out for some sub-millisecond reads.
+  EXPECT_GT(with_cpu, reads * 3 / 4) << with_cpu << " of " << reads << " reads with CPU time";
+  const eval::ProfileSplit split = eval::Split(*p);
+  EXPECT_NEAR(split.coordinator_ms + split.shard_ms + split.network_ms, split.latency_ms, 1e-6 * split.latency_ms + 1e-9);
+  EXPECT_GT(split.shard_cpu_ms, 0);
+  Result<eval::WhatIfModel> m = eval::FitModel(*p);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_GT(m->read_branch_ms + m->read_fixed_ms, 0);
+  // In-sample, the model is the profile's own latency within a wide margin (a sanity check of
+  // the replay, not a speed target).
+  const double predicted = eval::Predict(*p, *m, {.shards = 2}).latency_ms;
+  EXPECT_GT(predicted, 0.5 * split.latency_ms);
+  EXPECT_LT(predicted, 2.0 * split.latency_ms);
+
+  // With the cut-over: exact statements through the Distributed table, whose part on shard 1
+  // is a sub-query in shard 1's log.
+  Result<eval::Profile> cut = eval::RunProfile(*cutting_, {.n = 30, .progress = false});
+  ASSERT_TRUE(cut.ok()) << cut.status().ToString();
+  int exact = 0, with_sub = 0;
+  for (const eval::ProfiledStatement& s : cut->statements) {
+    if (!s.exact) continue;
+    ++exact;
+    with_sub += !s.sub.empty();
+    for (const eval::ProfiledRead& r : s.sub) EXPECT_EQ(r.shard, 1);
+  }
+  ASSERT_GT(exact, 0) << "no cut-over: nothing exercised the exact statement";
+  EXPECT_EQ(with_sub, exact);
+
+  // Not a backend read shard by shard.
+  EXPECT_EQ(eval::RunProfile(*truth_, {.n = 5}).status().code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -597,12 +597,27 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
   std::vector<bool> wants_values;
   const std::string sql = RoundSql(ops, !shards_.empty(), &wants_values);
   if (sql.empty()) return Status::Ok();
+  StatementTracer* const tracer = tracer_.load(std::memory_order_acquire);
+  StatementTrace trace;
+  int64_t wait_ns = 0;  // the time spent waiting for the servers (the rest is the coordinator's)
   std::vector<OpPart> total(ops.size());
   if (shards_.empty()) {
-    APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql));
+    const std::string qid = tracer != nullptr ? tracer->NextQueryId() : std::string();
+    const int64_t sent = NowNs();
+    APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql, {}, qid));
+    wait_ns = NowNs() - sent;
     APX_RETURN_IF_ERROR(ParseRound(body, ops, wants_values, &total));
     for (ReadOp& op : ops) op.strata_read = std::max(0, op.s_end - op.s_begin);
     if (round != nullptr) round->shards = round->shards_answered = round->shards_late = 0;
+    if (tracer != nullptr) {
+      ShardReadTrace& r = trace.reads.emplace_back();
+      r.query_id = qid;
+      r.wall_ns = wait_ns;
+      r.bytes_sent = static_cast<int64_t>(sql.size());
+      r.bytes_received = static_cast<int64_t>(body.size());
+      for (const OpPart& part : total) r.rows += part.pm.rows;
+      r.used = true;
+    }
   } else {
     // Every shard at once, each on its own thread, within the shard timeout and the round's
     // deadline. Shard j holds the strata s with s % shards == j (Ingest's sharding key).
@@ -652,6 +667,11 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     answers->done_ns.assign(n, 0);
     answers->abandoned.assign(n, false);
     auto shared_sql = std::make_shared<const std::string>(sql);
+    std::vector<std::string> qids(n);
+    if (tracer != nullptr) {
+      for (int j = 0; j < n; ++j) qids[j] = ask[j] ? tracer->NextQueryId() : std::string();
+    }
+    const int64_t wait_start = NowNs();
     for (int j = 0; j < n; ++j) {
       if (!ask[j]) {
         answers->bodies[j] = Status::Unavailable(
@@ -664,10 +684,10 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
         std::lock_guard<std::mutex> lock(reads_mu_);
         ++reads_running_;
       }
-      auto read = [this, answers, shared_sql, j, timeout, full_timeout, was_j = was[j]] {
+      auto read = [this, answers, shared_sql, j, timeout, full_timeout, was_j = was[j], qid = qids[j]] {
         Result<std::string> r = Status::Internal("shard " + std::to_string(j) + ": the read failed");
         try {
-          r = shards_[j]->Query(*shared_sql, timeout);
+          r = shards_[j]->Query(*shared_sql, timeout, qid);
         } catch (const std::exception& e) {
           r = Status::Internal("shard " + std::to_string(j) + ": " + e.what());
         }
@@ -748,7 +768,19 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
         bodies.push_back(Status::DeadlineExceeded("shard " + std::to_string(j) + " was late: over " +
                                                   Num(policy_.late_factor) + "x the first shard's time"));
       }
+      if (tracer != nullptr) {
+        for (int j = 0; j < n; ++j) {
+          if (!ask[j]) continue;
+          ShardReadTrace& r = trace.reads.emplace_back();
+          r.shard = j;
+          r.query_id = qids[j];
+          r.wall_ns = answers->done_ns[j] > 0 ? answers->done_ns[j] - answers->start_ns[j] : NowNs() - answers->start_ns[j];
+          r.bytes_sent = static_cast<int64_t>(sql.size());
+          r.bytes_received = bodies[j].ok() ? static_cast<int64_t>(bodies[j]->size()) : 0;
+        }
+      }
     }
+    wait_ns = NowNs() - wait_start;
     Status first_error = Status::Ok();
     int answered = 0;
     std::vector<OpPart> parts;
@@ -768,9 +800,15 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
         continue;
       }
       ++answered;
+      ShardReadTrace* traced = nullptr;
+      if (tracer != nullptr) {
+        for (ShardReadTrace& r : trace.reads) traced = r.shard == j ? &r : traced;
+        if (traced != nullptr) traced->used = true;
+      }
       for (size_t i = 0; i < ops.size(); ++i) {
         ReadOp& op = ops[i];
         for (int s = op.s_begin; s < op.s_end; ++s) op.strata_read += (s % n == j) ? 1 : 0;
+        if (traced != nullptr) traced->rows += parts[i].pm.rows;
         MergePart(std::move(parts[i]), &total[i]);
       }
     }
@@ -800,10 +838,24 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
   for (ReadOp& op : ops) {
     if (op.s_end > op.s_begin && weight > 0) op.ns = ns * static_cast<double>(op.rows + 1) / weight;
   }
+  if (tracer != nullptr) {
+    trace.wall_ns = static_cast<int64_t>(ns);
+    trace.coordinator_ns = std::max<int64_t>(0, trace.wall_ns - wait_ns);
+    for (const ReadOp& op : ops) {
+      if (op.s_end <= op.s_begin) continue;
+      ++trace.branches;
+      trace.s_begin.push_back(op.s_begin);
+      trace.s_end.push_back(op.s_end);
+      trace.branch_rows.push_back(op.rows);
+      trace.rows += op.rows;
+    }
+    tracer->Record(std::move(trace));
+  }
   return Status::Ok();
 }
 
 Status ClickHouseBackend::ExactAggregates(std::span<ExactOp> ops, std::chrono::steady_clock::time_point deadline) const {
+  const int64_t built = NowNs();
   std::string sql;
   for (size_t i = 0; i < ops.size(); ++i) {
     const ExactOp& op = ops[i];
@@ -821,7 +873,11 @@ Status ClickHouseBackend::ExactAggregates(std::span<ExactOp> ops, std::chrono::s
     timeout = std::max(std::chrono::milliseconds(1),
                        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
   }
-  APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql, timeout));
+  StatementTracer* const tracer = tracer_.load(std::memory_order_acquire);
+  const std::string qid = tracer != nullptr ? tracer->NextQueryId() : std::string();
+  const int64_t sent = NowNs();
+  APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql, timeout, qid));
+  const int64_t received = NowNs();
   std::vector<double> values;
   std::vector<bool> seen(ops.size(), false);
   APX_RETURN_IF_ERROR(ForEachLine(body, [&](std::string_view line) -> Status {
@@ -838,6 +894,25 @@ Status ClickHouseBackend::ExactAggregates(std::span<ExactOp> ops, std::chrono::s
   }));
   for (size_t i = 0; i < ops.size(); ++i) {
     if (!seen[i]) return Status::Internal("clickhouse: no exact answer for query " + std::to_string(i));
+  }
+  if (tracer != nullptr) {
+    StatementTrace trace;
+    trace.exact = true;
+    trace.branches = static_cast<int>(ops.size());
+    trace.wall_ns = NowNs() - built;
+    trace.coordinator_ns = trace.wall_ns - (received - sent);
+    for (const ExactOp& op : ops) {
+      trace.rows += op.rows;
+      trace.branch_rows.push_back(op.rows);
+    }
+    ShardReadTrace& r = trace.reads.emplace_back();
+    r.query_id = qid;
+    r.wall_ns = received - sent;
+    r.bytes_sent = static_cast<int64_t>(sql.size());
+    r.bytes_received = static_cast<int64_t>(body.size());
+    r.rows = trace.rows;
+    r.used = true;
+    tracer->Record(std::move(trace));
   }
   return Status::Ok();
 }

@@ -56,6 +56,41 @@ struct ShardPolicy {
   std::chrono::microseconds late_slack{5000};
 };
 
+// What one statement of a request cost, for `apxserve profile` (eval/profile.h): a sampled
+// round read shard by shard, or an exact statement through the Distributed tables.
+struct ShardReadTrace {
+  int shard = 0;
+  std::string query_id;        // its id in that server's system.query_log
+  int64_t wall_ns = 0;         // as the coordinator saw it: sent to last byte received
+  int64_t bytes_sent = 0;      // the statement
+  int64_t bytes_received = 0;  // the answer
+  int64_t rows = 0;            // rows its partial states cover
+  bool used = false;           // answered in time and merged into the round
+};
+struct StatementTrace {
+  bool exact = false;   // the exact statement (its one read is the coordinator's; the shards'
+                        // sub-queries carry its query_id as initial_query_id)
+  int branches = 0;     // UNION ALL branches: queries read
+  int64_t wall_ns = 0;  // the whole call as the session saw it
+  // The coordinator's own work: building the statement, parsing and merging the answers.
+  int64_t coordinator_ns = 0;
+  int64_t rows = 0;     // rows read (sampled) or matched (exact), over the shards that answered
+  // Per branch: [s_begin, s_end) strata read (sampled), and the rows each brought.
+  std::vector<int> s_begin, s_end;
+  std::vector<int64_t> branch_rows;
+  std::vector<ShardReadTrace> reads;  // one per shard asked (exact: one)
+};
+
+// Receives every statement's trace; called from the session's thread (one at a time per
+// session, concurrently from several sessions).
+class StatementTracer {
+ public:
+  virtual ~StatementTracer() = default;
+  // A fresh query_id (ClickHouseClient::Query).
+  virtual std::string NextQueryId() = 0;
+  virtual void Record(StatementTrace trace) = 0;
+};
+
 class ClickHouseBackend : public Backend {
  public:
   // `tables`: the schemas of the spec's tables (column names and types, time column).
@@ -132,6 +167,10 @@ class ClickHouseBackend : public Backend {
   // only the bytes shipped and formatted shrink.
   bool GroupsValues(int shape, double expected_rows) const;
 
+  // Traces every later statement into `tracer` (null: none; the default). The tracer must
+  // outlive the statements that use it.
+  void set_tracer(StatementTracer* tracer) const { tracer_.store(tracer, std::memory_order_release); }
+
   // Names of the layouts of `table` for `keys`.
   static std::string SampledName(std::string_view table, const std::vector<std::string>& keys);
   static std::string SortedName(std::string_view table, const std::vector<std::string>& keys);
@@ -185,6 +224,7 @@ class ClickHouseBackend : public Backend {
   mutable std::shared_mutex stats_mu_;
   mutable std::vector<Layout> layouts_;  // stats mutable under stats_mu_
   std::vector<Shape> shapes_;
+  mutable std::atomic<StatementTracer*> tracer_{nullptr};
 };
 
 }  // namespace apx::backend

@@ -3,6 +3,8 @@
 
 #include <httplib.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -205,13 +207,22 @@ Result<std::string> ClickHouseClient::Post(std::string_view query_string, std::s
   return std::move(res->body);
 }
 
-Result<std::string> ClickHouseClient::Query(std::string_view sql, std::chrono::milliseconds timeout) const {
+Result<std::string> ClickHouseClient::Query(std::string_view sql, std::chrono::milliseconds timeout,
+                                            std::string_view query_id) const {
   std::string statement(sql);
   if (statement.find(" FORMAT ") == std::string::npos) statement += " FORMAT TabSeparated";
+  std::string params;
+  if (!query_id.empty()) {
+    const bool valid = query_id.size() <= 64 && std::all_of(query_id.begin(), query_id.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '_' || ch == '-';
+    });
+    if (!valid) return Status::InvalidArgument("clickhouse: query_id must be 1-64 characters of [A-Za-z0-9_-]");
+    params = "log_queries=1&query_id=" + std::string(query_id);
+  }
   static const bool trace = std::getenv("APX_CLICKHOUSE_TRACE") != nullptr;
-  if (!trace) return Post("", statement, true, timeout, /*idempotent=*/true);
+  if (!trace) return Post(params, statement, true, timeout, /*idempotent=*/true);
   const auto start = std::chrono::steady_clock::now();
-  Result<std::string> out = Post("", statement, true, timeout, /*idempotent=*/true);
+  Result<std::string> out = Post(params, statement, true, timeout, /*idempotent=*/true);
   std::fprintf(stderr, "clickhouse: %.3f ms, %zu bytes: %s\n",
                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
                out.ok() ? out->size() : 0, statement.c_str());

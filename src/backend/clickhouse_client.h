@@ -69,7 +69,11 @@ class ClickHouseClient {
   // Errors: Unavailable (connection refused, or cut again), DeadlineExceeded (timeout),
   // Internal with ClickHouse's message (bad SQL, missing table ...).
   // `timeout` > 0 replaces config().timeout for this statement (whole-table work).
-  Result<std::string> Query(std::string_view sql, std::chrono::milliseconds timeout = {}) const;
+  // `query_id` non-empty: the statement runs under that id with log_queries=1, so that it
+  // appears in the server's system.query_log (`apxserve profile`; 1-64 characters of
+  // [A-Za-z0-9_-], InvalidArgument otherwise).
+  Result<std::string> Query(std::string_view sql, std::chrono::milliseconds timeout = {},
+                            std::string_view query_id = {}) const;
   // Runs a statement without a result (DDL, INSERT ... VALUES). Same errors.
   Status Execute(std::string_view sql, std::chrono::milliseconds timeout = {}) const;
   // INSERT INTO `table` [(columns)] FORMAT TabSeparated with `tsv` (rows, one per line) as the

@@ -174,6 +174,25 @@ struct FaultProxyArgs {
 // on stdout at exit.
 Status RunFaultProxy(const FaultProxyArgs& args);
 
+struct ProfileArgs {
+  std::string spec_path;             // run the pipeline's requests (unless `from` is given)
+  int n = 200;                       // test requests
+  std::string out_path;              // write the profile (JSON) here
+  std::vector<std::string> from;     // profiles written before: fit on the first, compare
+                                     // the predictions with the others' measurements
+  std::vector<int> shards;           // predict at these shard counts (default 1, 2, 4, 8)
+  std::vector<double> bandwidth_mbps;  // and at these bandwidths (default: as measured)
+  int host_cores = 0;                // cores per host (0: the profiled machine's)
+  bool host_per_shard = false;       // each shard on its own host (else all on one, as a
+                                     // local profile ran)
+  std::string svg_path;              // predicted vs measured latency (SVG)
+  bool json = false;
+};
+
+// `apxserve profile`: where a distributed pipeline's time goes, and a what-if model of it at
+// other shard counts and bandwidths (eval/profile.h, docs/profile.md).
+Status RunProfileCommand(const ProfileArgs& args, const GlobalOptions& global);
+
 }  // namespace apx::cli
 
 #endif  // APX_CLI_COMMANDS_H_

@@ -205,6 +205,25 @@ int main(int argc, char** argv) {
   fault_proxy_cmd->add_option("--seed", fault_proxy.seed, "which exchanges are slowed and cut")
       ->default_val(1);
 
+  ProfileArgs profile;
+  auto* profile_cmd = app.add_subcommand(
+      "profile", "Where a distributed pipeline's time goes, and what-if at k shards and a bandwidth");
+  profile_cmd->add_option("--pipeline,-p", profile.spec_path, "pipeline spec (YAML; ClickHouse read shard by shard)");
+  profile_cmd->add_option("--n", profile.n, "test requests to profile")->check(CLI::Range(1, 1'000'000))->default_val(200);
+  profile_cmd->add_option("--out", profile.out_path, "write the profile (JSON) here");
+  profile_cmd->add_option("--from", profile.from,
+                          "profiles written before: fit on the first, compare with the others' measurements");
+  profile_cmd->add_option("--shards", profile.shards, "predict at these shard counts (default 1 2 4 8)")
+      ->check(CLI::Range(1, 1024));
+  profile_cmd->add_option("--bandwidth-mbps", profile.bandwidth_mbps, "and at these bandwidths (Mbit/s)")
+      ->check(CLI::PositiveNumber);
+  profile_cmd->add_option("--host-cores", profile.host_cores, "cores per host (default: the profiled machine's)")
+      ->check(CLI::Range(1, 4096));
+  profile_cmd->add_flag("--host-per-shard", profile.host_per_shard,
+                        "predict each shard on its own host (default: all on one, as profiled locally)");
+  profile_cmd->add_option("--svg", profile.svg_path, "write predicted vs measured latency (SVG)");
+  profile_cmd->add_flag("--json", profile.json, "print one JSON object");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -225,5 +244,6 @@ int main(int argc, char** argv) {
   if (*serve_cmd) return Finish(RunServe(serve, global));
   if (*loadgen_cmd) return Finish(RunLoadgenCommand(loadgen, global));
   if (*fault_proxy_cmd) return Finish(RunFaultProxy(fault_proxy));
+  if (*profile_cmd) return Finish(RunProfileCommand(profile, global));
   return 2;
 }
