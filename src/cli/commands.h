@@ -186,6 +186,7 @@ struct ProfileArgs {
   bool host_per_shard = false;       // each shard on its own host (else all on one, as a
                                      // local profile ran)
   std::string svg_path;              // predicted vs measured latency (SVG)
+  bool sampled_only = false;         // --from: leave the exact statements out
   bool json = false;
 };
 

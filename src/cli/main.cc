@@ -221,6 +221,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 4096));
   profile_cmd->add_flag("--host-per-shard", profile.host_per_shard,
                         "predict each shard on its own host (default: all on one, as profiled locally)");
+  profile_cmd->add_flag("--sampled-only", profile.sampled_only,
+                        "with --from: leave exact statements out (their time off their requests)");
   profile_cmd->add_option("--svg", profile.svg_path, "write predicted vs measured latency (SVG)");
   profile_cmd->add_flag("--json", profile.json, "print one JSON object");
 

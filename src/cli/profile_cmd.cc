@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -42,11 +43,16 @@ Status RunProfileCommand(const ProfileArgs& args, const GlobalOptions& global) {
   if (args.spec_path.empty() == args.from.empty()) {
     return Status::InvalidArgument("profile: give either --pipeline (run and profile it) or --from (profiles written before)");
   }
+  if (args.sampled_only && args.from.empty()) return Status::InvalidArgument("profile: --sampled-only applies to --from");
   if (!args.out_path.empty()) APX_RETURN_IF_ERROR(CheckReplaceable(args.out_path, "profile", IsProfile));
   if (!args.svg_path.empty()) APX_RETURN_IF_ERROR(CheckReplaceable(args.svg_path, "SVG chart", IsSvg));
   std::vector<eval::Profile> profiles;
   if (args.from.empty()) {
     APX_ASSIGN_OR_RETURN(pipeline::PipelineSpec spec, LoadCliSpec(args.spec_path, global));
+    if (!spec.backend.clickhouse() || spec.backend.cluster.empty()) {
+      return Status::InvalidArgument("profile: pipeline '" + spec.name +
+                                     "' does not read ClickHouse shard by shard (backend: {type: clickhouse, cluster: ...})");
+    }
     APX_ASSIGN_OR_RETURN(auto p, eval::PrepareAndOpen(spec, 2, !args.json));
     APX_ASSIGN_OR_RETURN(eval::Profile profile, eval::RunProfile(*p, {.n = args.n, .progress = !args.json}));
     if (!args.out_path.empty()) {
@@ -56,10 +62,23 @@ Status RunProfileCommand(const ProfileArgs& args, const GlobalOptions& global) {
   } else {
     for (const std::string& path : args.from) {
       APX_ASSIGN_OR_RETURN(eval::Profile p, LoadProfile(path));
-      profiles.push_back(std::move(p));
+      profiles.push_back(args.sampled_only ? p.SampledOnly() : std::move(p));
     }
   }
-  const eval::Profile& base = profiles.front();
+  // The model is fitted on every profile at the first one's shard count (runs of the same
+  // deployment); the others are checked against it, averaged per shard count.
+  eval::Profile base = profiles.front();
+  std::map<int, std::vector<const eval::Profile*>> others;
+  for (size_t i = 1; i < profiles.size(); ++i) {
+    if (profiles[i].shards == base.shards) {
+      APX_RETURN_IF_ERROR(base.Append(profiles[i]));
+    } else {
+      if (profiles[i].pipeline != base.pipeline) {
+        return Status::InvalidArgument("profile: --from mixes pipelines '" + base.pipeline + "' and '" + profiles[i].pipeline + "'");
+      }
+      others[profiles[i].shards].push_back(&profiles[i]);
+    }
+  }
   const eval::ProfileSplit split = eval::Split(base);
   APX_ASSIGN_OR_RETURN(eval::WhatIfModel model, eval::FitModel(base));
 
@@ -79,12 +98,15 @@ Status RunProfileCommand(const ProfileArgs& args, const GlobalOptions& global) {
   struct Check {
     int shards;
     double measured, predicted;
+    int runs;
   };
   std::vector<Check> checks;
-  for (size_t i = 1; i < profiles.size(); ++i) {
-    const eval::ProfileSplit s = eval::Split(profiles[i]);
-    const eval::WhatIfPrediction p = eval::Predict(base, model, {.shards = profiles[i].shards, .host_cores = args.host_cores});
-    checks.push_back({profiles[i].shards, s.latency_ms, p.latency_ms});
+  for (const auto& [k, list] : others) {
+    double measured = 0;
+    for (const eval::Profile* p : list) measured += eval::Split(*p).latency_ms;
+    measured /= static_cast<double>(list.size());
+    const eval::WhatIfPrediction p = eval::Predict(base, model, {.shards = k, .host_cores = args.host_cores});
+    checks.push_back({k, measured, p.latency_ms, static_cast<int>(list.size())});
   }
 
   if (!args.svg_path.empty()) {
@@ -118,7 +140,7 @@ Status RunProfileCommand(const ProfileArgs& args, const GlobalOptions& global) {
     for (const auto& p : predictions) out["predictions"].push_back(p.ToJson());
     out["checks"] = nlohmann::json::array();
     for (const Check& c : checks) {
-      out["checks"].push_back({{"shards", c.shards}, {"measured_ms", c.measured}, {"predicted_ms", c.predicted},
+      out["checks"].push_back({{"shards", c.shards}, {"runs", c.runs}, {"measured_ms", c.measured}, {"predicted_ms", c.predicted},
                                {"error", c.predicted / c.measured - 1}});
     }
     std::cout << out.dump(2) << "\n";
@@ -151,10 +173,13 @@ Status RunProfileCommand(const ProfileArgs& args, const GlobalOptions& global) {
                 p.bottleneck.c_str());
   }
   if (!checks.empty()) {
-    std::printf("check against the other profiles (one host):\n  %6s %12s %12s %8s\n", "shards", "measured ms", "predicted ms",
-                "error");
+    size_t fitted = 0;
+    for (const eval::Profile& p : profiles) fitted += p.shards == base.shards ? 1 : 0;
+    std::printf("check against the other profiles (one host; fitted on %zu run%s):\n  %6s %5s %12s %12s %8s\n", fitted,
+                fitted == 1 ? "" : "s", "shards", "runs", "measured ms", "predicted ms", "error");
     for (const Check& c : checks) {
-      std::printf("  %6d %12.2f %12.2f %+7.1f%%\n", c.shards, c.measured, c.predicted, 100 * (c.predicted / c.measured - 1));
+      std::printf("  %6d %5d %12.2f %12.2f %+7.1f%%\n", c.shards, c.runs, c.measured, c.predicted,
+                  100 * (c.predicted / c.measured - 1));
     }
   }
   return Status::Ok();

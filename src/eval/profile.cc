@@ -56,8 +56,8 @@ struct LogEntry {
   int server = 0;  // the shard whose log holds it
   std::string initial_query_id;
   bool initial = true;
-  double server_ms = 0, cpu_ms = 0, cpu_wait_ms = 0;
-  int64_t read_rows = 0, read_bytes = 0;
+  double server_ms = 0, cpu_ms = 0, cpu_wait_ms = 0, net_wait_ms = 0;
+  int64_t read_rows = 0, read_bytes = 0, result_bytes = 0;
 };
 
 // The finished statements of this run in `server`'s query_log, by query_id (and the
@@ -75,7 +75,7 @@ Status LoadQueryLog(const ClickHouseClient& server, int index, const std::string
   };
   const std::string sql =
       "SELECT query_id, initial_query_id, is_initial_query, query_duration_ms, " + event("OSCPUVirtualTimeMicroseconds") + ", " +
-      event("OSCPUWaitMicroseconds") + ", read_rows, read_bytes FROM system.query_log WHERE type = 2 AND event_date >= yesterday() AND (query_id LIKE " +
+      event("OSCPUWaitMicroseconds") + ", read_rows, read_bytes, result_bytes, " + event("NetworkReceiveElapsedMicroseconds") + " FROM system.query_log WHERE type = 2 AND event_date >= yesterday() AND (query_id LIKE " +
       like + " OR initial_query_id LIKE " + like + ")";
   APX_ASSIGN_OR_RETURN(std::string body, server.Query(sql, std::chrono::milliseconds(60000)));
   size_t pos = 0;
@@ -92,7 +92,7 @@ Status LoadQueryLog(const ClickHouseClient& server, int index, const std::string
       if (tab == std::string_view::npos) break;
       p = tab + 1;
     }
-    if (f.size() != 8) return Status::Internal("profile: unexpected query_log line from " + server.config().url);
+    if (f.size() != 10) return Status::Internal("profile: unexpected query_log line from " + server.config().url);
     LogEntry e;
     e.server = index;
     e.initial_query_id = f[1];
@@ -103,6 +103,8 @@ Status LoadQueryLog(const ClickHouseClient& server, int index, const std::string
       e.cpu_wait_ms = std::stod(f[5]) / 1000.0;
       e.read_rows = std::stoll(f[6]);
       e.read_bytes = std::stoll(f[7]);
+      e.result_bytes = std::stoll(f[8]);
+      e.net_wait_ms = std::stod(f[9]) / 1000.0;
     } catch (const std::exception&) {
       return Status::Internal("profile: unreadable query_log line from " + server.config().url);
     }
@@ -121,6 +123,7 @@ void Apply(const LogEntry& e, ProfiledRead* r) {
   r->server_ms = e.server_ms;
   r->cpu_ms = e.cpu_ms;
   r->cpu_wait_ms = e.cpu_wait_ms;
+  r->net_wait_ms = e.net_wait_ms;
   r->read_rows = e.read_rows;
   r->read_bytes = e.read_bytes;
 }
@@ -129,7 +132,7 @@ nlohmann::json ReadJson(const ProfiledRead& r) {
   return {{"shard", r.shard},        {"wall_ms", r.wall_ms},   {"bytes_sent", r.bytes_sent},
           {"bytes_received", r.bytes_received}, {"rows", r.rows}, {"used", r.used},
           {"logged", r.logged},      {"server_ms", r.server_ms}, {"cpu_ms", r.cpu_ms},
-          {"cpu_wait_ms", r.cpu_wait_ms}, {"read_rows", r.read_rows}, {"read_bytes", r.read_bytes}};
+          {"cpu_wait_ms", r.cpu_wait_ms}, {"net_wait_ms", r.net_wait_ms}, {"read_rows", r.read_rows}, {"read_bytes", r.read_bytes}};
 }
 
 ProfiledRead ReadFromJson(const nlohmann::json& j) {
@@ -144,6 +147,7 @@ ProfiledRead ReadFromJson(const nlohmann::json& j) {
   r.server_ms = j.at("server_ms").get<double>();
   r.cpu_ms = j.at("cpu_ms").get<double>();
   r.cpu_wait_ms = j.at("cpu_wait_ms").get<double>();
+  r.net_wait_ms = j.value("net_wait_ms", 0.0);
   r.read_rows = j.at("read_rows").get<int64_t>();
   r.read_bytes = j.at("read_bytes").get<int64_t>();
   return r;
@@ -212,6 +216,37 @@ Result<Profile> Profile::FromJson(const nlohmann::json& j) {
   } catch (const nlohmann::json::exception& e) {
     return Status::InvalidArgument(std::string("profile: ") + e.what());
   }
+}
+
+Profile Profile::SampledOnly() const {
+  Profile out = *this;
+  out.statements.clear();
+  for (const ProfiledStatement& s : statements) {
+    if (!s.exact) {
+      out.statements.push_back(s);
+      continue;
+    }
+    ProfiledRequest& r = out.requests[static_cast<size_t>(s.request)];
+    r.total_ms = std::max(0.0, r.total_ms - s.wall_ms);
+    r.statements_ms = std::max(0.0, r.statements_ms - s.wall_ms);
+  }
+  return out;
+}
+
+Status Profile::Append(const Profile& other) {
+  if (other.pipeline != pipeline || other.shards != shards) {
+    return Status::InvalidArgument("profile: cannot add a profile of '" + other.pipeline + "' at " +
+                                   std::to_string(other.shards) + " shards to one of '" + pipeline + "' at " +
+                                   std::to_string(shards));
+  }
+  const int offset = static_cast<int>(requests.size());
+  requests.insert(requests.end(), other.requests.begin(), other.requests.end());
+  for (ProfiledStatement s : other.statements) {
+    s.request += offset;
+    statements.push_back(std::move(s));
+  }
+  reads_unlogged += other.reads_unlogged;
+  return Status::Ok();
 }
 
 Result<Profile> RunProfile(const pipeline::Pipeline& pipeline, const ProfileOptions& options) {
@@ -326,6 +361,9 @@ Result<Profile> RunProfile(const pipeline::Pipeline& pipeline, const ProfileOpti
         for (auto it = lo; it != hi; ++it) {
           ProfiledRead s;
           Apply(it->second, &s);
+          // What the shard sent the coordinator (its part's mergeable state: for an exact
+          // quantile, every value).
+          s.bytes_received = it->second.result_bytes;
           st.sub.push_back(s);
         }
       }
@@ -343,6 +381,10 @@ namespace {
 
 // query_duration_ms is whole milliseconds, cut down: half a millisecond on average.
 constexpr double kDurationRounding = 0.5;
+// Bytes on the wire per exchange beyond the statement and its answer, which the tracer
+// counts: HTTP headers both ways (~550 bytes with ClickHouse's X-ClickHouse-* headers and a
+// query_id) and TCP/IP headers of the segments and their ACKs (~52 bytes each).
+constexpr double kExchangeOverheadBytes = 1000;
 
 double ServerMs(const ProfiledRead& r) { return std::min(r.wall_ms, r.server_ms + kDurationRounding); }
 
@@ -452,6 +494,7 @@ ProfileSplit Split(const Profile& profile) {
     for (const ProfiledRead& r : s.sub) {
       out.shard_cpu_ms += r.cpu_ms;
       out.shard_cpu_wait_ms += r.cpu_wait_ms;
+      out.bytes_received += static_cast<double>(r.bytes_received);
     }
     const double server = slowest != nullptr && slowest->logged ? std::min(waited, ServerMs(*slowest)) : 0.0;
     out.shard_ms += server;
@@ -580,15 +623,28 @@ WhatIfPrediction Predict(const Profile& profile, const WhatIfModel& m, const Dep
     if (s.exact) {
       const double cpu0 = ExactCpu(s);
       const double cpu = cpu0 + m.exact_part_ms * s.branches * (k - k0);
-      // CPU-bound at the parallelism profiled, never faster than every core of its hosts.
+      // Its wall time: the part the coordinator waited for the other shards' parts (their
+      // mergeable states; for an exact quantile, every value) grows with the share of rows on
+      // other shards, (k - 1) / k (not measurable at one shard: none); the rest is CPU-bound
+      // at the parallelism profiled, never faster than every core of its hosts.
       const double wall0 = std::max(0.0, s.wall_ms - s.coordinator_ms);
-      const double scaled = cpu0 > 0 ? wall0 * cpu / cpu0 : wall0;
-      lat += std::max(scaled, cpu / (cores * hosts));
+      double net0 = 0;
+      for (const ProfiledRead& rd : s.reads) net0 += rd.net_wait_ms;
+      net0 = std::min(net0, wall0);
+      const double net = k0 > 1 ? net0 * ((k - 1.0) / k) / ((k0 - 1) / k0) : 0.0;
+      const double scaled = (cpu0 > 0 ? (wall0 - net0) * cpu / cpu0 : wall0 - net0) + net;
+      // The shards' parts come to the coordinator over its link: at k shards, (k - 1) / k of
+      // the state bytes its sub-queries sent at k0 shards, scaled from (k0 - 1) / k0 (at one
+      // shard there were none to measure).
+      double b = 0, parts = 0;
+      for (const ProfiledRead& rd : s.reads) b += static_cast<double>(rd.bytes_sent + rd.bytes_received) + kExchangeOverheadBytes;
+      for (const ProfiledRead& rd : s.sub) parts += static_cast<double>(rd.bytes_received) + kExchangeOverheadBytes;
+      if (k0 > 1) parts *= (static_cast<double>(k - 1) / k) / ((k0 - 1) / k0);
+      const double wire = link > 0 ? (b + parts) / link : 0;
+      lat += std::max(scaled, cpu / (cores * hosts)) + wire;
       shard_cpu += cpu;
       for (int h = 0; h < hosts; ++h) host_cpu[static_cast<size_t>(h)] += cpu / hosts;
-      double b = 0;
-      for (const ProfiledRead& rd : s.reads) b += static_cast<double>(rd.bytes_sent + rd.bytes_received);
-      bytes += b;
+      bytes += b + parts;
       continue;
     }
     // A sampled round: one read per shard, each on its shard's share of the strata.
@@ -600,6 +656,7 @@ WhatIfPrediction Predict(const Profile& profile, const WhatIfModel& m, const Dep
       ++counted;
     }
     answer_bytes = counted > 0 ? answer_bytes / counted : 0;  // an answer's size barely depends on k
+    sent += kExchangeOverheadBytes;
     const std::vector<double> rows = RowsPerShard(s, k);
     std::vector<double> demand(static_cast<size_t>(hosts), 0.0);
     double critical = 0;

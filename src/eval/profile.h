@@ -37,6 +37,9 @@ struct ProfiledRead {
   double server_ms = 0;       // query_duration_ms (whole milliseconds)
   double cpu_ms = 0;          // OSCPUVirtualTimeMicroseconds: user + system CPU of its threads
   double cpu_wait_ms = 0;     // OSCPUWaitMicroseconds: runnable but waiting for a core
+  // NetworkReceiveElapsedMicroseconds: its threads' wait for other servers' data (an exact
+  // statement's coordinator waiting for the shards' parts).
+  double net_wait_ms = 0;
   int64_t read_rows = 0, read_bytes = 0;  // what the server scanned
 };
 
@@ -75,6 +78,12 @@ struct Profile {
 
   nlohmann::json ToJson() const;
   static Result<Profile> FromJson(const nlohmann::json& j);
+  // Without its exact statements (their time taken off their requests): the sampled path
+  // alone.
+  Profile SampledOnly() const;
+  // Adds `other`'s requests and statements (another run of the same deployment).
+  // InvalidArgument when its pipeline or shard count differs.
+  Status Append(const Profile& other);
 };
 
 struct ProfileOptions {
