@@ -100,6 +100,7 @@ struct ReadRound {
   int shards_answered = 0;  // out: shards whose rows arrived in time
   int shards_late = 0;      // out: shards left out for being much later than the first
                             // (ShardPolicy::late_factor), not for a timeout or an error
+  int hedged = 0;           // out: reads sent to a second replica of a shard
 };
 
 // One query's aggregates computed exactly by the backend itself (Backend::ExactAggregates).

@@ -193,15 +193,29 @@ std::string ExactExpr(const agg::Aggregator& a, const std::string& v) {
 ClickHouseBackend::ClickHouseBackend(std::shared_ptr<const ClickHouseClient> client,
                                      std::vector<store::TableSchema> tables, std::string cluster,
                                      std::vector<std::shared_ptr<const ClickHouseClient>> shards,
-                                     ShardPolicy policy)
+                                     ShardPolicy policy,
+                                     std::vector<std::vector<std::shared_ptr<const ClickHouseClient>>> replicas)
     : client_(std::move(client)),
       tables_(std::move(tables)),
       cluster_(std::move(cluster)),
       shards_(cluster_.empty() ? std::vector<std::shared_ptr<const ClickHouseClient>>{} : std::move(shards)),
-      policy_(policy),
-      shard_down_until_(std::make_unique<std::atomic<int64_t>[]>(std::max<size_t>(1, shards_.size()))),
-      late_reads_(std::make_unique<std::atomic<int>[]>(std::max<size_t>(1, shards_.size()))) {
-  for (size_t j = 0; j < std::max<size_t>(1, shards_.size()); ++j) {
+      policy_(policy) {
+  // Servers: every shard's primary first (server j is shard j's), then the other replicas.
+  servers_ = shards_;
+  replicas_of_.resize(shards_.size());
+  for (size_t j = 0; j < shards_.size(); ++j) {
+    replicas_of_[j].push_back(static_cast<int>(j));
+    if (j < replicas.size()) {
+      for (auto& r : replicas[j]) {
+        replicas_of_[j].push_back(static_cast<int>(servers_.size()));
+        servers_.push_back(std::move(r));
+      }
+    }
+  }
+  const size_t n = std::max<size_t>(1, servers_.size());
+  shard_down_until_ = std::make_unique<std::atomic<int64_t>[]>(n);
+  late_reads_ = std::make_unique<std::atomic<int>[]>(n);
+  for (size_t j = 0; j < n; ++j) {
     shard_down_until_[j].store(0);
     late_reads_[j].store(0);
   }
@@ -608,7 +622,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     wait_ns = NowNs() - sent;
     APX_RETURN_IF_ERROR(ParseRound(body, ops, wants_values, &total));
     for (ReadOp& op : ops) op.strata_read = std::max(0, op.s_end - op.s_begin);
-    if (round != nullptr) round->shards = round->shards_answered = round->shards_late = 0;
+    if (round != nullptr) round->shards = round->shards_answered = round->shards_late = round->hedged = 0;
     if (tracer != nullptr) {
       ShardReadTrace& r = trace.reads.emplace_back();
       r.query_id = qid;
@@ -637,74 +651,121 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     // A shard with kMaxLateReads reads still running is not asked either (checked first, so
     // that it does not take a probe's slot).
     const int64_t now = NowNs();
-    std::vector<bool> ask(n, true), busy(n, false);
-    std::vector<int64_t> was(n, 0);
+    // Per shard, the servers to read, in order: the first usable one takes the round's read,
+    // the next ones a hedge when it is late or fails (read_all_replicas: all at once). A
+    // server is usable unless it has kMaxLateReads reads still running (checked first, so that
+    // it does not take a probe's slot) or missed a recent round; such a server is asked again
+    // once kShardRetry has passed (one round per retry interval: the others keep skipping it).
+    std::vector<std::vector<int>> usable(n);
+    std::vector<bool> any_busy(n, false);
+    std::vector<int64_t> was(servers_.size(), 0);
     for (int j = 0; j < n; ++j) {
-      busy[j] = late_reads_[j].load(std::memory_order_relaxed) >= kMaxLateReads;
-      int64_t until = shard_down_until_[j].load(std::memory_order_relaxed);
-      was[j] = until;
-      if (busy[j]) {
-        ask[j] = false;
-        continue;
+      for (int s : replicas_of_[j]) {
+        if (late_reads_[s].load(std::memory_order_relaxed) >= kMaxLateReads) {
+          any_busy[j] = true;
+          continue;
+        }
+        int64_t until = shard_down_until_[s].load(std::memory_order_relaxed);
+        was[s] = until;
+        if (until == 0) {
+          usable[j].push_back(s);
+          continue;
+        }
+        // The probe holds the slot for a retry interval plus its own timeout (no overlap); a
+        // probe is only ever a shard's first read.
+        if (usable[j].empty() && until <= now && shard_down_until_[s].compare_exchange_strong(until, now + retry_ns)) {
+          usable[j].push_back(s);
+        }
       }
-      if (until == 0) continue;
-      // The probe holds the slot for a retry interval plus its own timeout (no overlap).
-      ask[j] = until <= now && shard_down_until_[j].compare_exchange_strong(until, now + retry_ns);
     }
-    if (std::none_of(ask.begin(), ask.end(), [](bool a) { return a; })) ask.assign(n, true);  // never skip all
+    if (std::all_of(usable.begin(), usable.end(), [](const std::vector<int>& u) { return u.empty(); })) {
+      for (int j = 0; j < n; ++j) usable[j] = {replicas_of_[j][0]};  // never skip all
+    }
     // The round's answers, shared with the reads' threads: a read the round stopped waiting
-    // for finishes on its own and its answer is dropped.
+    // for finishes on its own and its answer is dropped. Per shard the first answer wins; an
+    // error stands only once none of its reads is running.
     struct Answers {
       std::mutex mu;
       std::condition_variable cv;
-      std::vector<std::optional<Result<std::string>>> bodies;
-      std::vector<int64_t> start_ns, done_ns;
-      std::vector<bool> abandoned;
+      std::vector<std::optional<Result<std::string>>> bodies;  // per shard
+      std::vector<int> running;                                 // per shard: reads in flight
+      std::vector<int64_t> start_ns, done_ns;  // per shard: its latest read's start; the answer's
+      std::vector<int64_t> answer_took;        // per shard: the answering read's duration
+      std::vector<int> answered_by;            // per shard: the server that answered
+      struct Read {
+        int shard = 0, server = 0;
+        std::string query_id;
+        int64_t start_ns = 0, done_ns = 0;
+        int64_t bytes = 0;
+        bool abandoned = false;
+      };
+      std::vector<Read> reads;
     };
     auto answers = std::make_shared<Answers>();
     answers->bodies.resize(n);
+    answers->running.assign(n, 0);
     answers->start_ns.assign(n, 0);
     answers->done_ns.assign(n, 0);
-    answers->abandoned.assign(n, false);
+    answers->answer_took.assign(n, 0);
+    answers->answered_by.assign(n, -1);
+    answers->reads.reserve(servers_.size() + n);
     auto shared_sql = std::make_shared<const std::string>(sql);
-    std::vector<std::string> qids(n);
-    if (tracer != nullptr) {
-      for (int j = 0; j < n; ++j) qids[j] = ask[j] ? tracer->NextQueryId() : std::string();
-    }
-    const int64_t wait_start = NowNs();
-    for (int j = 0; j < n; ++j) {
-      if (!ask[j]) {
-        answers->bodies[j] = Status::Unavailable(
-            "shard " + std::to_string(j) + " skipped: " +
-            (busy[j] ? std::to_string(kMaxLateReads) + " of its reads are still running" : "it missed a recent round"));
-        continue;
+    std::vector<size_t> next(n, 0);  // per shard: the next usable server to read
+    int hedged = 0;
+    // Starts shard j's next read (REQUIRES: answers->mu held). False when it has none left.
+    auto launch = [&](int j) -> bool {
+      if (next[j] >= usable[j].size()) return false;
+      const int s = usable[j][next[j]++];
+      const size_t idx = answers->reads.size();
+      Answers::Read rd;
+      rd.shard = j;
+      rd.server = s;
+      rd.query_id = tracer != nullptr ? tracer->NextQueryId() : std::string();
+      rd.start_ns = NowNs();
+      answers->reads.push_back(rd);
+      answers->start_ns[j] = rd.start_ns;
+      ++answers->running[j];
+      reads_sent_.fetch_add(1, std::memory_order_relaxed);
+      if (next[j] > 1) {
+        ++hedged;
+        hedges_sent_.fetch_add(1, std::memory_order_relaxed);
       }
-      answers->start_ns[j] = NowNs();
       {
         std::lock_guard<std::mutex> lock(reads_mu_);
         ++reads_running_;
       }
-      auto read = [this, answers, shared_sql, j, timeout, full_timeout, was_j = was[j], qid = qids[j]] {
+      auto read = [this, answers, shared_sql, j, s, idx, timeout, full_timeout, was_s = was[s], qid = rd.query_id] {
         Result<std::string> r = Status::Internal("shard " + std::to_string(j) + ": the read failed");
         try {
-          r = shards_[j]->Query(*shared_sql, timeout, qid);
+          r = servers_[s]->Query(*shared_sql, timeout, qid);
         } catch (const std::exception& e) {
           r = Status::Internal("shard " + std::to_string(j) + ": " + e.what());
         }
         const StatusCode code = r.status().code();
         if (r.ok()) {
-          shard_down_until_[j].store(0, std::memory_order_relaxed);
+          shard_down_until_[s].store(0, std::memory_order_relaxed);
         } else if (code == StatusCode::kUnavailable || (code == StatusCode::kDeadlineExceeded && full_timeout)) {
           const int64_t skip_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kShardRetry).count();
-          shard_down_until_[j].store(NowNs() + skip_ns, std::memory_order_relaxed);
-        } else if (was_j != 0) {
-          shard_down_until_[j].store(was_j, std::memory_order_relaxed);  // a clipped probe: as before
+          shard_down_until_[s].store(NowNs() + skip_ns, std::memory_order_relaxed);
+        } else if (was_s != 0) {
+          shard_down_until_[s].store(was_s, std::memory_order_relaxed);  // a clipped probe: as before
         }
         {
           std::lock_guard<std::mutex> lock(answers->mu);
-          answers->bodies[j] = std::move(r);
-          answers->done_ns[j] = NowNs();
-          if (answers->abandoned[j]) late_reads_[j].fetch_sub(1, std::memory_order_relaxed);
+          Answers::Read& me = answers->reads[idx];
+          me.done_ns = NowNs();
+          me.bytes = r.ok() ? static_cast<int64_t>(r->size()) : 0;
+          if (me.abandoned) late_reads_[s].fetch_sub(1, std::memory_order_relaxed);
+          --answers->running[j];
+          auto& slot = answers->bodies[j];
+          if (!slot.has_value() && (r.ok() || answers->running[j] == 0)) {
+            if (r.ok()) {
+              answers->answer_took[j] = me.done_ns - me.start_ns;
+              answers->answered_by[j] = s;
+            }
+            slot = std::move(r);
+            answers->done_ns[j] = me.done_ns;
+          }
         }
         answers->cv.notify_all();
         std::lock_guard<std::mutex> lock(reads_mu_);
@@ -717,14 +778,38 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
           std::lock_guard<std::mutex> lock(reads_mu_);
           --reads_running_;
         }
-        answers->bodies[j] = Status::Unavailable("shard " + std::to_string(j) + ": no thread for its read (" + e.what() + ")");
+        --answers->running[j];
+        answers->reads[idx].done_ns = NowNs();
+        if (answers->running[j] == 0 && !answers->bodies[j].has_value()) {
+          answers->bodies[j] = Status::Unavailable("shard " + std::to_string(j) + ": no thread for its read (" + e.what() + ")");
+        }
+      }
+      return true;
+    };
+    const int64_t wait_start = NowNs();
+    {
+      std::lock_guard<std::mutex> lock(answers->mu);
+      for (int j = 0; j < n; ++j) {
+        if (usable[j].empty()) {
+          answers->bodies[j] = Status::Unavailable(
+              "shard " + std::to_string(j) + " skipped: " +
+              (any_busy[j] ? std::to_string(kMaxLateReads) + " of its reads are still running" : "it missed a recent round"));
+          continue;
+        }
+        launch(j);
+        if (policy_.read_all_replicas) {
+          while (launch(j)) {
+          }
+        }
       }
     }
-    // Wait for every shard asked, up to the timeout; once one has answered, the others have
-    // until late_factor times its time plus the slack (ShardPolicy), each from its own start.
+    // Wait for every shard asked, up to the timeout. Once one has answered after t, each other
+    // has until late_factor * t + the slack from its latest read's start; past that, a shard
+    // with another replica gets a hedged read there (the first answer wins), else it is late.
+    // A read that fails fast (refused, cut twice) goes on to the next replica at once.
     const int64_t t0 = NowNs();
     // With the shard's own timeout, a little past it, so that a read that times out is seen
-    // to (and marks its shard out) rather than abandoned a moment before; never past a
+    // to (and marks its server out) rather than abandoned a moment before; never past a
     // request's deadline.
     const int64_t grace_ns = full_timeout ? 25'000'000 : 0;
     const int64_t hard_ns = t0 + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count() + grace_ns;
@@ -734,26 +819,47 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     int late = 0;
     {
       std::unique_lock<std::mutex> lock(answers->mu);
+      std::vector<bool> given_up(n, false);
       while (true) {
-        int pending = 0;
-        int64_t first_ok = -1;   // the fastest answer's duration
-        int64_t last_start = 0;  // the latest start of a read still pending
+        int64_t first_ok = -1;  // the fastest answer's duration
         for (int j = 0; j < n; ++j) {
-          if (!answers->bodies[j].has_value()) {
-            ++pending;
-            last_start = std::max(last_start, answers->start_ns[j]);
-          } else if (ask[j] && answers->bodies[j]->ok()) {
-            const int64_t took = std::max<int64_t>(0, answers->done_ns[j] - answers->start_ns[j]);
-            if (first_ok < 0 || took < first_ok) first_ok = took;
+          if (answers->answered_by[j] >= 0 && (first_ok < 0 || answers->answer_took[j] < first_ok)) {
+            first_ok = answers->answer_took[j];
           }
         }
-        if (pending == 0) break;
+        const int64_t t = NowNs();
+        bool waiting = false;
         int64_t until = hard_ns;
-        if (policy_.late_factor > 0 && first_ok >= 0) {
-          until = std::min(until, last_start + static_cast<int64_t>(policy_.late_factor * static_cast<double>(first_ok)) + slack_ns);
+        for (int j = 0; j < n; ++j) {
+          if (given_up[j] || usable[j].empty()) continue;
+          auto& slot = answers->bodies[j];
+          if (slot.has_value()) {
+            // Failed fast with another replica left: read that one now.
+            const StatusCode code = slot->status().code();
+            if (slot->ok() || (code != StatusCode::kUnavailable && code != StatusCode::kDeadlineExceeded) ||
+                next[j] >= usable[j].size() || t >= hard_ns) {
+              continue;
+            }
+            slot.reset();
+            launch(j);
+            waiting = true;
+            continue;
+          }
+          if (policy_.late_factor > 0 && first_ok >= 0) {
+            int64_t dl = answers->start_ns[j] + static_cast<int64_t>(policy_.late_factor * static_cast<double>(first_ok)) + slack_ns;
+            if (t >= dl) {
+              if (!launch(j)) {
+                given_up[j] = true;
+                continue;
+              }
+              dl = answers->start_ns[j] + static_cast<int64_t>(policy_.late_factor * static_cast<double>(first_ok)) + slack_ns;
+            }
+            until = std::min(until, dl);
+          }
+          waiting = true;
         }
-        if (NowNs() >= until) break;
-        answers->cv.wait_for(lock, std::chrono::nanoseconds(until - NowNs()));
+        if (!waiting || NowNs() >= hard_ns) break;
+        answers->cv.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(0, until - NowNs())));
       }
       for (int j = 0; j < n; ++j) {
         if (answers->bodies[j].has_value()) {
@@ -762,25 +868,34 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
           continue;
         }
         // Still running: left out of this round (not marked; its own timeout may mark it).
-        answers->abandoned[j] = true;
-        late_reads_[j].fetch_add(1, std::memory_order_relaxed);
         ++late;
         bodies.push_back(Status::DeadlineExceeded("shard " + std::to_string(j) + " was late: over " +
                                                   Num(policy_.late_factor) + "x the first shard's time"));
       }
+      // Every read still running is abandoned (a slow primary whose hedge answered, too): it
+      // counts against its server until it ends.
+      for (Answers::Read& rd : answers->reads) {
+        if (rd.done_ns == 0 && !rd.abandoned) {
+          rd.abandoned = true;
+          late_reads_[rd.server].fetch_add(1, std::memory_order_relaxed);
+        }
+      }
       if (tracer != nullptr) {
-        for (int j = 0; j < n; ++j) {
-          if (!ask[j]) continue;
+        for (const Answers::Read& rd : answers->reads) {
           ShardReadTrace& r = trace.reads.emplace_back();
-          r.shard = j;
-          r.query_id = qids[j];
-          r.wall_ns = answers->done_ns[j] > 0 ? answers->done_ns[j] - answers->start_ns[j] : NowNs() - answers->start_ns[j];
+          r.shard = rd.shard;
+          r.server = rd.server;
+          r.query_id = rd.query_id;
+          r.wall_ns = (rd.done_ns > 0 ? rd.done_ns : NowNs()) - rd.start_ns;
           r.bytes_sent = static_cast<int64_t>(sql.size());
-          r.bytes_received = bodies[j].ok() ? static_cast<int64_t>(bodies[j]->size()) : 0;
+          r.bytes_received = rd.bytes;
+          r.used = false;  // set below for the answering read
+          r.answered = rd.done_ns > 0 && answers->answered_by[rd.shard] == rd.server;
         }
       }
     }
     wait_ns = NowNs() - wait_start;
+    if (round != nullptr) round->hedged = hedged;
     Status first_error = Status::Ok();
     int answered = 0;
     std::vector<OpPart> parts;
@@ -802,7 +917,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
       ++answered;
       ShardReadTrace* traced = nullptr;
       if (tracer != nullptr) {
-        for (ShardReadTrace& r : trace.reads) traced = r.shard == j ? &r : traced;
+        for (ShardReadTrace& r : trace.reads) traced = r.shard == j && r.answered ? &r : traced;
         if (traced != nullptr) traced->used = true;
       }
       for (size_t i = 0; i < ops.size(); ++i) {

@@ -54,18 +54,24 @@ struct ShardPolicy {
   // the background and its answer is dropped). 0: wait for every shard up to `timeout`.
   double late_factor = 2;
   std::chrono::microseconds late_slack{5000};
+  // With replicas: read every replica of every shard at once and take the first answer (plain
+  // replication). Otherwise a shard's first usable replica is read, and the next one only
+  // when that read is late (past the lateness above) or fails fast: a hedged read.
+  bool read_all_replicas = false;
 };
 
 // What one statement of a request cost, for `apxserve profile` (eval/profile.h): a sampled
 // round read shard by shard, or an exact statement through the Distributed tables.
 struct ShardReadTrace {
   int shard = 0;
+  int server = 0;              // the shard's primary is server `shard`; replicas follow them
   std::string query_id;        // its id in that server's system.query_log
   int64_t wall_ns = 0;         // as the coordinator saw it: sent to last byte received
   int64_t bytes_sent = 0;      // the statement
   int64_t bytes_received = 0;  // the answer
   int64_t rows = 0;            // rows its partial states cover
   bool used = false;           // answered in time and merged into the round
+  bool answered = false;       // the read whose answer stood for its shard (not a hedge's loser)
 };
 struct StatementTrace {
   bool exact = false;   // the exact statement (its one read is the coordinator's; the shards'
@@ -98,11 +104,14 @@ class ClickHouseBackend : public Backend {
   // `shards` non-empty (with a cluster): sampled reads go to every shard's local tables
   // directly, in parallel, as `policy` says; a shard that is late or down leaves its strata
   // out of the round (ReadOp::strata_read) instead of failing it. Stats and exact statements
-  // still go through the Distributed tables.
+  // still go through the Distributed tables. `replicas[j]`: shard j's other replicas (same
+  // rows), read when its primary is late, down or busy (hedged), or always
+  // (policy.read_all_replicas).
   ClickHouseBackend(std::shared_ptr<const ClickHouseClient> client,
                     std::vector<store::TableSchema> tables, std::string cluster = "",
                     std::vector<std::shared_ptr<const ClickHouseClient>> shards = {},
-                    ShardPolicy policy = {});
+                    ShardPolicy policy = {},
+                    std::vector<std::vector<std::shared_ptr<const ClickHouseClient>>> replicas = {});
   // Waits for reads left running by rounds that stopped waiting (each within its timeout).
   ~ClickHouseBackend() override;
 
@@ -167,6 +176,12 @@ class ClickHouseBackend : public Backend {
   // only the bytes shipped and formatted shrink.
   bool GroupsValues(int shape, double expected_rows) const;
 
+  // Sampled reads sent to servers so far, and how many of them were hedges (a shard's second
+  // or later read in a round): the extra resource that hedging or replication costs.
+  int64_t reads_sent() const { return reads_sent_.load(std::memory_order_relaxed); }
+  int64_t hedges_sent() const { return hedges_sent_.load(std::memory_order_relaxed); }
+  int num_servers() const { return static_cast<int>(servers_.size()); }
+
   // Traces every later statement into `tracer` (null: none; the default). The tracer must
   // outlive the statements that use it.
   void set_tracer(StatementTracer* tracer) const { tracer_.store(tracer, std::memory_order_release); }
@@ -209,12 +224,15 @@ class ClickHouseBackend : public Backend {
   std::shared_ptr<const ClickHouseClient> client_;
   std::vector<store::TableSchema> tables_;
   std::string cluster_;
-  std::vector<std::shared_ptr<const ClickHouseClient>> shards_;
+  std::vector<std::shared_ptr<const ClickHouseClient>> shards_;  // the shards' primaries
   ShardPolicy policy_;
-  // Per shard: steady-clock ns until which it is skipped (0: healthy).
+  std::vector<std::shared_ptr<const ClickHouseClient>> servers_;  // primaries, then replicas
+  std::vector<std::vector<int>> replicas_of_;                     // per shard: its servers, primary first
+  // Per server: steady-clock ns until which it is skipped (0: healthy).
   std::unique_ptr<std::atomic<int64_t>[]> shard_down_until_;
-  // Per shard: reads a round stopped waiting for that are still running.
+  // Per server: reads a round stopped waiting for that are still running.
   std::unique_ptr<std::atomic<int>[]> late_reads_;
+  mutable std::atomic<int64_t> reads_sent_{0}, hedges_sent_{0};
   // Shard reads running on their own threads (the destructor waits for them).
   mutable std::mutex reads_mu_;
   mutable std::condition_variable reads_cv_;

@@ -349,7 +349,11 @@ Result<Profile> RunProfile(const pipeline::Pipeline& pipeline, const ProfileOpti
       r.bytes_received = t.bytes_received;
       r.rows = t.rows;
       r.used = t.used;
-      const auto& log = trace.exact ? coordinator_log : by_id[static_cast<size_t>(t.shard)];
+      // A replica's reads are in its own log, which is not read here (only the primaries').
+      static const std::unordered_map<std::string, LogEntry> kNone;
+      const auto& log = trace.exact ? coordinator_log
+                        : static_cast<size_t>(t.server) < by_id.size() ? by_id[static_cast<size_t>(t.server)]
+                                                                       : kNone;
       if (auto it = log.find(t.query_id); it != log.end()) {
         Apply(it->second, &r);
         r.shard = t.shard;
