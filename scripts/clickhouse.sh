@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Private ClickHouse servers for apxserve's tests and benchmarks (docs/clickhouse.md).
 #
-#   scripts/clickhouse.sh start [--shards N] [--dir D] [--port P] [--cluster-port I=Q ...]
+#   scripts/clickhouse.sh start [--shards N] [--replicas R] [--dir D] [--port P] [--cluster-port I=Q ...]
 #   scripts/clickhouse.sh stop  [--dir D]
 #   scripts/clickhouse.sh restart --shard I [--dir D]
 #   scripts/clickhouse.sh status [--dir D]
@@ -9,12 +9,16 @@
 # start runs N servers (default 1) listening on 127.0.0.1 only, HTTP ports P, P+1, ...
 # (default 18123) and native ports P+1000, P+1001, ...; their data, logs and configs live in D
 # (default: a new folder under ${TMPDIR:-/tmp}). Every server knows the cluster `apx`, one shard
-# per server, so a Distributed table created on server 0 spans them all. --cluster-port I=Q
+# per server, so a Distributed table created on server 0 spans them all. --replicas R (default
+# 1) runs R servers per shard, N x R in all: server j is shard j's first replica, server
+# N x r + j its replica r (same rows: a Distributed insert writes every replica; the cluster
+# reads the first replica that answers, load_balancing in_order). --cluster-port I=Q
 # makes the cluster reach shard I's native port through port Q instead (a fault proxy
 # forwarding Q to P+1000+I: see `apxserve fault-proxy`). It writes
 #   D/pids  the servers' PIDs, one per line (stop kills exactly these)
 #   D/env   APX_CLICKHOUSE_URL (server 0's HTTP interface), APX_CLICKHOUSE_SHARDS,
-#           APX_CLICKHOUSE_URLS (every shard's), APX_CLICKHOUSE_DIR; source it
+#           APX_CLICKHOUSE_URLS (every shard's, comma-separated; a shard's replicas joined by
+#           '|'), APX_CLICKHOUSE_DIR; source it
 # and prints D on its last line. stop kills the recorded PIDs (never by name), waits for them
 # and removes D. restart stops server I (its recorded PID), starts it again on the same data and
 # ports, waits until it answers and records its new PID (a shard restarted mid-run). Needs clickhouse-server (scripts/setup.sh installs it).
@@ -23,6 +27,7 @@ set -euo pipefail
 cmd="${1:-}"
 [ -n "$cmd" ] && shift
 shards=1
+replicas=1
 dir=""
 port=18123
 cluster_ports=""
@@ -30,6 +35,7 @@ shard=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --shards) shards="$2"; shift 2 ;;
+    --replicas) replicas="$2"; shift 2 ;;
     --dir) dir="$2"; shift 2 ;;
     --port) port="$2"; shift 2 ;;
     --shard) shard="$2"; shift 2 ;;
@@ -42,6 +48,9 @@ done
 case "$shards" in ''|*[!0-9]*) echo "clickhouse.sh: --shards needs a number, got '$shards'" >&2; exit 2 ;; esac
 case "$port" in ''|*[!0-9]*) echo "clickhouse.sh: --port needs a number, got '$port'" >&2; exit 2 ;; esac
 [ "$shards" -ge 1 ] && [ "$shards" -le 8 ] || { echo "clickhouse.sh: --shards must be 1..8" >&2; exit 2; }
+case "$replicas" in ''|*[!0-9]*) echo "clickhouse.sh: --replicas needs a number, got '$replicas'" >&2; exit 2 ;; esac
+[ "$replicas" -ge 1 ] && [ "$replicas" -le 3 ] || { echo "clickhouse.sh: --replicas must be 1..3" >&2; exit 2; }
+servers=$((shards * replicas))
 
 server_bin="$(command -v clickhouse-server || true)"
 [ -n "$server_bin" ] || [ -x /usr/sbin/clickhouse-server ] && server_bin="${server_bin:-/usr/sbin/clickhouse-server}"
@@ -86,26 +95,35 @@ case "$cmd" in
     dir="$(cd "$dir" && pwd)"
     touch "$dir/.apx-clickhouse"
     cluster=""
-    for i in $(seq 0 $((shards - 1))); do
-      native=$((port + 1000 + i))
-      for cp in $cluster_ports; do
-        [ "${cp%%=*}" = "$i" ] && native="${cp#*=}"
+    urls=""
+    for j in $(seq 0 $((shards - 1))); do
+      cluster+="<shard><internal_replication>false</internal_replication>"
+      urls+="${urls:+,}"
+      for r in $(seq 0 $((replicas - 1))); do
+        i=$((r * shards + j))
+        native=$((port + 1000 + i))
+        for cp in $cluster_ports; do
+          [ "${cp%%=*}" = "$i" ] && native="${cp#*=}"
+        done
+        case "$native" in ''|*[!0-9]*) echo "clickhouse.sh: --cluster-port $i needs a number" >&2; exit 2 ;; esac
+        cluster+="<replica><host>127.0.0.1</host><port>$native</port></replica>"
+        [ "$r" -gt 0 ] && urls+="|"
+        urls+="http://127.0.0.1:$((port + i))"
       done
-      case "$native" in ''|*[!0-9]*) echo "clickhouse.sh: --cluster-port $i needs a number" >&2; exit 2 ;; esac
-      cluster+="<shard><replica><host>127.0.0.1</host><port>$native</port></replica></shard>"
+      cluster+="</shard>"
     done
     : > "$dir/pids"
     # A failure or an interrupt before every server answers stops the ones already started.
     trap 'stop_dir "$dir" >&2 || true' EXIT
     trap 'exit 130' INT TERM HUP
-    urls=""
-    for i in $(seq 0 $((shards - 1))); do
+    for i in $(seq 0 $((servers - 1))); do
       d="$dir/shard-$i"
       mkdir -p "$d/data" "$d/tmp" "$d/log" "$d/user_files"
       cat > "$d/users.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
-  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage>
+    <load_balancing>in_order</load_balancing></default></profiles>
   <users><default><password></password>
     <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
     <profile>default</profile><quota>default</quota></default></users>
@@ -137,12 +155,11 @@ EOF
   <timezone>UTC</timezone>
   <mlock_executable>false</mlock_executable>
   <remote_servers><apx>$cluster</apx></remote_servers>
-  <macros><shard>$i</shard></macros>
+  <macros><shard>$((i % shards))</shard></macros>
 </yandex>
 EOF
       "$server_bin" --config-file="$d/config.xml" >"$d/log/stdout.log" 2>&1 &
       echo $! >> "$dir/pids"
-      urls+="${urls:+,}http://127.0.0.1:$((port + i))"
     done
     i=0
     for pid in $(cat "$dir/pids"); do
@@ -162,11 +179,11 @@ EOF
     trap - EXIT INT TERM HUP
     cat > "$dir/env" <<EOF
 export APX_CLICKHOUSE_URL=http://127.0.0.1:$port
-export APX_CLICKHOUSE_URLS=$urls
+export APX_CLICKHOUSE_URLS='$urls'
 export APX_CLICKHOUSE_SHARDS=$shards
 export APX_CLICKHOUSE_DIR=$dir
 EOF
-    echo "clickhouse.sh: $shards server(s) up on 127.0.0.1:$port.. (PIDs $(tr '\n' ' ' < "$dir/pids"))" >&2
+    echo "clickhouse.sh: $servers server(s) up on 127.0.0.1:$port.. (PIDs $(tr '\n' ' ' < "$dir/pids"))" >&2
     echo "$dir"
     ;;
   stop)
@@ -208,7 +225,7 @@ EOF
     done
     ;;
   *)
-    echo "usage: scripts/clickhouse.sh start [--shards N] [--dir D] [--port P] [--cluster-port I=Q] | stop [--dir D] | restart --shard I [--dir D] | status [--dir D]" >&2
+    echo "usage: scripts/clickhouse.sh start [--shards N] [--replicas R] [--dir D] [--port P] [--cluster-port I=Q] | stop [--dir D] | restart --shard I [--dir D] | status [--dir D]" >&2
     exit 2
     ;;
 esac

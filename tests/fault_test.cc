@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "backend/clickhouse_backend.h"
 #include "backend/clickhouse_servers.h"
 #include "eval/eval.h"
 #include "eval/profile.h"
@@ -73,10 +74,22 @@ class FaultTest : public ::testing::Test {
     const int port = testutil::Servers::PortFor(base);
     // The cluster reaches shard 1's native port through native_ (started below, same port).
     const int native_proxy_port = port + 4001;
-    servers_.Start(2, base, "--cluster-port 1=" + std::to_string(native_proxy_port));
+    // Two replicas per shard: servers 0 and 1 are the shards' primaries, 2 and 3 their
+    // replicas (read only by the hedged pipelines below).
+    // The cluster reaches shard 1's replica (server 3) through native_replica_ likewise.
+    const int native_replica_port = port + 4003;
+    servers_.Start(2, base,
+                   "--replicas 2 --cluster-port 1=" + std::to_string(native_proxy_port) + " --cluster-port 3=" +
+                       std::to_string(native_replica_port));
     if (servers_.dir.empty()) return;  // SetUp skips or fails, saying why
     auto http = fault::FaultProxy::Start("127.0.0.1", 0, "127.0.0.1", port + 1, {});
     auto native = fault::FaultProxy::Start("127.0.0.1", native_proxy_port, "127.0.0.1", port + 1001, {});
+    auto native_replica = fault::FaultProxy::Start("127.0.0.1", native_replica_port, "127.0.0.1", port + 1003, {});
+    if (!native_replica.ok()) {
+      setup_error_ = "fault proxy of the replica: " + native_replica.status().ToString();
+      return;
+    }
+    native_replica_ = native_replica->release();
     if (!http.ok() || !native.ok()) {
       setup_error_ = "fault proxies: " + http.status().ToString() + " / " + native.status().ToString();
       return;
@@ -84,7 +97,10 @@ class FaultTest : public ::testing::Test {
     http_ = http->release();
     native_ = native->release();
     ::setenv("APX_CLICKHOUSE_URL", servers_.Url(0).c_str(), 1);
-    ::setenv("APX_CLICKHOUSE_URLS", (servers_.Url(0) + ",http://127.0.0.1:" + std::to_string(http_->port())).c_str(), 1);
+    primaries_ = servers_.Url(0) + ",http://127.0.0.1:" + std::to_string(http_->port());
+    with_replicas_ =
+        servers_.Url(0) + "|" + servers_.Url(2) + ",http://127.0.0.1:" + std::to_string(http_->port()) + "|" + servers_.Url(3);
+    ::setenv("APX_CLICKHOUSE_URLS", with_replicas_.c_str(), 1);  // ingest creates the tables on all four
 
     auto spec = pipeline::LoadSpec(kSpec);
     if (!spec.ok()) return Fail("spec: " + spec.status().ToString());
@@ -112,6 +128,18 @@ class FaultTest : public ::testing::Test {
     ch.backend.late_slack_ms = 50;
     const Status ingested = pipeline::IngestClickHouse(ch);
     if (!ingested.ok()) return Fail("ingest: " + ingested.ToString());
+    // Hedged: shard 1's replica is read when its primary (behind the proxy) is late or down;
+    // replicated: every replica of every shard is read in every round.
+    auto hedged = pipeline::Pipeline::Open(ch);
+    if (!hedged.ok()) return Fail("open hedged: " + hedged.status().ToString());
+    hedged_ = hedged->release();
+    ch.backend.replica_reads = "all";
+    auto replicated = pipeline::Pipeline::Open(ch);
+    if (!replicated.ok()) return Fail("open replicated: " + replicated.status().ToString());
+    replicated_ = replicated->release();
+    ch.backend.replica_reads = "hedge";
+    // The others read the primaries only.
+    ::setenv("APX_CLICKHOUSE_URLS", primaries_.c_str(), 1);
     auto served = pipeline::Pipeline::Open(ch);
     if (!served.ok()) return Fail("open on clickhouse: " + served.status().ToString());
     served_ = served->release();
@@ -134,13 +162,16 @@ class FaultTest : public ::testing::Test {
   }
   static void Fail(const std::string& what) { setup_error_ = what; }
   static void TearDownTestSuite() {
+    delete replicated_;
+    delete hedged_;
     delete cutting_;
     delete served_;
     delete truth_;
-    cutting_ = served_ = truth_ = nullptr;
+    replicated_ = hedged_ = cutting_ = served_ = truth_ = nullptr;
     delete http_;
     delete native_;
-    http_ = native_ = nullptr;
+    delete native_replica_;
+    http_ = native_ = native_replica_ = nullptr;
     servers_.Stop();
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
@@ -151,10 +182,12 @@ class FaultTest : public ::testing::Test {
     ASSERT_NE(served_, nullptr);
     ASSERT_TRUE(http_->Set({}).ok());
     ASSERT_TRUE(native_->Set({}).ok());
+    ASSERT_TRUE(native_replica_->Set({}).ok());
   }
   void TearDown() override {
     if (http_ != nullptr) (void)http_->Set({});
     if (native_ != nullptr) (void)native_->Set({});
+    if (native_replica_ != nullptr) (void)native_replica_->Set({});
   }
 
   // Answers requests [begin, end) approximately on ClickHouse, one at a time (on `p`: served_
@@ -198,11 +231,15 @@ class FaultTest : public ::testing::Test {
   static inline testutil::Servers servers_;
   static inline std::string setup_error_;
   static inline std::string dir_;
+  static inline std::string primaries_, with_replicas_;  // APX_CLICKHOUSE_URLS without and with replicas
   static inline fault::FaultProxy* http_ = nullptr;    // shard 1's HTTP interface
   static inline fault::FaultProxy* native_ = nullptr;  // shard 1's native port (the cluster's)
+  static inline fault::FaultProxy* native_replica_ = nullptr;  // its replica's
   static inline pipeline::Pipeline* truth_ = nullptr;   // embedded, exact answers
   static inline pipeline::Pipeline* served_ = nullptr;  // ClickHouse, read shard by shard
   static inline pipeline::Pipeline* cutting_ = nullptr; // the same, cut-over on
+  static inline pipeline::Pipeline* hedged_ = nullptr;   // with the replicas, hedged reads
+  static inline pipeline::Pipeline* replicated_ = nullptr;  // with the replicas, all read
   static inline std::vector<pipeline::Request> requests_;
   static inline std::vector<double> exact_;
 };
@@ -331,7 +368,10 @@ TEST_F(FaultTest, AnExactStatementASlowShardHoldsUpFallsBackToTheShardsOwnReads)
   // Shard 1's native port (the coordinator's reads of it) holds every answer 400 ms: the
   // statement runs past its budget (late_factor x its predicted cost) and the request goes on
   // sampling the shards directly (HTTP, not slowed): not degraded, no strata lost.
+  // Both of its replicas: with one slow, the cluster itself would connect to the other
+  // (connect_timeout_with_failover_ms), and nothing would be held up.
   ASSERT_TRUE(native_->Set({.delay_ms = 400}).ok());
+  ASSERT_TRUE(native_replica_->Set({.delay_ms = 400}).ok());
   std::vector<pipeline::Prediction> out;
   const auto start = std::chrono::steady_clock::now();
   const Tally t = Run(40, 100, &out, cutting_);
@@ -343,6 +383,54 @@ TEST_F(FaultTest, AnExactStatementASlowShardHoldsUpFallsBackToTheShardsOwnReads)
   t.ExpectHonest(cutting_->spec().guarantee.tau);
   // No request waited the 400 ms out more than a few times (the budget is far below it).
   EXPECT_LT(seconds, 0.4 * 60 / 2) << seconds << " s for 60 requests";
+}
+
+const backend::ClickHouseBackend& Ch(const pipeline::Pipeline* p) {
+  return dynamic_cast<const backend::ClickHouseBackend&>(p->backend());
+}
+
+TEST_F(FaultTest, HedgedReadsToAReplicaCoverASlowPrimary) {
+  // The same fault as above, on shard 1's primary only: a read past the late bound is sent to
+  // the replica, whose answer arrives in time, so no strata go missing.
+  ASSERT_TRUE(http_->Set({.slow_fraction = 0.2, .slow_factor = 100, .seed = 7}).ok());
+  const auto& b = Ch(hedged_);
+  const int64_t reads0 = b.reads_sent(), hedges0 = b.hedges_sent();
+  const Tally t = Run(0, 100, nullptr, hedged_);
+  t.Print(::testing::UnitTest::GetInstance()->current_test_info()->name());
+  const int64_t reads = b.reads_sent() - reads0, hedges = b.hedges_sent() - hedges0;
+  std::printf("hedged: %lld reads, %lld of them hedges\n", static_cast<long long>(reads), static_cast<long long>(hedges));
+  EXPECT_EQ(t.errors, 0) << t.first_error;
+  EXPECT_GT(hedges, 0);
+  // Only late reads are hedged: far fewer than the reads (replication would double them).
+  EXPECT_LT(hedges * 4, reads);
+  // A loaded machine's hiccup can still make a hedge late too: rarely.
+  EXPECT_LE(t.degraded, t.answered / 20);
+  t.ExpectHonest(hedged_->spec().guarantee.tau);
+}
+
+TEST_F(FaultTest, AReplicaStandsInForADeadPrimary) {
+  ASSERT_TRUE(http_->Set({.mode = fault::FaultSpec::Mode::kDown}).ok());
+  const Tally t = Run(0, 60, nullptr, hedged_);
+  t.Print(::testing::UnitTest::GetInstance()->current_test_info()->name());
+  EXPECT_EQ(t.errors, 0) << t.first_error;
+  // Refused at once, every read goes to the replica: nothing is missing.
+  EXPECT_LE(t.degraded, t.answered / 20);
+  EXPECT_GE(t.claimed, t.answered * 9 / 10);
+  t.ExpectHonest(hedged_->spec().guarantee.tau);
+}
+
+TEST_F(FaultTest, ReplicationReadsEveryReplicaOfEveryShard) {
+  const auto& b = Ch(replicated_);
+  const int64_t reads0 = b.reads_sent(), hedges0 = b.hedges_sent();
+  const Tally t = Run(0, 40, nullptr, replicated_);
+  EXPECT_EQ(t.errors, 0) << t.first_error;
+  const int64_t reads = b.reads_sent() - reads0, hedges = b.hedges_sent() - hedges0;
+  ASSERT_GT(reads, 0);
+  // Two replicas each: every shard's second read is extra, except where a replica was still
+  // busy with an earlier round's losing read (kMaxLateReads) and not asked.
+  EXPECT_LE(hedges * 2, reads);
+  EXPECT_GE(hedges * 5, reads * 2) << hedges << " extra of " << reads;
+  t.ExpectHonest(replicated_->spec().guarantee.tau);
 }
 
 // `apxserve profile` on the two real servers: every statement traced, every read joined with
@@ -386,8 +474,12 @@ TEST_F(FaultTest, ProfileJoinsEveryReadWithTheServersAccounting) {
   EXPECT_LT(predicted, 2.0 * split.latency_ms);
 
   // With the cut-over: exact statements through the Distributed table, whose part on shard 1
-  // is a sub-query in shard 1's log.
+  // is a sub-query in the log of whichever of its replicas the cluster chose (after the
+  // faults above, ClickHouse's own error counts may prefer the replica): the profiler reads
+  // the logs of every server the urls list.
+  ::setenv("APX_CLICKHOUSE_URLS", with_replicas_.c_str(), 1);
   Result<eval::Profile> cut = eval::RunProfile(*cutting_, {.n = 30, .progress = false});
+  ::setenv("APX_CLICKHOUSE_URLS", primaries_.c_str(), 1);
   ASSERT_TRUE(cut.ok()) << cut.status().ToString();
   int exact = 0, with_sub = 0;
   for (const eval::ProfiledStatement& s : cut->statements) {

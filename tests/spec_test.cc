@@ -201,6 +201,23 @@ TEST(SpecTest, SilentlyAcceptedValuesAreErrors) {
   ExpectError(Edit("keys: {origin: origin}", "keys: {origin: dep_time}"), "keys pair a string column with a string request field");
 }
 
+TEST(SpecTest, ShardReplicas) {
+  const std::string backend =
+      "backend: {type: clickhouse, cluster: apx, shards: [http://a:1, [http://b:1, http://c:1]], replica_reads: all}\n";
+  auto spec = ParseSpec(Edit("label: {column: delay}\n", "label: {column: delay}\n" + backend), "specs/t.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  ASSERT_EQ(spec->backend.shards.size(), 2u);
+  EXPECT_EQ(spec->backend.shards[0], "http://a:1");
+  EXPECT_EQ(spec->backend.shards[1], "http://b:1|http://c:1");
+  EXPECT_EQ(spec->backend.replica_reads, "all");
+  auto with = [&](const std::string& b) { return Edit("label: {column: delay}\n", "label: {column: delay}\nbackend: " + b + "\n"); };
+  ExpectError(with("{type: clickhouse, cluster: apx, shards: [[]]}"), "expected a url or a list of a shard's replicas' urls");
+  ExpectError(with("{type: clickhouse, cluster: apx, shards: [[http://a:1, [http://b:1]]]}"), "expected a replica's url");
+  ExpectError(with("{type: clickhouse, cluster: apx, shards: ['http://a:1|http://b:1']}"), "backend.shards");
+  ExpectError(with("{type: clickhouse, cluster: apx, replica_reads: some}"), "expected hedge or all");
+  ExpectError(with("{type: clickhouse, replica_reads: all}"), "only applies with a cluster");
+}
+
 TEST(SpecTest, MissingFileIsNotFound) {
   EXPECT_EQ(LoadSpec("no/such/spec.yaml").status().code(), StatusCode::kNotFound);
 }

@@ -21,7 +21,7 @@ Status IngestToClickHouse(const pipeline::PipelineSpec& spec) {
         bar.reset();
         std::printf("ingested table '%s': %lld rows into clickhouse %s/%s (%zu layouts%s) in %.1f s\n", t.name.c_str(),
                     static_cast<long long>(t.rows), client->config().url.c_str(), spec.backend.database.c_str(),
-                    t.layouts, t.shards == 0 ? "" : (", " + std::to_string(t.shards) + " shards").c_str(),
+                    t.layouts, t.shards == 0 ? "" : (", " + std::to_string(t.shards) + " servers").c_str(),
                     t.seconds);
       });
 }

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "backend/clickhouse_backend.h"
 #include "common/file.h"
 #include "common/progress.h"
 #include "eval/generators.h"
@@ -336,8 +337,16 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
   double data_ms = 0, model_ms = 0, planner_ms = 0;
   std::vector<double> approx_delta(n);
   r.per_request.resize(n);
+  // Reads sent to ClickHouse servers by the approximate pass, and the hedges among them.
+  const auto* ch = dynamic_cast<const backend::ClickHouseBackend*>(&pipeline.backend());
+  int64_t shard_reads = 0, hedged_reads = 0;
   auto approx_one = [&](size_t i) -> Status {
+    const int64_t reads0 = ch != nullptr ? ch->reads_sent() : 0, hedges0 = ch != nullptr ? ch->hedges_sent() : 0;
     APX_RETURN_IF_ERROR(session.Predict(requests[i], approx_opts, &pred));
+    if (ch != nullptr) {
+      shard_reads += ch->reads_sent() - reads0;
+      hedged_reads += ch->hedges_sent() - hedges0;
+    }
     approx_y[i] = pred.y;
     approx_ms[i] = pred.total_ms;
     approx_delta[i] = pred.delta;
@@ -427,6 +436,8 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
   r.cut_over_rate = cut / dn;
   r.low_confidence_rate = low / dn;
   r.degraded_rate = degraded / dn;
+  r.shard_reads = shard_reads;
+  r.hedged_reads = hedged_reads;
   r.claimed_meet_rate = claimed > 0 ? claimed_met / claimed : std::nan("");
   r.approx_data_ms = data_ms / dn;
   r.approx_model_ms = model_ms / dn;
@@ -481,6 +492,8 @@ nlohmann::json EvalReport::ToJson() const {
                  {"cut_over_rate", cut_over_rate},
                  {"low_confidence_rate", low_confidence_rate},
                  {"degraded_rate", degraded_rate},
+                 {"shard_reads", shard_reads},
+                 {"hedged_reads", hedged_reads},
                  {"claimed_meet_rate", std::isnan(claimed_meet_rate) ? nlohmann::json() : nlohmann::json(claimed_meet_rate)},
                  {"split_ms", {{"data", approx_data_ms}, {"model", approx_model_ms}, {"planner", approx_planner_ms}}}};
   nlohmann::json queries = nlohmann::json::object();
@@ -504,14 +517,16 @@ std::string EvalReport::ToText() const {
                 "          rounds %.2f, sample ratio %.3f, confidence %.3f, cut-over %.1f%%\n"
                 "          split: data %.3f ms, model %.3f ms, planner %.3f ms\n"
                 "  speedup p50 %.2fx (mean %.2fx)\n"
-                "  approx p99 %.3f ms, p99.9 %.3f ms; degraded %.1f%%, claimed-tau meet rate %.3f\n",
+                "  approx p99 %.3f ms, p99.9 %.3f ms; degraded %.1f%%, claimed-tau meet rate %.3f\n"
+                "  shard reads %lld, of them hedged %lld\n",
                 pipeline.c_str(), task.c_str(), requests, tau, delta, mean_matching_rows,
                 max_matching_rows, exact_rows_per_s / 1e6, exact_latency.p50, exact_latency.p95,
                 metric_name.c_str(), exact_metric, approx_latency.p50, approx_latency.p95,
                 metric_name.c_str(), approx_metric, meet_rate, avg_rounds, avg_sample_ratio,
                 avg_confidence, 100 * cut_over_rate, approx_data_ms, approx_model_ms,
                 approx_planner_ms, speedup_p50, speedup_mean, approx_latency.p99, approx_latency.p999,
-                100 * degraded_rate, claimed_meet_rate);
+                100 * degraded_rate, claimed_meet_rate, static_cast<long long>(shard_reads),
+                static_cast<long long>(hedged_reads));
   return buf;
 }
 

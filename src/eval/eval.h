@@ -117,6 +117,9 @@ struct EvalReport {
   // the answers that claim τ (confidence ≥ τ): what an honest confidence must keep ≥ τ.
   double degraded_rate = 0;
   double claimed_meet_rate = 0;  // NaN (null in JSON) when no answer claimed τ
+  // On ClickHouse read shard by shard: reads the approximate pass sent to servers, and how
+  // many of them were hedges (a shard's second read in a round: the extra resource).
+  int64_t shard_reads = 0, hedged_reads = 0;
   double approx_data_ms = 0, approx_model_ms = 0, approx_planner_ms = 0;  // means
   double exact_data_ms = 0, exact_model_ms = 0;
   std::vector<std::pair<std::string, double>> query_sample_ratio;  // per query, mean

@@ -312,23 +312,30 @@ Result<Profile> RunProfile(const pipeline::Pipeline& pipeline, const ProfileOpti
   }
   ch->set_tracer(nullptr);
 
-  // Every server's own accounting of the run.
-  std::vector<const ClickHouseClient*> servers;
-  servers.push_back(coordinator.get());
-  for (const auto& s : shards) {
-    if (s->config().url != coordinator->config().url) servers.push_back(s.get());
-  }
-  std::vector<std::unordered_map<std::string, LogEntry>> by_id(shards.size());
-  std::unordered_map<std::string, LogEntry> coordinator_log;
-  std::unordered_multimap<std::string, LogEntry> sub, ignored;
-  for (size_t j = 0; j < shards.size(); ++j) APX_RETURN_IF_ERROR(LoadQueryLog(*shards[j], static_cast<int>(j), out.run_id, &by_id[j], &sub));
-  if (servers.size() > shards.size()) {
-    APX_RETURN_IF_ERROR(LoadQueryLog(*coordinator, -1, out.run_id, &coordinator_log, &ignored));
-  } else {
-    for (size_t j = 0; j < shards.size(); ++j) {
-      if (shards[j]->config().url == coordinator->config().url) coordinator_log = by_id[j];
+  // Every server's own accounting of the run, numbered as the backend numbers them: the
+  // shards' primaries, then each shard's other replicas in turn.
+  APX_ASSIGN_OR_RETURN(auto replicas, pipeline::ConnectReplicas(spec.backend, /*check=*/true));
+  std::vector<std::shared_ptr<const ClickHouseClient>> servers(shards.begin(), shards.end());
+  std::vector<int> shard_of;
+  for (size_t j = 0; j < shards.size(); ++j) shard_of.push_back(static_cast<int>(j));
+  for (size_t j = 0; j < replicas.size(); ++j) {
+    for (const auto& r : replicas[j]) {
+      servers.push_back(r);
+      shard_of.push_back(static_cast<int>(j));
     }
   }
+  std::vector<std::unordered_map<std::string, LogEntry>> by_id(servers.size());
+  std::unordered_map<std::string, LogEntry> coordinator_log;
+  std::unordered_multimap<std::string, LogEntry> sub, ignored;
+  bool coordinator_seen = false;
+  for (size_t s = 0; s < servers.size(); ++s) {
+    APX_RETURN_IF_ERROR(LoadQueryLog(*servers[s], shard_of[s], out.run_id, &by_id[s], &sub));
+    if (servers[s]->config().url == coordinator->config().url) {
+      coordinator_log = by_id[s];
+      coordinator_seen = true;
+    }
+  }
+  if (!coordinator_seen) APX_RETURN_IF_ERROR(LoadQueryLog(*coordinator, -1, out.run_id, &coordinator_log, &ignored));
 
   for (auto& [request, trace] : collector.Take()) {
     ProfiledStatement st;
@@ -349,7 +356,6 @@ Result<Profile> RunProfile(const pipeline::Pipeline& pipeline, const ProfileOpti
       r.bytes_received = t.bytes_received;
       r.rows = t.rows;
       r.used = t.used;
-      // A replica's reads are in its own log, which is not read here (only the primaries').
       static const std::unordered_map<std::string, LogEntry> kNone;
       const auto& log = trace.exact ? coordinator_log
                         : static_cast<size_t>(t.server) < by_id.size() ? by_id[static_cast<size_t>(t.server)]

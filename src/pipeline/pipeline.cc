@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
+#include <set>
 
 #include "model/loader.h"
 #include "store/append_log.h"
@@ -103,10 +104,12 @@ Result<std::shared_ptr<const backend::ClickHouseClient>> ConnectClickHouse(const
   return ConnectUrl(url, spec);
 }
 
-Result<std::vector<std::shared_ptr<const backend::ClickHouseClient>>> ConnectShards(const BackendSpec& spec,
-                                                                                   bool check) {
-  std::vector<std::string> urls = spec.shards;
-  if (urls.empty()) {
+namespace {
+
+// Per shard, its replicas' urls (the primary first).
+Result<std::vector<std::vector<std::string>>> ShardUrls(const BackendSpec& spec) {
+  std::vector<std::string> entries = spec.shards;
+  if (entries.empty()) {
     const char* env = std::getenv("APX_CLICKHOUSE_URLS");
     if (env == nullptr || *env == '\0') {
       return Status::InvalidArgument("backend clickhouse: cluster '" + spec.cluster +
@@ -115,15 +118,51 @@ Result<std::vector<std::shared_ptr<const backend::ClickHouseClient>>> ConnectSha
     std::string_view list(env);
     while (!list.empty()) {
       const size_t comma = list.find(',');
-      if (comma != 0) urls.emplace_back(list.substr(0, comma));
+      if (comma != 0) entries.emplace_back(list.substr(0, comma));
       if (comma == std::string_view::npos) break;
       list.remove_prefix(comma + 1);
     }
   }
+  std::vector<std::vector<std::string>> out;
+  std::set<std::string> seen;
+  for (const std::string& e : entries) {
+    std::vector<std::string>& shard = out.emplace_back();
+    std::string_view rest(e);
+    while (true) {
+      const size_t bar = rest.find('|');
+      const std::string url(rest.substr(0, bar));
+      if (url.empty()) return Status::InvalidArgument("backend clickhouse: an empty url in the shards' list '" + e + "'");
+      if (!seen.insert(url).second) return Status::InvalidArgument("backend clickhouse: url " + url + " is listed twice among the shards");
+      shard.push_back(url);
+      if (bar == std::string_view::npos) break;
+      rest.remove_prefix(bar + 1);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<std::shared_ptr<const backend::ClickHouseClient>>> ConnectShards(const BackendSpec& spec,
+                                                                                   bool check) {
+  APX_ASSIGN_OR_RETURN(auto urls, ShardUrls(spec));
   std::vector<std::shared_ptr<const backend::ClickHouseClient>> out;
-  for (const std::string& url : urls) {
-    APX_ASSIGN_OR_RETURN(auto client, ConnectUrl(url, spec, check));
+  for (const auto& shard : urls) {
+    APX_ASSIGN_OR_RETURN(auto client, ConnectUrl(shard.front(), spec, check));
     out.push_back(std::move(client));
+  }
+  return out;
+}
+
+Result<std::vector<std::vector<std::shared_ptr<const backend::ClickHouseClient>>>> ConnectReplicas(
+    const BackendSpec& spec, bool check) {
+  APX_ASSIGN_OR_RETURN(auto urls, ShardUrls(spec));
+  std::vector<std::vector<std::shared_ptr<const backend::ClickHouseClient>>> out(urls.size());
+  for (size_t j = 0; j < urls.size(); ++j) {
+    for (size_t r = 1; r < urls[j].size(); ++r) {
+      APX_ASSIGN_OR_RETURN(auto client, ConnectUrl(urls[j][r], spec, check));
+      out[j].push_back(std::move(client));
+    }
   }
   return out;
 }
@@ -137,6 +176,12 @@ Status IngestClickHouse(const PipelineSpec& spec,
   std::vector<const backend::ClickHouseClient*> shard_ptrs;
   if (!spec.backend.cluster.empty()) {
     APX_ASSIGN_OR_RETURN(shards, ConnectShards(spec.backend));
+    // Every replica gets the tables too (the cluster lists one row per replica); the rows go
+    // to all of them through the Distributed insert.
+    APX_ASSIGN_OR_RETURN(auto replicas, ConnectReplicas(spec.backend));
+    for (auto& list : replicas) {
+      for (auto& r : list) shards.push_back(std::move(r));
+    }
     for (const auto& s : shards) shard_ptrs.push_back(s.get());
   }
   OpenOptions open;
@@ -197,15 +242,19 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
     // With a cluster and its shards' urls, sampled reads go to each shard itself (a late or
     // lost shard costs confidence, not the answer); without the urls, through the coordinator.
     std::vector<std::shared_ptr<const backend::ClickHouseClient>> shards;
+    std::vector<std::vector<std::shared_ptr<const backend::ClickHouseClient>>> replicas;
     const char* urls = std::getenv("APX_CLICKHOUSE_URLS");
     if (!spec.backend.cluster.empty() && (!spec.backend.shards.empty() || (urls != nullptr && *urls != '\0'))) {
       APX_ASSIGN_OR_RETURN(shards, ConnectShards(spec.backend, /*check=*/false));
+      APX_ASSIGN_OR_RETURN(replicas, ConnectReplicas(spec.backend, /*check=*/false));
     }
     p->remote_ = std::make_unique<backend::ClickHouseBackend>(
         std::move(client), std::move(schemas), spec.backend.cluster, std::move(shards),
         backend::ShardPolicy{.timeout = std::chrono::milliseconds(spec.backend.shard_timeout_ms),
                              .late_factor = spec.backend.late_factor,
-                             .late_slack = std::chrono::microseconds(std::llround(spec.backend.late_slack_ms * 1000))});
+                             .late_slack = std::chrono::microseconds(std::llround(spec.backend.late_slack_ms * 1000)),
+                             .read_all_replicas = spec.backend.replica_reads == "all"},
+        std::move(replicas));
     features_backend = p->remote_.get();
   }
   p->feature_names_ = spec.FeatureNames();

@@ -63,8 +63,13 @@ Result<std::shared_ptr<const backend::ClickHouseClient>> ConnectClickHouse(const
 // Clients for every shard of the spec's cluster (`shards:` or $APX_CLICKHOUSE_URLS, comma
 // separated), for ingest (check: each must answer) and for reads shard by shard (!check: a
 // shard down when the pipeline opens is left out of rounds instead).
+// A shard's replicas are joined by '|' in either (the first is its primary, whose client this
+// returns).
 Result<std::vector<std::shared_ptr<const backend::ClickHouseClient>>> ConnectShards(const BackendSpec& spec,
                                                                                    bool check = true);
+// Per shard, clients for its other replicas (empty lists without replicas).
+Result<std::vector<std::vector<std::shared_ptr<const backend::ClickHouseClient>>>> ConnectReplicas(
+    const BackendSpec& spec, bool check = true);
 
 // One table IngestClickHouse loaded.
 struct IngestedTable {

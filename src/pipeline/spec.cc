@@ -474,7 +474,7 @@ class SpecParser {
     }
     if (!b.IsMap()) return Error(b, "backend", "expected 'embedded', 'clickhouse' or a mapping");
     APX_RETURN_IF_ERROR(CheckKeys(b, "backend", {"type", "url", "database", "cluster", "shards", "shard_timeout_ms",
-                                                    "late_factor", "late_slack_ms"}));
+                                                    "late_factor", "late_slack_ms", "replica_reads"}));
     APX_ASSIGN_OR_RETURN(spec->backend.type, String(b, "type", "backend", true));
     if (spec->backend.type != "embedded" && spec->backend.type != "clickhouse") {
       return Error(b["type"], "backend.type", "unknown backend '" + spec->backend.type + "' (expected embedded or clickhouse)");
@@ -486,8 +486,21 @@ class SpecParser {
     if (shards.IsDefined()) {
       if (!shards.IsSequence()) return Error(shards, "backend.shards", "expected a list of urls");
       for (const YAML::Node& u : shards) {
-        if (!u.IsScalar() || u.Scalar().empty()) return Error(u, "backend.shards", "expected a url");
-        spec->backend.shards.push_back(u.Scalar());
+        // A shard: its url, or its replicas' urls (a list, the first read first).
+        std::string entry;
+        if (u.IsSequence() && u.size() > 0) {
+          for (const YAML::Node& r : u) {
+            if (!r.IsScalar() || r.Scalar().empty() || r.Scalar().find('|') != std::string::npos) {
+              return Error(r, "backend.shards", "expected a replica's url");
+            }
+            entry += (entry.empty() ? "" : "|") + r.Scalar();
+          }
+        } else if (u.IsScalar() && !u.Scalar().empty() && u.Scalar().find('|') == std::string::npos) {
+          entry = u.Scalar();
+        } else {
+          return Error(u, "backend.shards", "expected a url or a list of a shard's replicas' urls");
+        }
+        spec->backend.shards.push_back(entry);
       }
       if (spec->backend.cluster.empty()) return Error(shards, "backend.shards", "shards only apply with a cluster");
     }
@@ -508,6 +521,13 @@ class SpecParser {
       if (!(ms >= 0 && ms <= 600000)) return Error(b["late_slack_ms"], "backend.late_slack_ms", "must be in [0, 600000]");
       if (spec->backend.cluster.empty()) return Error(b["late_slack_ms"], "backend.late_slack_ms", "only applies with a cluster");
       spec->backend.late_slack_ms = ms;
+    }
+    if (b["replica_reads"].IsDefined()) {
+      APX_ASSIGN_OR_RETURN(spec->backend.replica_reads, String(b, "replica_reads", "backend", false, "hedge"));
+      if (spec->backend.replica_reads != "hedge" && spec->backend.replica_reads != "all") {
+        return Error(b["replica_reads"], "backend.replica_reads", "expected hedge or all");
+      }
+      if (spec->backend.cluster.empty()) return Error(b["replica_reads"], "backend.replica_reads", "only applies with a cluster");
     }
     if (spec->backend.type == "embedded" && (!spec->backend.url.empty() || !spec->backend.cluster.empty())) {
       return Error(b, "backend", "url and cluster only apply to type clickhouse");

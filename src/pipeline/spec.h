@@ -128,7 +128,8 @@ struct BackendSpec {
   std::string database = "default";
   std::string cluster;             // clickhouse: read Distributed tables over this cluster
   std::vector<std::string> shards; // clickhouse cluster: every shard's url (ingest, and reads
-                                   // shard by shard); empty: $APX_CLICKHOUSE_URLS
+                                   // shard by shard), a shard's replicas joined by '|';
+                                   // empty: $APX_CLICKHOUSE_URLS
   // A sampled read's time limit per shard (within the request's deadline): a later shard is
   // left out of the round and the answer says so (docs/clickhouse.md).
   int shard_timeout_ms = 2000;
@@ -137,6 +138,9 @@ struct BackendSpec {
   // cut-over's exact statement on such a backend gets late_factor times its predicted cost.
   double late_factor = 2;
   double late_slack_ms = 5;
+  // With replicas: "hedge" reads a late, down or busy shard's next replica; "all" reads every
+  // replica at once (plain replication).
+  std::string replica_reads = "hedge";
   bool clickhouse() const { return type == "clickhouse"; }
 };
 
