@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the unit tests under sanitizers:
 #   ASan + UBSan (clang): every test but the stress suite, in build-asan/;
-#   TSan (clang): the serving tests (worker pool, service, HTTP server, load generator), in
+#   TSan (clang): the serving tests (worker pool, service, HTTP server, load generator) and the
+#   ClickHouse tests (reads shard by shard on their own threads, hedged reads, faults), in
 #   build-tsan/, with scripts/tsan.supp (OpenMP inside libxgboost is not instrumented).
 # Usage: scripts/sanitize.sh [asan|tsan]   (default: both)
 set -euo pipefail
@@ -17,7 +18,7 @@ if [ "$which" = both ] || [ "$which" = asan ]; then
 fi
 if [ "$which" = both ] || [ "$which" = tsan ]; then
   cmake -S . -B build-tsan "${common[@]}" -DAPX_SANITIZE=thread >/dev/null
-  cmake --build build-tsan -j "$(nproc)" --target apxserve service_test serve_http_test loadgen_test
+  cmake --build build-tsan -j "$(nproc)" --target apxserve service_test serve_http_test loadgen_test clickhouse_test fault_test
   TSAN_OPTIONS="suppressions=$PWD/scripts/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
-    ctest --test-dir build-tsan --output-on-failure -j 1 -R 'service_test|serve_http_test|loadgen_test'
+    ctest --test-dir build-tsan --output-on-failure -j 1 -R 'service_test|serve_http_test|loadgen_test|clickhouse_test|fault_test'
 fi
