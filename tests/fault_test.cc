@@ -138,6 +138,11 @@ class FaultTest : public ::testing::Test {
     if (!replicated.ok()) return Fail("open replicated: " + replicated.status().ToString());
     replicated_ = replicated->release();
     ch.backend.replica_reads = "hedge";
+    ch.guarantee.cut_over = true;
+    auto hedged_cutting = pipeline::Pipeline::Open(ch);
+    if (!hedged_cutting.ok()) return Fail("open hedged with the cut-over: " + hedged_cutting.status().ToString());
+    hedged_cutting_ = hedged_cutting->release();
+    ch.guarantee.cut_over = false;
     // The others read the primaries only.
     ::setenv("APX_CLICKHOUSE_URLS", primaries_.c_str(), 1);
     auto served = pipeline::Pipeline::Open(ch);
@@ -162,12 +167,13 @@ class FaultTest : public ::testing::Test {
   }
   static void Fail(const std::string& what) { setup_error_ = what; }
   static void TearDownTestSuite() {
+    delete hedged_cutting_;
     delete replicated_;
     delete hedged_;
     delete cutting_;
     delete served_;
     delete truth_;
-    replicated_ = hedged_ = cutting_ = served_ = truth_ = nullptr;
+    hedged_cutting_ = replicated_ = hedged_ = cutting_ = served_ = truth_ = nullptr;
     delete http_;
     delete native_;
     delete native_replica_;
@@ -240,6 +246,7 @@ class FaultTest : public ::testing::Test {
   static inline pipeline::Pipeline* cutting_ = nullptr; // the same, cut-over on
   static inline pipeline::Pipeline* hedged_ = nullptr;   // with the replicas, hedged reads
   static inline pipeline::Pipeline* replicated_ = nullptr;  // with the replicas, all read
+  static inline pipeline::Pipeline* hedged_cutting_ = nullptr;  // hedged, cut-over on
   static inline std::vector<pipeline::Request> requests_;
   static inline std::vector<double> exact_;
 };
@@ -417,6 +424,22 @@ TEST_F(FaultTest, AReplicaStandsInForADeadPrimary) {
   EXPECT_LE(t.degraded, t.answered / 20);
   EXPECT_GE(t.claimed, t.answered * 9 / 10);
   t.ExpectHonest(hedged_->spec().guarantee.tau);
+}
+
+TEST_F(FaultTest, ExactStatementsFailOverToAReplicaOfADeadPrimary) {
+  const Tally warm = Run(0, 40, nullptr, hedged_cutting_);
+  ASSERT_GT(warm.cut_over, 0) << "no cut-over: the test would not exercise the exact statement";
+  // Shard 1's primary down on both ports: rounds read its replica, and the cluster's exact
+  // statements connect to the replica too, so cut-overs stay available.
+  ASSERT_TRUE(http_->Set({.mode = fault::FaultSpec::Mode::kDown}).ok());
+  ASSERT_TRUE(native_->Set({.mode = fault::FaultSpec::Mode::kDown}).ok());
+  const Tally t = Run(40, 100, nullptr, hedged_cutting_);
+  t.Print(::testing::UnitTest::GetInstance()->current_test_info()->name());
+  EXPECT_EQ(t.errors, 0) << t.first_error;
+  EXPECT_GT(t.cut_over, 0);
+  EXPECT_LE(t.exact_unavailable, t.answered / 10);
+  EXPECT_LE(t.degraded, t.answered / 20);
+  t.ExpectHonest(hedged_cutting_->spec().guarantee.tau);
 }
 
 TEST_F(FaultTest, ReplicationReadsEveryReplicaOfEveryShard) {

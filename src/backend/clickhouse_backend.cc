@@ -233,9 +233,17 @@ int64_t NowNs() {
 }  // namespace
 
 bool ClickHouseBackend::ExactAvailable() const {
+  auto healthy = [&](int s) {
+    return shard_down_until_[s].load(std::memory_order_relaxed) == 0 &&
+           late_reads_[s].load(std::memory_order_relaxed) < kMaxLateReads;
+  };
   for (size_t j = 0; j < shards_.size(); ++j) {
-    if (shard_down_until_[j].load(std::memory_order_relaxed) != 0) return false;
+    if (healthy(static_cast<int>(j))) continue;
+    // A slow primary: the Distributed statement would still read it (in_order, no errors).
     if (late_reads_[j].load(std::memory_order_relaxed) >= kMaxLateReads) return false;
+    // A primary that is down: ClickHouse connects to the next replica itself.
+    const std::vector<int>& replicas = replicas_of_[j];
+    if (!std::any_of(replicas.begin() + 1, replicas.end(), healthy)) return false;
   }
   return true;
 }

@@ -134,8 +134,10 @@ class ClickHouseBackend : public Backend {
   int num_shards() const override { return shards_.empty() ? 1 : static_cast<int>(shards_.size()); }
   // A shard that missed its timeout is skipped by the next rounds (not answered) until
   // kShardRetry has passed; then one round asks it again (and it is back if it answers).
-  // False while a shard is skipped, or has kMaxLateReads reads still running that rounds
-  // stopped waiting for (the Distributed exact statement would wait for it). One late read
+  // False while a shard is skipped (unless it has a healthy replica: ClickHouse's Distributed
+  // tables connect to the next replica themselves), or has kMaxLateReads reads still running
+  // that rounds stopped waiting for (the Distributed exact statement would wait for it: it
+  // reads the first replica, in_order). One late read
   // alone does not count: a shard slow on one read is mostly fast on the next (measured in
   // docs/BENCHMARKS.md: counting it took flight-delay's cut-overs from 87 % to 26 % under a
   // 1 % slow fault, and its p99 from 76 to 124 ms).

@@ -503,6 +503,17 @@ TEST_F(ClickHouseShardsTest, ALateShardCostsItsStrataNotTheRound) {
     pid_t pid;
     ~Resume() { ::kill(pid, SIGCONT); }
   } resume{shard1};
+  // The stop takes effect asynchronously: wait until the process is seen stopped (state T in
+  // /proc/PID/stat) before reading, or a round sent at once may still be answered.
+  auto state = [](pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t paren = line.rfind(')');
+    return paren != std::string::npos && paren + 2 < line.size() ? line[paren + 2] : '?';
+  };
+  for (int i = 0; i < 200 && state(shard1) != 'T'; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(state(shard1), 'T') << "shard 1 (PID " << shard1 << ") did not stop";
   ReadOp late[] = {{.query = &q, .s_begin = 0, .s_end = 20, .aggs = ptrs}};
   ReadRound round;
   const auto start = std::chrono::steady_clock::now();
