@@ -81,11 +81,6 @@ stop_dir() {
 case "$cmd" in
   start)
     [ -n "$server_bin" ] || { echo "clickhouse.sh: clickhouse-server not found (run scripts/setup.sh)" >&2; exit 1; }
-    for i in $(seq 0 $((shards - 1))); do
-      if ping $((port + i)); then
-        echo "clickhouse.sh: port $((port + i)) already answers; pick another --port" >&2; exit 1
-      fi
-    done
     if [ -z "$dir" ]; then
       dir="$(mktemp -d "${TMPDIR:-/tmp}/apx-clickhouse.XXXXXX")"
     else
@@ -111,6 +106,16 @@ case "$cmd" in
         urls+="http://127.0.0.1:$((port + i))"
       done
       cluster+="</shard>"
+    done
+    # A port some other process listens on would make a foreign server answer our pings: refuse.
+    for i in $(seq 0 $((servers - 1))); do
+      for p in $((port + i)) $((port + 1000 + i)) $((port + 2000 + i)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+          echo "clickhouse.sh: port $p is already in use (choose another --port)" >&2
+          rm -f "$dir/.apx-clickhouse"; rmdir "$dir" 2>/dev/null || true
+          exit 1
+        fi
+      done
     done
     : > "$dir/pids"
     # A failure or an interrupt before every server answers stops the ones already started.

@@ -70,7 +70,7 @@ class FaultTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     std::signal(SIGPIPE, SIG_IGN);  // a cut answer is an error on its socket, not the end
-    const int base = 23000;
+    const int base = 20000;  // clickhouse_servers.h PortFor: 5,000 from clickhouse_test's
     const int port = testutil::Servers::PortFor(base);
     // The cluster reaches shard 1's native port through native_ (started below, same port).
     const int native_proxy_port = port + 4001;

@@ -73,18 +73,6 @@ void AppendRowTsv(const store::Table& table, int64_t r, std::string* tsv) {
   }
 }
 
-std::vector<std::string_view> SplitTabs(std::string_view line) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  while (true) {
-    const size_t tab = line.find('\t', start);
-    out.push_back(line.substr(start, tab == std::string_view::npos ? std::string_view::npos : tab - start));
-    if (tab == std::string_view::npos) break;
-    start = tab + 1;
-  }
-  return out;
-}
-
 Result<double> ParseDouble(std::string_view text) {
   const std::string s(text);
   char* end = nullptr;

@@ -207,6 +207,18 @@ Result<std::string> ClickHouseClient::Post(std::string_view query_string, std::s
   return std::move(res->body);
 }
 
+std::vector<std::string_view> SplitTabs(std::string_view line) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  while (true) {
+    const size_t tab = line.find('\t', start);
+    out.push_back(line.substr(start, tab == std::string_view::npos ? std::string_view::npos : tab - start));
+    if (tab == std::string_view::npos) break;
+    start = tab + 1;
+  }
+  return out;
+}
+
 Result<std::string> ClickHouseClient::Query(std::string_view sql, std::chrono::milliseconds timeout,
                                             std::string_view query_id) const {
   std::string statement(sql);

@@ -56,6 +56,10 @@ std::string QuoteString(std::string_view value);
 // escaped).
 Result<std::string> QuoteIdentifier(std::string_view name);
 
+// The fields of one TabSeparated line (no unescaping: apxserve's statements return numbers,
+// arrays and counts).
+std::vector<std::string_view> SplitTabs(std::string_view line);
+
 class ClickHouseClient {
  public:
   // Parses the URL and checks the server answers (SELECT 1, unless !check_on_connect).

@@ -43,7 +43,12 @@ struct Servers {
     dir = out.substr(out.rfind('\n') + 1);
     if (!std::filesystem::exists(dir + "/pids")) dir.clear();
   }
-  static int PortFor(int port_base) { return port_base + static_cast<int>(getpid() % 4000) * 2; }
+  // A server i of a suite uses HTTP port + i, native + 1000 + i, interserver + 2000 + i
+  // (fault_test's proxies + 4001, + 4003): within [base, base + 5000) for up to 8 servers, so
+  // suites whose bases are 5,000 apart never share a port, whichever binaries run at once
+  // (10000, 15000, 20000: below the ephemeral range). The per-process offset keeps two runs
+  // of one binary apart.
+  static int PortFor(int port_base) { return port_base + static_cast<int>(getpid() % 100) * 8; }
   // Stops server `shard` and starts it again on the same data; true once it answers.
   bool Restart(int shard) const {
     return Shell("bash scripts/clickhouse.sh restart --dir " + dir + " --shard " + std::to_string(shard) +

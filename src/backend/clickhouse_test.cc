@@ -83,7 +83,7 @@ using testutil::Shell;
 class ClickHouseTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    servers_.Start(1, 20000);
+    servers_.Start(1, 10000);
     if (servers_.dir.empty()) return;  // SetUp skips or fails, saying why
     ClickHouseConfig config{.url = servers_.Url(0), .database = "apx_test"};
     auto client = ClickHouseClient::Connect(config);
@@ -393,7 +393,7 @@ namespace {
 class ClickHouseShardsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    servers_.Start(2, 21000);
+    servers_.Start(2, 15000);
     if (servers_.dir.empty()) return;  // SetUp skips or fails, saying why
     for (int i = 0; i < 2; ++i) {
       auto c = ClickHouseClient::Connect({.url = servers_.Url(i), .database = "apx_d"});

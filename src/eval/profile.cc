@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
-#include <map>
 #include <mutex>
 #include <random>
 #include <set>
@@ -84,14 +83,8 @@ Status LoadQueryLog(const ClickHouseClient& server, int index, const std::string
     if (end == std::string::npos) end = body.size();
     std::string_view line(body.data() + pos, end - pos);
     pos = end + 1;
-    std::vector<std::string> f;
-    size_t p = 0;
-    while (true) {
-      const size_t tab = line.find('\t', p);
-      f.emplace_back(line.substr(p, tab == std::string_view::npos ? std::string_view::npos : tab - p));
-      if (tab == std::string_view::npos) break;
-      p = tab + 1;
-    }
+    const std::vector<std::string_view> sv = backend::SplitTabs(line);
+    const std::vector<std::string> f(sv.begin(), sv.end());
     if (f.size() != 10) return Status::Internal("profile: unexpected query_log line from " + server.config().url);
     LogEntry e;
     e.server = index;
