@@ -42,6 +42,9 @@ struct Tally {
   int met = 0;                       // all answers within delta
   int unexplained = 0;               // below tau without a stop reason
   int exact_unavailable = 0, cut_over = 0;
+  int reread = 0;  // answers that read again strata a shard missed (Prediction::strata_reread)
+  int recovered = 0;  // of which not degraded: every stratum arrived in the end
+  int64_t strata_reread = 0;
   int64_t rows_read = 0, rows_matching = 0;  // over all answers
   double seconds = 0;
   std::string first_error;
@@ -51,8 +54,9 @@ struct Tally {
 
   void Print(const char* what) const {
     std::printf("%s: %d requests in %.1f s, %d answered, %d errors, %d degraded, %d of %d claiming tau within delta, "
-                "%d of %d within delta, read %.3f of the rows\n",
-                what, requests, seconds, answered, errors, degraded, claimed_met, claimed, met, answered, ReadShare());
+                "%d of %d within delta, read %.3f of the rows, %d read again %lld missed strata\n",
+                what, requests, seconds, answered, errors, degraded, claimed_met, claimed, met, answered, ReadShare(), reread,
+                static_cast<long long>(strata_reread));
   }
 
   // Every answer below tau says why (Prediction::stopped), and the answers that claim tau
@@ -122,7 +126,9 @@ class FaultTest : public ::testing::Test {
     ch.backend.type = "clickhouse";
     ch.backend.database = "apx_fault";
     ch.backend.cluster = "apx";
-    ch.backend.shard_timeout_ms = 1000;
+    // A read past 2 s marks its shard out for kShardRetry (the faults below that only slow a
+    // read stay under it even on a loaded CI machine: late, not out).
+    ch.backend.shard_timeout_ms = 2000;
     // Late means over 2x the other shard plus 50 ms: a loaded CI machine's hiccups are not
     // late, the faults below (100x, cut, down) are.
     ch.backend.late_slack_ms = 50;
@@ -145,6 +151,7 @@ class FaultTest : public ::testing::Test {
     ch.guarantee.cut_over = false;
     // The others read the primaries only.
     ::setenv("APX_CLICKHOUSE_URLS", primaries_.c_str(), 1);
+    ch_spec_ = ch;
     auto served = pipeline::Pipeline::Open(ch);
     if (!served.ok()) return Fail("open on clickhouse: " + served.status().ToString());
     served_ = served->release();
@@ -216,10 +223,18 @@ class FaultTest : public ::testing::Test {
       }
       ++t.answered;
       t.exact_unavailable += p.exact_unavailable;
+      t.reread += p.strata_reread > 0;
+      t.strata_reread += p.strata_reread;
+      if (std::getenv("APX_FAULT_TEST_VERBOSE") != nullptr) {
+        std::printf("  request %zu: rounds %d, shards %d of %d, reread %d, stopped %s, confidence %.3f\n", i, p.rounds,
+                    p.shards_answered, p.shards, p.strata_reread, std::string(pipeline::StopReasonName(p.stopped)).c_str(),
+                    p.confidence);
+      }
       t.cut_over += p.cut_over;
       const bool met = std::abs(p.y - exact_[i]) <= delta;
       t.met += met;
       t.degraded += p.shards > 0 && p.shards_answered < p.shards;
+      t.recovered += p.strata_reread > 0 && p.shards_answered == p.shards;
       if (p.confidence >= tau) {
         ++t.claimed;
         t.claimed_met += met;
@@ -247,6 +262,7 @@ class FaultTest : public ::testing::Test {
   static inline pipeline::Pipeline* hedged_ = nullptr;   // with the replicas, hedged reads
   static inline pipeline::Pipeline* replicated_ = nullptr;  // with the replicas, all read
   static inline pipeline::Pipeline* hedged_cutting_ = nullptr;  // hedged, cut-over on
+  static inline pipeline::PipelineSpec ch_spec_;  // served_'s spec
   static inline std::vector<pipeline::Request> requests_;
   static inline std::vector<double> exact_;
 };
@@ -266,9 +282,9 @@ TEST_F(FaultTest, WithoutFaultsEveryShardAnswersAndTheGuaranteeHolds) {
 }
 
 TEST_F(FaultTest, ASlowShardIsLeftOutOfItsRoundsAndTheAnswersStayHonest) {
-  // Shard 1 a hundred times slower on 20 % of its reads (both ports), seeded: a few ms
-  // become a few hundred, well past the late bound.
-  const fault::FaultSpec slow{.slow_fraction = 0.2, .slow_factor = 100, .seed = 7};
+  // Shard 1 thirty times slower on 20 % of its reads (both ports), seeded: a few ms become
+  // around a hundred, past the late bound.
+  const fault::FaultSpec slow{.slow_fraction = 0.2, .slow_factor = 30, .seed = 7};
   ASSERT_TRUE(http_->Set(slow).ok());
   ASSERT_TRUE(native_->Set(slow).ok());
   const int64_t slowed_before = http_->counters().slowed;
@@ -276,8 +292,12 @@ TEST_F(FaultTest, ASlowShardIsLeftOutOfItsRoundsAndTheAnswersStayHonest) {
   t.Print(::testing::UnitTest::GetInstance()->current_test_info()->name());
   EXPECT_EQ(t.errors, 0) << t.first_error;
   EXPECT_GT(http_->counters().slowed, slowed_before);
-  // Slowed reads were not waited for: some answers stand on shard 0's strata alone.
-  EXPECT_GT(t.degraded, 0);
+  // Slowed reads were not waited for: their strata were read again by a later round (which
+  // the slow shard mostly answered in time), or some answers stand on shard 0's strata
+  // alone.
+  EXPECT_GT(t.reread, 0);
+  EXPECT_GT(t.recovered, 0) << "no answer got every stratum after a re-read";
+  EXPECT_GT(t.degraded + t.reread, 0);
   EXPECT_LT(t.degraded, t.answered);
   t.ExpectHonest(served_->spec().guarantee.tau);
 }
@@ -442,6 +462,37 @@ TEST_F(FaultTest, ExactStatementsFailOverToAReplicaOfADeadPrimary) {
   t.ExpectHonest(hedged_cutting_->spec().guarantee.tau);
 }
 
+TEST_F(FaultTest, APipelineOpensWhileAShardIsDownAndCatchesUpWhenItReturns) {
+  // Shard 1 down on every path (its primary's HTTP and native ports, its replica's native
+  // port, which the Distributed table would fail over to): the pipeline still opens, from the
+  // stats of shard 0's own tables, and answers from shard 0, degraded.
+  ASSERT_TRUE(http_->Set({.mode = fault::FaultSpec::Mode::kDown}).ok());
+  ASSERT_TRUE(native_->Set({.mode = fault::FaultSpec::Mode::kDown}).ok());
+  ASSERT_TRUE(native_replica_->Set({.mode = fault::FaultSpec::Mode::kDown}).ok());
+  auto opened = pipeline::Pipeline::Open(ch_spec_);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<pipeline::Pipeline> p = std::move(*opened);
+  EXPECT_EQ(Ch(p.get()).stats_missing(), 1);
+  std::vector<pipeline::Prediction> down;
+  const Tally t = Run(0, 30, &down, p.get());
+  t.Print("opened with shard 1 down");
+  EXPECT_EQ(t.errors, 0) << t.first_error;
+  EXPECT_EQ(t.degraded, t.answered);
+  t.ExpectHonest(served_->spec().guarantee.tau);
+  // Back: after the retry interval the next request reloads the stats whole, and rounds read
+  // both shards again.
+  ASSERT_TRUE(http_->Set({}).ok());
+  ASSERT_TRUE(native_->Set({}).ok());
+  ASSERT_TRUE(native_replica_->Set({}).ok());
+  std::this_thread::sleep_for(backend::ClickHouseBackend::kShardRetry + std::chrono::milliseconds(200));
+  const Tally after = Run(0, 40, nullptr, p.get());
+  after.Print("after shard 1 came back");
+  EXPECT_EQ(after.errors, 0) << after.first_error;
+  EXPECT_EQ(Ch(p.get()).stats_missing(), 0);
+  EXPECT_LE(after.degraded, 10);
+  after.ExpectHonest(served_->spec().guarantee.tau);
+}
+
 TEST_F(FaultTest, ReplicationReadsEveryReplicaOfEveryShard) {
   const auto& b = Ch(replicated_);
   const int64_t reads0 = b.reads_sent(), hedges0 = b.hedges_sent();
@@ -469,7 +520,12 @@ TEST_F(FaultTest, ProfileJoinsEveryReadWithTheServersAccounting) {
   for (const eval::ProfiledStatement& s : p->statements) {
     if (s.exact) continue;
     ++sampled;
-    ASSERT_EQ(s.reads.size(), 2u);
+    // A read per shard holding some of the round's strata (stratum st on shard st % 2).
+    bool holds[2] = {false, false};
+    for (size_t i = 0; i < s.s_begin.size(); ++i) {
+      for (int st = s.s_begin[i]; st < s.s_end[i]; ++st) holds[st % 2] = true;
+    }
+    ASSERT_EQ(s.reads.size(), static_cast<size_t>(holds[0] + holds[1]));
     int64_t rows = 0;
     for (const eval::ProfiledRead& r : s.reads) {
       EXPECT_TRUE(r.logged);

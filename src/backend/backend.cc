@@ -11,12 +11,25 @@ Status Backend::ReadMany(std::span<ReadOp> ops, ReadRound*) const {
     const auto start = std::chrono::steady_clock::now();
     op.rows = 0;
     op.exact_rows = 0;
-    op.strata_read = std::max(0, op.s_end - op.s_begin);
+    op.strata_read = op.strata_asked();
+    op.missed.reset();
     if (op.exact_part && op.query->exact_rows > 0) {
       APX_ASSIGN_OR_RETURN(op.exact_rows, ReadExact(*op.query, op.aggs));
     }
     if (op.s_end > op.s_begin) {
       APX_ASSIGN_OR_RETURN(op.rows, Read(*op.query, op.s_begin, op.s_end, op.aggs));
+    }
+    // Strata read again, run by run of consecutive strata.
+    for (int s = 0; s < kNumStrata;) {
+      if (!op.reread[s]) {
+        ++s;
+        continue;
+      }
+      int e = s;
+      while (e < kNumStrata && op.reread[e]) ++e;
+      APX_ASSIGN_OR_RETURN(int64_t rows, Read(*op.query, s, e, op.aggs));
+      op.rows += rows;
+      s = e;
     }
     op.ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
   }

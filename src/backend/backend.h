@@ -15,6 +15,8 @@
 #ifndef APX_BACKEND_BACKEND_H_
 #define APX_BACKEND_BACKEND_H_
 
+#include <algorithm>
+#include <bitset>
 #include <chrono>
 #include <cstdint>
 #include <limits>
@@ -31,6 +33,9 @@
 namespace apx::backend {
 
 inline constexpr int kNumStrata = store::kNumStrata;
+
+// A set of strata (bit s: stratum s).
+using StrataSet = std::bitset<kNumStrata>;
 
 // The request-independent part of an aggregation query.
 struct QueryShape {
@@ -52,6 +57,11 @@ struct BoundQuery {
   // Range every sampled (non-exact) row's value lies in; NaN when unknown.
   double rest_min = std::numeric_limits<double>::quiet_NaN();
   double rest_max = std::numeric_limits<double>::quiet_NaN();
+  // When the range is unknown because the backend's stats lack a shard's rows: the range on
+  // the shards it has (NaN otherwise). A hint for answers that never claim τ
+  // (Session::WidenUnusable), not a bound the estimators may rely on.
+  double seen_min = std::numeric_limits<double>::quiet_NaN();
+  double seen_max = std::numeric_limits<double>::quiet_NaN();
   // Distinct values among the sampled part's rows of the whole key (any window has at most
   // as many); -1 when unknown.
   int64_t rest_distinct = -1;
@@ -82,15 +92,24 @@ struct BoundQuery {
 struct ReadOp {
   const BoundQuery* query = nullptr;
   int s_begin = 0, s_end = 0;  // strata of the sampled rest to read (s_begin == s_end: none)
+  // Strata below s_begin to read again: those a late or down shard missed in an earlier round
+  // of the request (only a backend with shards misses any: num_shards() > 1).
+  StrataSet reread;
   bool exact_part = false;     // also read the exact part whole (Aggregator::UpdateExact)
   std::span<agg::Aggregator* const> aggs;
   int64_t rows = 0;        // out: sampled rows read
   int64_t exact_rows = 0;  // out: exact-part rows read
   double ns = 0;           // out: the time this op took (a batch's time shared by rows)
-  // out: strata of [s_begin, s_end) whose rows arrived: all of them, unless a shard holding
-  // some was late or down (then the rows read are those of the strata that did arrive, still
-  // a uniform random sample, and the missing strata are never read by this request).
+  // out: strata asked ([s_begin, s_end) and reread) whose rows arrived: all of them, unless a
+  // shard holding some was late or down. The rows read are then those of the strata that did
+  // arrive, still a uniform random sample; `missed` says which did not (a later round may
+  // read them again).
   int strata_read = 0;
+  StrataSet missed;
+
+  // Strata asked.
+  int strata_asked() const { return std::max(0, s_end - s_begin) + static_cast<int>(reread.count()); }
+  bool asks() const { return s_end > s_begin || reread.any(); }
 };
 
 // One round of reads (ReadMany): its deadline, and which shards answered in time.
@@ -135,6 +154,11 @@ class Backend {
   virtual bool ComputesExact() const { return false; }
   // Shards the backend reads one by one (ReadMany leaves a late one out); 1 otherwise.
   virtual int num_shards() const { return 1; }
+  // The shard holding `stratum` (0 without shards).
+  virtual int ShardOf(int stratum) const { return stratum % num_shards(); }
+  // False while the next round would not ask `shard` (it missed its timeout, or has too many
+  // reads still running): reading again the strata it missed would not get them.
+  virtual bool ShardReadable(int shard) const { return shard >= 0 && shard < num_shards(); }
   // False while a shard is known to be late or down: an exact statement (which needs every
   // shard) would wait for it, so requests answer from the shards that answer instead.
   virtual bool ExactAvailable() const { return true; }

@@ -84,6 +84,21 @@ TEST_F(EmbeddedBackendTest, GrowingReadsOnlyNewRows) {
   EXPECT_NEAR(grown.Finalize(0.12).value, once.Finalize(0.12).value, 1e-9);
 }
 
+TEST_F(EmbeddedBackendTest, ReadManyReadsStrataAgainRunByRun) {
+  // The default ReadMany: a range and strata read again (two runs: 3-4 and 7).
+  std::string_view key[] = {"K1"};
+  BoundQuery q;
+  ASSERT_TRUE(backend_.Bind(keyed_, key, 60 * 1000, 60 * 40000, &q).ok());
+  agg::Aggregator n(agg::AggOp::kCount);
+  agg::Aggregator* ptrs[] = {&n};
+  ReadOp op[] = {{.query = &q, .s_begin = 10, .s_end = 12, .reread = StrataSet().set(3).set(4).set(7), .aggs = ptrs}};
+  ASSERT_TRUE(backend_.ReadMany(op).ok());
+  EXPECT_EQ(op[0].strata_read, 5);
+  EXPECT_TRUE(op[0].missed.none());
+  EXPECT_EQ(op[0].rows, q.window.RowsIn(10, 12) + q.window.RowsIn(3, 5) + q.window.RowsIn(7, 8));
+  EXPECT_EQ(n.n(), op[0].rows);
+}
+
 TEST_F(EmbeddedBackendTest, ExactReadEqualsBruteForce) {
   BoundQuery q;
   ASSERT_TRUE(backend_.Bind(all_, {}, 60 * 100, 60 * 20100, &q).ok());

@@ -125,6 +125,9 @@ Status ForEachLine(std::string_view body, Fn fn) {
 
 // Timeout of statements that touch whole tables (ingest's inserts and merges, Build's stats).
 constexpr std::chrono::milliseconds kLongStatement{600000};
+// A shard's own per-key stats when the Distributed table failed (a shard is out): a hung
+// server must not hold the pipeline's opening for kLongStatement.
+constexpr std::chrono::milliseconds kStatsTimeout{30000};
 
 // Rows per granule of the layouts (SETTINGS index_granularity): ClickHouse reads whole granules.
 constexpr int64_t kGranule = 1024;
@@ -236,6 +239,17 @@ bool ClickHouseBackend::ExactAvailable() const {
   return true;
 }
 
+bool ClickHouseBackend::ShardReadable(int shard) const {
+  if (shards_.empty()) return shard == 0;
+  if (shard < 0 || shard >= static_cast<int>(shards_.size())) return false;
+  const int64_t now = NowNs();
+  for (int s : replicas_of_[shard]) {
+    const int64_t until = shard_down_until_[s].load(std::memory_order_relaxed);
+    if (late_reads_[s].load(std::memory_order_relaxed) < kMaxLateReads && until <= now) return true;
+  }
+  return false;
+}
+
 std::string ClickHouseBackend::SampledName(std::string_view table, const std::vector<std::string>& keys) {
   return std::string(table) + "__s" + KeySuffix(keys);
 }
@@ -295,33 +309,30 @@ Result<int> ClickHouseBackend::Prepare(const QueryShape& shape) {
   return static_cast<int>(shapes_.size()) - 1;
 }
 
-Status ClickHouseBackend::Build(const store::ProgressFn& progress) {
-  int64_t done = 0;
-  for (Layout& l : layouts_) {
-    for (const std::string* name : {&l.sampled, &l.sorted}) {
-      APX_ASSIGN_OR_RETURN(std::string exists, client_->Query("EXISTS TABLE " + *name));
-      if (exists.substr(0, 1) != "1") {
-        return Status::FailedPrecondition("clickhouse table " + *name + " does not exist; run `apxserve ingest` for this pipeline first");
-      }
-    }
-    // Per key: rows, time span, and mean/min/max of every aggregated column.
-    std::string sql = "SELECT ";
-    for (const std::string& k : l.keys) sql += "toString(" + *QuoteIdentifier(k) + "), ";
-    const std::string& tcol = l.table->time_column;
-    sql += "count(), " + (tcol.empty() ? std::string("0, 0") : "min(" + *QuoteIdentifier(tcol) + "), max(" + *QuoteIdentifier(tcol) + ")");
-    for (const std::string& v : l.value_columns) {
-      const std::string q = *QuoteIdentifier(v);
-      sql += ", avg(" + q + "), min(" + q + "), max(" + q + ")";
-    }
-    sql += " FROM " + l.sorted;
-    if (!l.keys.empty()) {
-      sql += " GROUP BY ";
-      for (size_t i = 0; i < l.keys.size(); ++i) sql += (i ? ", " : "") + *QuoteIdentifier(l.keys[i]);
-    }
-    APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql, kLongStatement));
-    std::unique_lock<std::shared_mutex> lock(stats_mu_);
-    l.stats.clear();
-    const size_t nk = l.keys.size(), nv = l.value_columns.size();
+Status ClickHouseBackend::LoadStats(Layout& l, int64_t* done) const {
+  // Per key: rows, time span, and mean/min/max of every aggregated column; distinct values
+  // per column. FROM is filled in per source.
+  std::string sql = "SELECT ";
+  for (const std::string& k : l.keys) sql += "toString(" + *QuoteIdentifier(k) + "), ";
+  const std::string& tcol = l.table->time_column;
+  sql += "count(), " + (tcol.empty() ? std::string("0, 0") : "min(" + *QuoteIdentifier(tcol) + "), max(" + *QuoteIdentifier(tcol) + ")");
+  for (const std::string& v : l.value_columns) {
+    const std::string q = *QuoteIdentifier(v);
+    sql += ", avg(" + q + "), min(" + q + "), max(" + q + ")";
+  }
+  sql += " FROM ";
+  std::string group;
+  if (!l.keys.empty()) {
+    group = " GROUP BY ";
+    for (size_t i = 0; i < l.keys.size(); ++i) group += (i ? ", " : "") + *QuoteIdentifier(l.keys[i]);
+  }
+  std::string dsql = "SELECT ";
+  for (size_t v = 0; v < l.value_columns.size(); ++v) dsql += (v ? ", uniq(" : "uniq(") + *QuoteIdentifier(l.value_columns[v]) + ")";
+  dsql += " FROM ";
+  const size_t nk = l.keys.size(), nv = l.value_columns.size();
+  // Adds one source's answer into `stats` and `distinct` (a shard's: merged with the others').
+  auto add = [&](const std::string& body, const std::string& dbody, std::unordered_map<std::string, KeyStats>* stats,
+                 std::vector<int64_t>* distinct) -> Status {
     APX_RETURN_IF_ERROR(ForEachLine(body, [&](std::string_view line) -> Status {
       const std::vector<std::string_view> f = SplitTabs(line);
       if (f.size() != nk + 3 + 3 * nv) return Status::Internal("clickhouse: unexpected stats line");
@@ -346,23 +357,113 @@ Status ClickHouseBackend::Build(const store::ProgressFn& progress) {
         s.lo.push_back(lo);
         s.hi.push_back(hi);
       }
-      done += s.rows;
-      l.stats.emplace(std::move(key), std::move(s));
+      *done += s.rows;
+      auto [it, fresh] = stats->try_emplace(std::move(key), s);
+      if (!fresh) {
+        KeyStats& t = it->second;
+        const double w = static_cast<double>(t.rows), ws = static_cast<double>(s.rows);
+        for (size_t v = 0; v < nv; ++v) {
+          t.mean[v] = (t.mean[v] * w + s.mean[v] * ws) / (w + ws);
+          t.lo[v] = std::min(t.lo[v], s.lo[v]);
+          t.hi[v] = std::max(t.hi[v], s.hi[v]);
+        }
+        t.rows += s.rows;
+        t.t_min = std::min(t.t_min, s.t_min);
+        t.t_max = std::max(t.t_max, s.t_max);
+      }
       return Status::Ok();
     }));
-    if (progress) progress(done, -1);
-    // Distinct values per column (for GroupsValues).
-    std::string dsql = "SELECT ";
-    for (size_t v = 0; v < nv; ++v) dsql += (v ? ", uniq(" : "uniq(") + *QuoteIdentifier(l.value_columns[v]) + ")";
-    APX_ASSIGN_OR_RETURN(std::string dbody, client_->Query(dsql + " FROM " + l.sorted, kLongStatement));
     const std::vector<std::string_view> df = SplitTabs(std::string_view(dbody).substr(0, dbody.find('\n')));
     if (df.size() != nv) return Status::Internal("clickhouse: unexpected distinct-count line");
-    l.distinct.clear();
+    distinct->resize(nv, 0);
     for (size_t v = 0; v < nv; ++v) {
       APX_ASSIGN_OR_RETURN(double d, ParseDouble(df[v]));
-      l.distinct.push_back(static_cast<int64_t>(d));
+      // A shard holds random strata: about every distinct value that repeats. The most any
+      // shard saw (for GroupsValues, which only chooses how values ship).
+      (*distinct)[v] = std::max((*distinct)[v], static_cast<int64_t>(d));
+    }
+    return Status::Ok();
+  };
+  std::unordered_map<std::string, KeyStats> stats;
+  std::vector<int64_t> distinct;
+  int missing = 0;
+  Result<std::string> body = client_->Query(sql + l.sorted + group, kLongStatement);
+  Result<std::string> dbody = body.ok() ? client_->Query(dsql + l.sorted, kLongStatement) : Result<std::string>(body.status());
+  if (body.ok() && dbody.ok()) {
+    APX_RETURN_IF_ERROR(add(*body, *dbody, &stats, &distinct));
+  } else if (shards_.empty()) {
+    return body.ok() ? dbody.status() : body.status();
+  } else {
+    // A shard out (and no replica the Distributed table could use): each shard's own tables,
+    // the first of its servers that answers. A shard none of whose servers answers is left
+    // out: the stats are partial (Bind widens what they imply) until a later Bind reloads.
+    const Status distributed = body.ok() ? dbody.status() : body.status();
+    *done = 0;
+    for (size_t j = 0; j < shards_.size(); ++j) {
+      Status last = Status::Ok();
+      bool got = false;
+      for (int server : replicas_of_[j]) {
+        const ClickHouseClient& c = *servers_[server];
+        Result<std::string> b = c.Query(sql + l.sorted_local + group, kStatsTimeout);
+        Result<std::string> d = b.ok() ? c.Query(dsql + l.sorted_local, kStatsTimeout) : Result<std::string>(b.status());
+        if (b.ok() && d.ok()) {
+          APX_RETURN_IF_ERROR(add(*b, *d, &stats, &distinct));
+          got = true;
+          break;
+        }
+        last = b.ok() ? d.status() : b.status();
+        // Only an unreachable server is skipped: an error it answered with stands.
+        if (last.code() != StatusCode::kUnavailable && last.code() != StatusCode::kDeadlineExceeded) {
+          return last.WithPrefix("shard " + std::to_string(j) + " (the Distributed table failed too: " +
+                                 distributed.message() + ")");
+        }
+      }
+      if (!got) ++missing;
+    }
+    if (missing == static_cast<int>(shards_.size())) {
+      return distributed.WithPrefix("no shard answered for the per-key stats");
     }
   }
+  std::unique_lock<std::shared_mutex> lock(stats_mu_);
+  l.stats.swap(stats);
+  l.distinct.swap(distinct);
+  l.stats_missing = missing;
+  return Status::Ok();
+}
+
+void ClickHouseBackend::MaybeReloadStats() const {
+  if (stats_missing_.load(std::memory_order_relaxed) == 0) return;
+  int64_t due = stats_retry_at_.load(std::memory_order_relaxed);
+  const int64_t now = NowNs();
+  const int64_t retry_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kShardRetry).count();
+  if (now < due || !stats_retry_at_.compare_exchange_strong(due, now + retry_ns)) return;
+  int missing = 0;
+  for (Layout& l : layouts_) {
+    int64_t done = 0;
+    if (!LoadStats(l, &done).ok()) return;  // as before; tried again after kShardRetry
+    std::shared_lock<std::shared_mutex> lock(stats_mu_);
+    missing = std::max(missing, l.stats_missing);
+  }
+  stats_missing_.store(missing, std::memory_order_relaxed);
+}
+
+Status ClickHouseBackend::Build(const store::ProgressFn& progress) {
+  int64_t done = 0;
+  for (Layout& l : layouts_) {
+    for (const std::string* name : {&l.sampled, &l.sorted}) {
+      APX_ASSIGN_OR_RETURN(std::string exists, client_->Query("EXISTS TABLE " + *name));
+      if (exists.substr(0, 1) != "1") {
+        return Status::FailedPrecondition("clickhouse table " + *name + " does not exist; run `apxserve ingest` for this pipeline first");
+      }
+    }
+    APX_RETURN_IF_ERROR(LoadStats(l, &done));
+    if (progress) progress(done, -1);
+  }
+  int missing = 0;
+  for (const Layout& l : layouts_) missing = std::max(missing, l.stats_missing);
+  stats_missing_.store(missing, std::memory_order_relaxed);
+  stats_retry_at_.store(NowNs() + std::chrono::duration_cast<std::chrono::nanoseconds>(kShardRetry).count(),
+                        std::memory_order_relaxed);
   // Read shard by shard, the strata a shard holds are credited by its place in the list
   // (shard j: stratum % shards == j, Ingest's sharding): check that the list is in the
   // cluster's order, or every missing-shard estimate would be off by the strata miscounted.
@@ -418,6 +519,7 @@ Status ClickHouseBackend::Bind(int shape, std::span<const std::string_view> key_
   out->remote_t1 = t1;
   // The prior: the key's rows spread evenly over its time span. A key the last Build did not
   // see (rows inserted since) gets a prior of one row, so the first round reads it whole.
+  MaybeReloadStats();
   std::shared_lock<std::shared_mutex> lock(stats_mu_);
   const auto it = l.stats.find(JoinKey(key_values));
   out->group = 0;
@@ -425,6 +527,7 @@ Status ClickHouseBackend::Bind(int shape, std::span<const std::string_view> key_
     out->matching_rows = 1;
     out->remote_key_rows = 1;
     out->rest_min = out->rest_max = std::numeric_limits<double>::quiet_NaN();
+    out->seen_min = out->seen_max = std::numeric_limits<double>::quiet_NaN();
     out->center = 0;
     return Status::Ok();
   }
@@ -437,20 +540,27 @@ Status ClickHouseBackend::Bind(int shape, std::span<const std::string_view> key_
   } else if (!tcol.empty()) {
     share = (s.t_min >= t0 && s.t_min < t1) ? 1.0 : 0.0;
   }
-  out->matching_rows = std::max<int64_t>(1, std::llround(share * static_cast<double>(s.rows)));
-  out->remote_key_rows = s.rows;
-  out->rest_min = s.lo[sh.value_idx];
-  out->rest_max = s.hi[sh.value_idx];
+  // Stats without some shards' rows (they were out when loaded): the rows scaled up by the
+  // shards missing (each holds random strata), and the value range unknown (the missing rows
+  // may lie outside it).
+  const int n = num_shards();
+  const double scale = l.stats_missing > 0 && l.stats_missing < n ? static_cast<double>(n) / (n - l.stats_missing) : 1.0;
+  out->matching_rows = std::max<int64_t>(1, std::llround(share * scale * static_cast<double>(s.rows)));
+  out->remote_key_rows = std::llround(scale * static_cast<double>(s.rows));
+  out->rest_min = scale == 1.0 ? s.lo[sh.value_idx] : std::numeric_limits<double>::quiet_NaN();
+  out->rest_max = scale == 1.0 ? s.hi[sh.value_idx] : std::numeric_limits<double>::quiet_NaN();
+  out->seen_min = scale == 1.0 ? std::numeric_limits<double>::quiet_NaN() : s.lo[sh.value_idx];
+  out->seen_max = scale == 1.0 ? std::numeric_limits<double>::quiet_NaN() : s.hi[sh.value_idx];
   out->center = s.mean[sh.value_idx];
   return Status::Ok();
 }
 
-bool ClickHouseBackend::ReadsSorted(const BoundQuery& q, int s_begin, int s_end) const {
+bool ClickHouseBackend::ReadsSorted(const BoundQuery& q, int strata_count) const {
   // Sampled layout, ordered by (keys, stratum, time): a stratum of the key holds key_rows/100
   // rows; when that is under a granule, reading it reads the key's whole history in it, else
   // about the window's share of it plus a granule at each end. Sorted copy: the window's rows
   // (the current estimate), whatever the strata.
-  const double strata = static_cast<double>(s_end - s_begin);
+  const double strata = static_cast<double>(strata_count);
   const double per_stratum = static_cast<double>(q.remote_key_rows) / kNumStrata;
   const double window = static_cast<double>(std::max<int64_t>(q.matching_rows, 1));
   const double share = std::min(1.0, window / std::max(1.0, static_cast<double>(q.remote_key_rows)));
@@ -484,23 +594,64 @@ bool ClickHouseBackend::GroupsValues(int shape, double expected_rows) const {
   return distinct > 0 && 4.0 * static_cast<double>(distinct) <= expected_rows;
 }
 
-std::string ClickHouseBackend::RoundSql(std::span<ReadOp> ops, bool local, std::vector<bool>* wants_values) const {
+namespace {
+
+// Strata of [begin, end) held by shard j of n (s % n == j; every stratum when j < 0).
+StrataSet StrataOn(int begin, int end, const StrataSet& reread, int j, int n) {
+  StrataSet set = reread;
+  for (int s = std::max(0, begin); s < std::min(end, kNumStrata); ++s) set[s] = true;
+  if (j >= 0) {
+    for (int s = 0; s < kNumStrata; ++s) set[s] = set[s] && s % n == j;
+  }
+  return set;
+}
+
+}  // namespace
+
+std::string ClickHouseBackend::RoundSql(std::span<ReadOp> ops, bool local, std::vector<bool>* wants_values, int shard,
+                                        std::vector<bool>* asked) const {
   std::string sql;
   int64_t statements = 0;
   wants_values->assign(ops.size(), false);
+  if (asked != nullptr) asked->assign(ops.size(), false);
+  const int n = num_shards();
   for (size_t i = 0; i < ops.size(); ++i) {
     const ReadOp& op = ops[i];
-    if (op.s_end <= op.s_begin) continue;
+    if (!op.asks()) continue;
+    // The op's strata this statement reads: those on `shard` (none: not asked there).
+    const StrataSet mine = StrataOn(op.s_begin, op.s_end, op.reread, shard, n);
+    const int strata = static_cast<int>(mine.count());
+    if (strata == 0) continue;
+    if (asked != nullptr) (*asked)[i] = true;
     const Shape& sh = shapes_[op.query->shape];
     const Layout& l = layouts_[sh.layout];
     for (const agg::Aggregator* a : op.aggs) (*wants_values)[i] = (*wants_values)[i] || !agg::PushesDown(a->op());
-    const bool sorted = ReadsSorted(*op.query, op.s_begin, op.s_end);
+    const bool sorted = ReadsSorted(*op.query, strata);
     const std::string stratum = sorted ? l.stratum_expr : std::string("stratum");
     std::string from = (sorted ? (local ? l.sorted_local : l.sorted) : (local ? l.sampled_local : l.sampled)) + " WHERE " + op.query->remote_filter;
-    if (op.s_begin > 0) from += " AND " + stratum + " >= " + std::to_string(op.s_begin);
-    if (op.s_end < kNumStrata) from += " AND " + stratum + " < " + std::to_string(op.s_end);
-    const double expected_rows = static_cast<double>(std::max<int64_t>(op.query->matching_rows, 1)) *
-                                 (op.s_end - op.s_begin) / kNumStrata;
+    // The range as a range (the shard holds only its own strata of it), strata read again as
+    // a list.
+    std::string range;
+    if (op.s_end > op.s_begin && StrataOn(op.s_begin, op.s_end, {}, shard, n).any()) {
+      if (op.s_begin > 0) range = stratum + " >= " + std::to_string(op.s_begin);
+      if (op.s_end < kNumStrata) range += (range.empty() ? "" : " AND ") + stratum + " < " + std::to_string(op.s_end);
+      if (range.empty()) range = "1";
+    }
+    std::string list;
+    const StrataSet again = mine & op.reread;
+    for (int s = 0; s < kNumStrata; ++s) {
+      if (again[s]) list += (list.empty() ? "" : ", ") + std::to_string(s);
+    }
+    if (!list.empty()) list = stratum + " IN (" + list + ")";
+    if (!range.empty() && !list.empty()) {
+      from += " AND ((" + range + ") OR " + list + ")";
+    } else if (!list.empty()) {
+      from += " AND " + list;
+    } else if (range != "1") {
+      from += " AND " + range;
+    }
+    const double expected_rows =
+        static_cast<double>(std::max<int64_t>(op.query->matching_rows, 1)) * strata / kNumStrata;
     // Every branch answers: index, count, four power sums about the center, min, max, values,
     // and the values' multiplicities (empty: each value once).
     const std::string d = "(__apx_v - " + Num(op.query->center) + ")";
@@ -533,8 +684,9 @@ struct OpPart {
 };
 
 // Parses a round's answer into one part per op (parts[i].pm.rows stays 0 for ops not asked).
+// `asked`: the ops the statement read (every op that asks any strata when null).
 Status ParseRound(std::string_view body, std::span<const ReadOp> ops, const std::vector<bool>& wants_values,
-                  std::vector<OpPart>* parts) {
+                  std::vector<OpPart>* parts, const std::vector<bool>* asked = nullptr) {
   parts->assign(ops.size(), OpPart{});
   std::vector<double> distinct_values, counts;
   std::vector<bool> seen(ops.size(), false);
@@ -542,6 +694,7 @@ Status ParseRound(std::string_view body, std::span<const ReadOp> ops, const std:
     const std::vector<std::string_view> f = SplitTabs(line);
     if (f.size() != 10) return Status::Internal("clickhouse: unexpected read line");
     APX_ASSIGN_OR_RETURN(size_t idx, ParseOpIndex(f[0], &seen));
+    if (asked != nullptr && !(*asked)[idx]) return Status::Internal("clickhouse: an answer for a query not asked");
     OpPart& part = (*parts)[idx];
     agg::PartialMoments& pm = part.pm;
     APX_ASSIGN_OR_RETURN(double rows, ParseDouble(f[1]));
@@ -570,7 +723,7 @@ Status ParseRound(std::string_view body, std::span<const ReadOp> ops, const std:
     return Status::Ok();
   }));
   for (size_t i = 0; i < ops.size(); ++i) {
-    if (ops[i].s_end > ops[i].s_begin && !seen[i]) {
+    if ((asked != nullptr ? (*asked)[i] : ops[i].asks()) && !seen[i]) {
       return Status::Internal("clickhouse: no answer for query " + std::to_string(i) + " of the round");
     }
   }
@@ -603,10 +756,13 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     op.rows = op.exact_rows = 0;
     op.ns = 0;
     op.strata_read = 0;
+    op.missed.reset();
   }
   std::vector<bool> wants_values;
-  const std::string sql = RoundSql(ops, !shards_.empty(), &wants_values);
-  if (sql.empty()) return Status::Ok();
+  const std::string sql = shards_.empty() ? RoundSql(ops, false, &wants_values) : std::string();
+  // A round that only reads again strata a shard missed earlier (nothing new).
+  const bool reread_only = std::none_of(ops.begin(), ops.end(), [](const ReadOp& op) { return op.s_end > op.s_begin; });
+  if (std::none_of(ops.begin(), ops.end(), [](const ReadOp& op) { return op.asks(); })) return Status::Ok();
   StatementTracer* const tracer = tracer_.load(std::memory_order_acquire);
   StatementTrace trace;
   int64_t wait_ns = 0;  // the time spent waiting for the servers (the rest is the coordinator's)
@@ -617,7 +773,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     APX_ASSIGN_OR_RETURN(std::string body, client_->Query(sql, {}, qid));
     wait_ns = NowNs() - sent;
     APX_RETURN_IF_ERROR(ParseRound(body, ops, wants_values, &total));
-    for (ReadOp& op : ops) op.strata_read = std::max(0, op.s_end - op.s_begin);
+    for (ReadOp& op : ops) op.strata_read = op.strata_asked();
     if (round != nullptr) round->shards = round->shards_answered = round->shards_late = round->hedged = 0;
     if (tracer != nullptr) {
       ShardReadTrace& r = trace.reads.emplace_back();
@@ -630,8 +786,12 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     }
   } else {
     // Every shard at once, each on its own thread, within the shard timeout and the round's
-    // deadline. Shard j holds the strata s with s % shards == j (Ingest's sharding key).
+    // deadline. Shard j holds the strata s with s % shards == j (Ingest's sharding key), and
+    // its statement reads only those: a shard holding none of the round's strata is not asked.
     const int n = static_cast<int>(shards_.size());
+    std::vector<std::string> sqls(n);
+    std::vector<std::vector<bool>> asked(n), wants(n);
+    for (int j = 0; j < n; ++j) sqls[j] = RoundSql(ops, true, &wants[j], j, &asked[j]);
     auto timeout = policy_.timeout;
     if (round != nullptr && round->deadline != std::chrono::steady_clock::time_point::max()) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(round->deadline - Clock::now());
@@ -656,6 +816,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     std::vector<bool> any_busy(n, false);
     std::vector<int64_t> was(servers_.size(), 0);
     for (int j = 0; j < n; ++j) {
+      if (sqls[j].empty()) continue;
       for (int s : replicas_of_[j]) {
         if (late_reads_[s].load(std::memory_order_relaxed) >= kMaxLateReads) {
           any_busy[j] = true;
@@ -675,7 +836,9 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
       }
     }
     if (std::all_of(usable.begin(), usable.end(), [](const std::vector<int>& u) { return u.empty(); })) {
-      for (int j = 0; j < n; ++j) usable[j] = {replicas_of_[j][0]};  // never skip all
+      for (int j = 0; j < n; ++j) {
+        if (!sqls[j].empty()) usable[j] = {replicas_of_[j][0]};  // never skip all
+      }
     }
     // The round's answers, shared with the reads' threads: a read the round stopped waiting
     // for finishes on its own and its answer is dropped. Per shard the first answer wins; an
@@ -705,7 +868,8 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     answers->answer_took.assign(n, 0);
     answers->answered_by.assign(n, -1);
     answers->reads.reserve(servers_.size() + n);
-    auto shared_sql = std::make_shared<const std::string>(sql);
+    auto shared_sql = std::make_shared<const std::vector<std::string>>(std::move(sqls));
+    const std::vector<std::string>& shard_sql = *shared_sql;
     std::vector<size_t> next(n, 0);  // per shard: the next usable server to read
     int hedged = 0;
     // Starts shard j's next read (REQUIRES: answers->mu held). False when it has none left.
@@ -733,7 +897,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
       auto read = [this, answers, shared_sql, j, s, idx, timeout, full_timeout, was_s = was[s], qid = rd.query_id] {
         Result<std::string> r = Status::Internal("shard " + std::to_string(j) + ": the read failed");
         try {
-          r = servers_[s]->Query(*shared_sql, timeout, qid);
+          r = servers_[s]->Query((*shared_sql)[j], timeout, qid);
         } catch (const std::exception& e) {
           r = Status::Internal("shard " + std::to_string(j) + ": " + e.what());
         }
@@ -786,6 +950,10 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     {
       std::lock_guard<std::mutex> lock(answers->mu);
       for (int j = 0; j < n; ++j) {
+        if (shard_sql[j].empty()) {
+          answers->bodies[j] = std::string();  // nothing of this round on it: answered
+          continue;
+        }
         if (usable[j].empty()) {
           answers->bodies[j] = Status::Unavailable(
               "shard " + std::to_string(j) + " skipped: " +
@@ -823,6 +991,10 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
             first_ok = answers->answer_took[j];
           }
         }
+        // Late means past late_factor times the first answer; in a round that only reads again
+        // what one shard missed (no other shard to compare with), times a recent round's.
+        int64_t ref_ns = first_ok;
+        if (ref_ns < 0 && reread_only) ref_ns = typical_read_ns_.load(std::memory_order_relaxed);
         const int64_t t = NowNs();
         bool waiting = false;
         int64_t until = hard_ns;
@@ -841,14 +1013,14 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
             waiting = true;
             continue;
           }
-          if (policy_.late_factor > 0 && first_ok >= 0) {
-            int64_t dl = answers->start_ns[j] + static_cast<int64_t>(policy_.late_factor * static_cast<double>(first_ok)) + slack_ns;
+          if (policy_.late_factor > 0 && ref_ns > 0) {
+            int64_t dl = answers->start_ns[j] + static_cast<int64_t>(policy_.late_factor * static_cast<double>(ref_ns)) + slack_ns;
             if (t >= dl) {
               if (!launch(j)) {
                 given_up[j] = true;
                 continue;
               }
-              dl = answers->start_ns[j] + static_cast<int64_t>(policy_.late_factor * static_cast<double>(first_ok)) + slack_ns;
+              dl = answers->start_ns[j] + static_cast<int64_t>(policy_.late_factor * static_cast<double>(ref_ns)) + slack_ns;
             }
             until = std::min(until, dl);
           }
@@ -856,6 +1028,19 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
         }
         if (!waiting || NowNs() >= hard_ns) break;
         answers->cv.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(0, until - NowNs())));
+      }
+      // A recent round's first answer (a moving average), for rounds of re-reads.
+      if (!reread_only) {
+        int64_t first_ok = -1;
+        for (int j = 0; j < n; ++j) {
+          if (answers->answered_by[j] >= 0 && (first_ok < 0 || answers->answer_took[j] < first_ok)) {
+            first_ok = answers->answer_took[j];
+          }
+        }
+        if (first_ok > 0) {
+          const int64_t was_typical = typical_read_ns_.load(std::memory_order_relaxed);
+          typical_read_ns_.store(was_typical <= 0 ? first_ok : (7 * was_typical + first_ok) / 8, std::memory_order_relaxed);
+        }
       }
       for (int j = 0; j < n; ++j) {
         if (answers->bodies[j].has_value()) {
@@ -883,7 +1068,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
           r.server = rd.server;
           r.query_id = rd.query_id;
           r.wall_ns = (rd.done_ns > 0 ? rd.done_ns : NowNs()) - rd.start_ns;
-          r.bytes_sent = static_cast<int64_t>(sql.size());
+          r.bytes_sent = static_cast<int64_t>(shard_sql[rd.shard].size());
           r.bytes_received = rd.bytes;
           r.used = false;  // set below for the answering read
           r.answered = rd.done_ns > 0 && answers->answered_by[rd.shard] == rd.server;
@@ -895,6 +1080,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     Status first_error = Status::Ok();
     int answered = 0;
     std::vector<OpPart> parts;
+    std::vector<StrataSet> arrived(ops.size());
     for (int j = 0; j < n; ++j) {
       Status st = bodies[j].status();
       // A shard that answered with an error (bad SQL, a missing table, a memory limit) fails
@@ -903,7 +1089,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
         return st.WithPrefix("shard " + std::to_string(j));
       }
       if (st.ok()) {
-        st = ParseRound(*bodies[j], ops, wants_values, &parts);
+        st = ParseRound(*bodies[j], ops, wants[j], &parts, &asked[j]);
         if (!st.ok()) return st.WithPrefix("shard " + std::to_string(j));
       }
       if (!st.ok()) {
@@ -918,12 +1104,20 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
       }
       for (size_t i = 0; i < ops.size(); ++i) {
         ReadOp& op = ops[i];
-        for (int s = op.s_begin; s < op.s_end; ++s) op.strata_read += (s % n == j) ? 1 : 0;
+        if (!asked[j][i]) continue;
+        const StrataSet got = StrataOn(op.s_begin, op.s_end, op.reread, j, n);
+        op.strata_read += static_cast<int>(got.count());
+        arrived[i] |= got;
         if (traced != nullptr) traced->rows += parts[i].pm.rows;
         MergePart(std::move(parts[i]), &total[i]);
       }
     }
-    if (answered == 0) return first_error.WithPrefix("no shard answered the round");
+    // A round of re-reads that got nothing leaves the strata missed; a round of new strata
+    // fails.
+    if (answered == 0 && !reread_only) return first_error.WithPrefix("no shard answered the round");
+    for (size_t i = 0; i < ops.size(); ++i) {
+      ops[i].missed = StrataOn(ops[i].s_begin, ops[i].s_end, ops[i].reread, -1, n) & ~arrived[i];
+    }
     if (round != nullptr) {
       round->shards = n;
       round->shards_answered = answered;
@@ -932,7 +1126,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
   }
   for (size_t i = 0; i < ops.size(); ++i) {
     ReadOp& op = ops[i];
-    if (op.s_end <= op.s_begin) continue;
+    if (!op.asks()) continue;
     for (agg::Aggregator* a : op.aggs) {
       if (agg::PushesDown(a->op())) {
         a->UpdatePartial(total[i].pm, /*exact=*/false);
@@ -945,15 +1139,16 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
   // One statement for all: its time is shared by rows read (one row's worth at least each).
   const double ns = std::chrono::duration<double, std::nano>(Clock::now() - start).count();
   double weight = 0;
-  for (const ReadOp& op : ops) weight += op.s_end > op.s_begin ? static_cast<double>(op.rows + 1) : 0.0;
+  for (const ReadOp& op : ops) weight += op.asks() ? static_cast<double>(op.rows + 1) : 0.0;
   for (ReadOp& op : ops) {
-    if (op.s_end > op.s_begin && weight > 0) op.ns = ns * static_cast<double>(op.rows + 1) / weight;
+    if (op.asks() && weight > 0) op.ns = ns * static_cast<double>(op.rows + 1) / weight;
   }
   if (tracer != nullptr) {
     trace.wall_ns = static_cast<int64_t>(ns);
     trace.coordinator_ns = std::max<int64_t>(0, trace.wall_ns - wait_ns);
+    // A branch's strata as its range (strata read again are not in the profiler's model).
     for (const ReadOp& op : ops) {
-      if (op.s_end <= op.s_begin) continue;
+      if (!op.asks()) continue;
       ++trace.branches;
       trace.s_begin.push_back(op.s_begin);
       trace.s_end.push_back(op.s_end);

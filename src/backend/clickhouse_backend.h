@@ -142,6 +142,9 @@ class ClickHouseBackend : public Backend {
   // docs/BENCHMARKS.md: counting it took flight-delay's cut-overs from 87 % to 26 % under a
   // 1 % slow fault, and its p99 from 76 to 124 ms).
   bool ExactAvailable() const override;
+  // True when one of the shard's servers would be asked by the next round: not marked out (or
+  // due for its retry) and with fewer than kMaxLateReads reads still running.
+  bool ShardReadable(int shard) const override;
   static constexpr std::chrono::milliseconds kShardRetry{1000};
   // A shard with this many reads left running by rounds that stopped waiting is not asked
   // (no thread piles up behind a hung shard before its timeout marks it out).
@@ -168,9 +171,9 @@ class ClickHouseBackend : public Backend {
   // The Distributed table over the shards' `local` tables.
   static std::string DistributedName(std::string_view local);
 
-  // True when reading strata [s_begin, s_end) of `q` costs fewer rows from the sorted copy
-  // (the window's rows, stratum computed per row) than from the sampled layout.
-  bool ReadsSorted(const BoundQuery& q, int s_begin, int s_end) const;
+  // True when reading `strata` strata of `q` costs fewer rows from the sorted copy (the
+  // window's rows, stratum computed per row) than from the sampled layout.
+  bool ReadsSorted(const BoundQuery& q, int strata) const;
 
   // True when a read of `expected_rows` rows of shape `shape` ships its values as distinct
   // (value, count) pairs: when the column holds at most a quarter as many distinct values as
@@ -183,6 +186,9 @@ class ClickHouseBackend : public Backend {
   int64_t reads_sent() const { return reads_sent_.load(std::memory_order_relaxed); }
   int64_t hedges_sent() const { return hedges_sent_.load(std::memory_order_relaxed); }
   int num_servers() const { return static_cast<int>(servers_.size()); }
+  // Shards whose rows the per-key stats lack (out when they were loaded; reloaded once per
+  // kShardRetry by the next Bind until none is missing).
+  int stats_missing() const { return stats_missing_.load(std::memory_order_relaxed); }
 
   // Traces every later statement into `tracer` (null: none; the default). The tracer must
   // outlive the statements that use it.
@@ -211,6 +217,7 @@ class ClickHouseBackend : public Backend {
     // read expecting several rows per distinct value ships (value, count) pairs
     // (GroupsValues).
     std::vector<int64_t> distinct;
+    int stats_missing = 0;  // shards whose rows the stats lack (out when they were loaded)
   };
   struct Shape {
     int layout = -1;
@@ -219,9 +226,19 @@ class ClickHouseBackend : public Backend {
   };
 
 
+  // Loads l's per-key stats and distinct counts (Build): through the Distributed tables, or,
+  // when that fails with the shards read one by one, from each shard's own tables (a shard
+  // none of whose servers answers is left out: l.stats_missing).
+  Status LoadStats(Layout& l, int64_t* done) const;
+  // While some layout's stats lack a shard: reloads them, once per kShardRetry (one caller
+  // does; the others go on with the stats they have).
+  void MaybeReloadStats() const;
+
   // The round's statement for `ops` reading `local` (the shards' own) tables or the
-  // coordinator's; wants_values per op.
-  std::string RoundSql(std::span<ReadOp> ops, bool local, std::vector<bool>* wants_values) const;
+  // coordinator's; wants_values per op. With `shard` >= 0, only that shard's strata of each op
+  // (asked: the ops it reads; empty when it holds none of the round's strata).
+  std::string RoundSql(std::span<ReadOp> ops, bool local, std::vector<bool>* wants_values, int shard = -1,
+                       std::vector<bool>* asked = nullptr) const;
 
   std::shared_ptr<const ClickHouseClient> client_;
   std::vector<store::TableSchema> tables_;
@@ -235,6 +252,10 @@ class ClickHouseBackend : public Backend {
   // Per server: reads a round stopped waiting for that are still running.
   std::unique_ptr<std::atomic<int>[]> late_reads_;
   mutable std::atomic<int64_t> reads_sent_{0}, hedges_sent_{0};
+  // A moving average of rounds' first answers (ns): how late a round of re-reads alone is.
+  mutable std::atomic<int64_t> typical_read_ns_{0};
+  mutable std::atomic<int> stats_missing_{0};          // the most any layout's stats lack
+  mutable std::atomic<int64_t> stats_retry_at_{0};     // NowNs when a reload is next due
   // Shard reads running on their own threads (the destructor waits for them).
   mutable std::mutex reads_mu_;
   mutable std::condition_variable reads_cv_;

@@ -368,6 +368,7 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
     rec.claimed = pred.confidence >= pred.tau;
     rec.shards = pred.shards;
     rec.shards_answered = pred.shards_answered;
+    rec.strata_reread = pred.strata_reread;
     rec.exact_unavailable = pred.exact_unavailable;
     rec.stopped = pipeline::StopReasonName(pred.stopped);
     rounds += pred.rounds;
@@ -402,7 +403,7 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
     APX_RETURN_IF_ERROR(pass("exact", exact_one));
     APX_RETURN_IF_ERROR(pass("approximate", approx_one));
   }
-  double degraded = 0, claimed = 0, claimed_met = 0;
+  double degraded = 0, reread = 0, claimed = 0, claimed_met = 0;
   for (size_t i = 0; i < n; ++i) {
     const bool met = spec.task == model::Task::kBinary
                          ? approx_y[i] == exact_y[i]
@@ -411,6 +412,7 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
     r.per_request[i].met = met;
     const RequestRecord& rec = r.per_request[i];
     degraded += rec.shards > 0 && rec.shards_answered < rec.shards;
+    reread += rec.strata_reread > 0;
     if (rec.claimed) {
       ++claimed;
       claimed_met += met;
@@ -436,6 +438,7 @@ Result<EvalReport> RunEval(const pipeline::Pipeline& pipeline, const EvalOptions
   r.cut_over_rate = cut / dn;
   r.low_confidence_rate = low / dn;
   r.degraded_rate = degraded / dn;
+  r.reread_rate = reread / dn;
   r.shard_reads = shard_reads;
   r.hedged_reads = hedged_reads;
   r.claimed_meet_rate = claimed > 0 ? claimed_met / claimed : std::nan("");
@@ -492,6 +495,7 @@ nlohmann::json EvalReport::ToJson() const {
                  {"cut_over_rate", cut_over_rate},
                  {"low_confidence_rate", low_confidence_rate},
                  {"degraded_rate", degraded_rate},
+                 {"reread_rate", reread_rate},
                  {"shard_reads", shard_reads},
                  {"hedged_reads", hedged_reads},
                  {"claimed_meet_rate", std::isnan(claimed_meet_rate) ? nlohmann::json() : nlohmann::json(claimed_meet_rate)},
@@ -517,7 +521,7 @@ std::string EvalReport::ToText() const {
                 "          rounds %.2f, sample ratio %.3f, confidence %.3f, cut-over %.1f%%\n"
                 "          split: data %.3f ms, model %.3f ms, planner %.3f ms\n"
                 "  speedup p50 %.2fx (mean %.2fx)\n"
-                "  approx p99 %.3f ms, p99.9 %.3f ms; degraded %.1f%%, claimed-tau meet rate %.3f\n"
+                "  approx p99 %.3f ms, p99.9 %.3f ms; degraded %.1f%% (missed strata read again: %.1f%%), claimed-tau meet rate %.3f\n"
                 "  shard reads %lld, of them hedged %lld\n",
                 pipeline.c_str(), task.c_str(), requests, tau, delta, mean_matching_rows,
                 max_matching_rows, exact_rows_per_s / 1e6, exact_latency.p50, exact_latency.p95,
@@ -525,7 +529,7 @@ std::string EvalReport::ToText() const {
                 metric_name.c_str(), approx_metric, meet_rate, avg_rounds, avg_sample_ratio,
                 avg_confidence, 100 * cut_over_rate, approx_data_ms, approx_model_ms,
                 approx_planner_ms, speedup_p50, speedup_mean, approx_latency.p99, approx_latency.p999,
-                100 * degraded_rate, claimed_meet_rate, static_cast<long long>(shard_reads),
+                100 * degraded_rate, 100 * reread_rate, claimed_meet_rate, static_cast<long long>(shard_reads),
                 static_cast<long long>(hedged_reads));
   return buf;
 }

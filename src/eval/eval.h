@@ -85,6 +85,7 @@ struct RequestRecord {
   bool met = false;         // |ŷ − y_exact| ≤ δ (binary: same class)
   bool claimed = false;     // confidence >= the request's τ
   int shards = 0, shards_answered = 0;  // a backend read shard by shard (Prediction)
+  int strata_reread = 0;                // strata a late shard missed, read again (Prediction)
   bool exact_unavailable = false;
   std::string_view stopped = "none";     // pipeline::StopReasonName
 };
@@ -116,6 +117,7 @@ struct EvalReport {
   // Read shard by shard: answers missing some shard's strata (degraded), and the meet rate of
   // the answers that claim τ (confidence ≥ τ): what an honest confidence must keep ≥ τ.
   double degraded_rate = 0;
+  double reread_rate = 0;  // answers that read again strata a late shard had missed
   double claimed_meet_rate = 0;  // NaN (null in JSON) when no answer claimed τ
   // On ClickHouse read shard by shard: reads the approximate pass sent to servers, and how
   // many of them were hedges (a shard's second read in a round: the extra resource).

@@ -452,6 +452,18 @@ std::vector<double> RowsPerShard(const ProfiledStatement& s, int k) {
   return out;
 }
 
+// Branches of a sampled statement with strata on shard j of k: the ones its read there
+// carries (a shard holding none of the statement's strata is not read at all).
+int BranchesOn(const ProfiledStatement& s, int j, int k) {
+  int out = 0;
+  for (size_t i = 0; i < s.s_begin.size() && i < s.s_end.size(); ++i) {
+    bool on = false;
+    for (int st = s.s_begin[i]; st < s.s_end[i] && !on; ++st) on = st % k == j;
+    out += on ? 1 : 0;
+  }
+  return out;
+}
+
 double ExactCpu(const ProfiledStatement& s) {
   double cpu = 0;
   for (const ProfiledRead& r : s.reads) cpu += r.cpu_ms;
@@ -539,7 +551,7 @@ Result<WhatIfModel> FitModel(const Profile& profile) {
     if (s.exact) continue;
     for (const ProfiledRead& r : s.reads) {
       if (!r.used || !r.logged) continue;
-      x.push_back({1.0, static_cast<double>(s.branches), static_cast<double>(r.rows)});
+      x.push_back({1.0, static_cast<double>(BranchesOn(s, r.shard, std::max(1, profile.shards))), static_cast<double>(r.rows)});
       y.push_back(r.cpu_ms);
       const double server = ServerMs(r);
       // Without waiting for a core: the server's time less its threads' wait (a thread
@@ -650,7 +662,8 @@ WhatIfPrediction Predict(const Profile& profile, const WhatIfModel& m, const Dep
       bytes += b + parts;
       continue;
     }
-    // A sampled round: one read per shard, each on its shard's share of the strata.
+    // A sampled round: one read per shard holding some of its strata, each on its shard's
+    // share of them.
     double answer_bytes = 0, sent = 0;
     int counted = 0;
     for (const ProfiledRead& rd : s.reads) {
@@ -663,8 +676,12 @@ WhatIfPrediction Predict(const Profile& profile, const WhatIfModel& m, const Dep
     const std::vector<double> rows = RowsPerShard(s, k);
     std::vector<double> demand(static_cast<size_t>(hosts), 0.0);
     double critical = 0;
+    int reads = 0;
     for (int j = 0; j < k; ++j) {
-      const double cpu = m.read_fixed_ms + m.read_branch_ms * s.branches + m.read_row_ns * rows[static_cast<size_t>(j)] / 1e6;
+      const int branches = BranchesOn(s, j, k);
+      if (branches == 0) continue;
+      ++reads;
+      const double cpu = m.read_fixed_ms + m.read_branch_ms * branches + m.read_row_ns * rows[static_cast<size_t>(j)] / 1e6;
       const double wire = link > 0 ? (sent + answer_bytes) / link : 0;
       critical = std::max(critical, cpu / m.read_parallelism + m.transport_ms + wire);
       // On loopback the protocol is CPU work too, on the same cores.
@@ -678,7 +695,7 @@ WhatIfPrediction Predict(const Profile& profile, const WhatIfModel& m, const Dep
     double phase = critical;
     for (double dem : demand) phase = std::max(phase, dem / cores + m.transport_ms);
     // Every answer comes in over the coordinator's one link.
-    if (link > 0) phase = std::max(phase, k * (sent + answer_bytes) / link + m.transport_ms);
+    if (link > 0) phase = std::max(phase, reads * (sent + answer_bytes) / link + m.transport_ms);
     lat += phase;
   }
   double sum = 0;

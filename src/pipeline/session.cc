@@ -27,6 +27,10 @@ constexpr double kMaxCorrelation = 0.95;
 // of the S1 and variance estimates so that one jump usually suffices.
 constexpr double kJumpSafety = 0.8;
 
+// Rounds a request spends only on reading again strata a late shard missed (re-reads also
+// go with every round that reads new strata).
+constexpr int kMaxRereadRounds = 2;
+
 // Queries matching fewer rows than this are not capped by PredictOptions::max_sample_ratio.
 constexpr int64_t kCapMinRows = 2000;
 
@@ -131,6 +135,7 @@ Status Session::Bind(const Request& request) {
     }
     run.strata = 0;
     run.strata_read = 0;
+    run.missed.reset();
     run.rows_read = 0;
     run.rest_read = 0;
     run.cost_ns = 0;
@@ -155,23 +160,62 @@ Status Session::Bind(const Request& request) {
   return Status::Ok();
 }
 
+int Session::ShardsMissing() {
+  backend::StrataSet missing;
+  for (const QueryRun& run : runs_) missing |= run.missed;
+  if (missing.none()) return 0;
+  shard_missing_.assign(static_cast<size_t>(std::max(1, pipeline_.backend().num_shards())), 0);
+  for (int s = 0; s < planner::kNumStrata; ++s) {
+    if (missing[s]) shard_missing_[static_cast<size_t>(pipeline_.backend().ShardOf(s)) % shard_missing_.size()] = 1;
+  }
+  return static_cast<int>(std::count(shard_missing_.begin(), shard_missing_.end(), 1));
+}
+
+bool Session::CanReread() {
+  const backend::Backend& b = pipeline_.backend();
+  shard_readable_.assign(static_cast<size_t>(std::max(1, b.num_shards())), 0);
+  bool any = false;
+  for (const QueryRun& run : runs_) any = any || run.missed.any();
+  if (!any) return false;
+  for (size_t j = 0; j < shard_readable_.size(); ++j) shard_readable_[j] = b.ShardReadable(static_cast<int>(j)) ? 1 : 0;
+  for (const QueryRun& run : runs_) {
+    for (int s = 0; s < planner::kNumStrata; ++s) {
+      if (run.missed[s] && shard_readable_[static_cast<size_t>(b.ShardOf(s)) % shard_readable_.size()]) return true;
+    }
+  }
+  return false;
+}
+
 Status Session::ReadRound() {
   read_ops_.clear();
   read_query_.clear();
+  // Strata a shard missed before, on the shards readable now: read again with this round.
+  const bool rereads = CanReread();
+  const backend::Backend& b = pipeline_.backend();
+  bool news = false;
   for (size_t q = 0; q < runs_.size(); ++q) {
     QueryRun& run = runs_[q];
-    if (target_[q] <= run.strata) continue;
-    read_ops_.push_back({.query = &run.bound, .s_begin = run.strata, .s_end = target_[q], .aggs = run.agg_ptrs});
+    backend::StrataSet again;
+    if (rereads) {
+      for (int s = 0; s < planner::kNumStrata; ++s) {
+        again[s] = run.missed[s] && shard_readable_[static_cast<size_t>(b.ShardOf(s)) % shard_readable_.size()];
+      }
+    }
+    if (target_[q] <= run.strata && again.none()) continue;
+    news = news || target_[q] > run.strata;
+    read_ops_.push_back({.query = &run.bound,
+                         .s_begin = run.strata,
+                         .s_end = std::max(run.strata, target_[q]),
+                         .reread = again,
+                         .aggs = run.agg_ptrs});
     read_query_.push_back(q);
   }
+  if (!read_ops_.empty() && !news) ++reread_rounds_;
   if (read_ops_.empty()) return Status::Ok();
   const auto start = Clock::now();
   round_.shards = round_.shards_answered = 0;
   APX_RETURN_IF_ERROR(pipeline_.backend().ReadMany(read_ops_, &round_));
-  if (round_.shards > 0) {
-    shards_ = std::max(shards_, round_.shards);
-    shards_answered_ = std::min(shards_answered_, round_.shards_answered);
-  }
+  if (round_.shards > 0) shards_ = std::max(shards_, round_.shards);
   // A round that lost a shard took its timeout: not what a round costs.
   if (pipeline_.backend().ComputesExact() && round_.shards_answered == round_.shards) {
     int64_t rows = 0;
@@ -187,6 +231,8 @@ Status Session::ReadRound() {
     run.rest_read += op.rows;
     run.strata = op.s_end;
     run.strata_read += op.strata_read;
+    strata_reread_ += static_cast<int>((op.reread & ~op.missed).count());
+    run.missed = (run.missed & ~op.reread) | op.missed;
     run.dirty = true;
     if (!run.bound.rows_known && run.strata_read > 0) {
       // N estimated from the sample: k strata hold each row with probability k / kNumStrata.
@@ -205,7 +251,11 @@ bool Session::WidenUnusable() {
     const QueryRun& run = runs_[q];
     const CompiledQuery& cq = pipeline_.queries()[q];
     const double p = static_cast<double>(run.strata_read) / planner::kNumStrata;
-    const double lo = run.bound.rest_min, hi = run.bound.rest_max;
+    // The rest's range, or where the backend's stats lack a shard, the range on the others
+    // (these answers never claim tau).
+    const bool known = std::isfinite(run.bound.rest_min) && std::isfinite(run.bound.rest_max);
+    const double lo = known ? run.bound.rest_min : run.bound.seen_min;
+    const double hi = known ? run.bound.rest_max : run.bound.seen_max;
     const bool ranged = std::isfinite(lo) && std::isfinite(hi) && hi >= lo;
     for (size_t a = 0; a < run.aggs.size(); ++a) {
       const agg::Estimate& e = run.estimates[a];
@@ -275,6 +325,7 @@ Status Session::ExactFromBackend() {
     run.rows_read = run.bound.matching_rows;
     run.rest_read = exact_ops_[q].rows;
     run.strata = run.strata_read = planner::kNumStrata;
+    run.missed.reset();
     run.dirty = false;
     for (size_t a = 0; a < run.aggs.size(); ++a) {
       const double v = run.exact_values[a];
@@ -553,7 +604,8 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
   APX_RETURN_IF_ERROR(Bind(request));
   round_ = {.deadline = options.deadline};
   shards_ = 0;
-  shards_answered_ = std::numeric_limits<int>::max();
+  strata_reread_ = 0;
+  reread_rounds_ = 0;
   // A shard known to be late or down: no exact statement (it would wait for it) unless asked.
   if (!options.exact && !pipeline_.backend().ExactAvailable()) out->exact_unavailable = true;
   double data_ns = 0, model_ns = 0;
@@ -593,7 +645,6 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
       if (exact.ok() || options.exact || !sharded) {
         APX_RETURN_IF_ERROR(exact);
         shards_ = pipeline_.backend().num_shards() > 1 ? pipeline_.backend().num_shards() : 0;
-        shards_answered_ = shards_;
         data_ns += NsSince(read_start);
         const auto model_start = Clock::now();
         APX_RETURN_IF_ERROR(PredictExactFeatures(out));
@@ -666,6 +717,9 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
       target_[q] = std::min(target_[q], cap_strata(q));
       grows = grows || target_[q] > runs_[q].strata;
     }
+    // Strata a late shard missed are read again while it answers (a few rounds of them alone
+    // at most: a shard that stays slow costs confidence, not time).
+    grows = grows || (reread_rounds_ < kMaxRereadRounds && CanReread());
     // The next round: its rows, its statement's fixed cost (remote backends), a propagation.
     const double next_read = planner::PlanCost(views_, target_) + rc.fixed_ns;
     const double next_round = next_read + pipeline_.round_overhead_ns();
@@ -713,7 +767,7 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
         break;
       }
       return Status::Unavailable("no usable sample: no exact statement (a shard is out) and the shards that answer (" +
-                                 std::to_string(shards_ > 0 ? shards_answered_ : 0) + " of " + std::to_string(shards_) +
+                                 std::to_string(shards_ > 0 ? shards_ - ShardsMissing() : 0) + " of " + std::to_string(shards_) +
                                  ") hold too few rows");
     } else if (!grows) {
       // Nothing usable yet and the cap allows no more rows: only exact features can answer.
@@ -745,7 +799,8 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
   }
 
   out->shards = shards_;
-  out->shards_answered = shards_ > 0 ? shards_answered_ : 0;
+  out->shards_answered = shards_ > 0 ? shards_ - ShardsMissing() : 0;
+  out->strata_reread = strata_reread_;
   Finish(NsSince(start), data_ns, model_ns, out);
   return Status::Ok();
 }

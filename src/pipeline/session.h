@@ -70,10 +70,14 @@ struct Prediction {
   double planner_ms = 0;    // estimating, planning and bookkeeping
   double total_ms = 0;
   // A backend that reads its shards itself (ClickHouse with shard urls): how many shards the
-  // rounds asked, and the fewest that answered any round in time. answered < shards: the
-  // answer stands on the strata that arrived (degraded), with the confidence they support.
+  // rounds asked, and how many of them delivered every stratum the request asked of them
+  // (a stratum a late shard missed counts once a later round has read it again). answered <
+  // shards: the answer stands on the strata that arrived (degraded), with the confidence
+  // they support.
   int shards = 0;
   int shards_answered = 0;
+  // Strata a late or down shard missed that a later round of the request read again.
+  int strata_reread = 0;
   // The exact statement failed (a shard down): the answer is approximate from the shards
   // that answered, whatever the plan.
   bool exact_unavailable = false;
@@ -100,6 +104,7 @@ class Session {
     std::vector<agg::Estimate> estimates;
     int strata = 0;         // strata [0, strata) asked for
     int strata_read = 0;    // of which arrived (fewer when a shard was late or down)
+    backend::StrataSet missed;  // asked but not arrived (read again while their shard answers)
     int64_t rows_read = 0;  // exact part + sampled rest
     int64_t rest_read = 0;  // sampled rest only
     int64_t shared_rows = 0;  // sampled rows also matched by the partner query (Bind)
@@ -124,8 +129,14 @@ class Session {
   void Finish(double total_ns, double data_ns, double model_ns, Prediction* out);
 
   Status Bind(const Request& request);
-  // Reads every query up to its target_ strata, one batched backend call (Backend::ReadMany).
+  // Reads every query up to its target_ strata, one batched backend call (Backend::ReadMany),
+  // and reads again the strata a shard missed, where that shard is readable now.
   Status ReadRound();
+  // True when a round could read again strata some shard missed (it is readable now) and the
+  // request has rounds of re-reads left (kMaxRereadRounds).
+  bool CanReread();
+  // Shards holding strata the request asked for and never got.
+  int ShardsMissing();
   // Every feature exactly, from the backend's own exact statement (Backend::ComputesExact).
   Status ExactFromBackend();
   // Finalizes every query's estimates into features_; returns whether all are usable.
@@ -149,7 +160,11 @@ class Session {
   std::vector<int> planned_;  // the targets before a cut-over (a failed exact statement's fallback)
   std::vector<backend::ReadOp> read_ops_;
   backend::ReadRound round_;  // this request's deadline and the shards that answered (ReadRound)
-  int shards_ = 0, shards_answered_ = 0;  // over this request's rounds (max asked, min answered)
+  int shards_ = 0;  // shards this request's rounds asked (the most)
+  int strata_reread_ = 0;  // strata read again that arrived (Prediction::strata_reread)
+  int reread_rounds_ = 0;  // rounds that read nothing new, only strata missed before
+  std::vector<char> shard_readable_;  // per shard, this round (CanReread, ReadRound)
+  std::vector<char> shard_missing_;   // per shard (ShardsMissing)
   // The exact statement's deadline: the request's, or for a cut-over on a backend read shard
   // by shard, half of what is left, so that a hung shard leaves time to answer from the others.
   std::chrono::steady_clock::time_point exact_deadline_ = std::chrono::steady_clock::time_point::max();
