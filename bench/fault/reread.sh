@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shard 1 of two 10x slow on 1 % of its reads: answers with and without reading missed strata
-# again, back to back on the same servers (docs/BENCHMARKS.md, "Reading missed strata again").
+# again, and without the fault, back to back on the same servers (docs/BENCHMARKS.md, "Reading missed strata again").
 #
 #   bench/fault/reread.sh OLD_APXSERVE NEW_APXSERVE OUT_DIR [N]
 #
@@ -12,20 +12,32 @@
 set -euo pipefail
 old=$1 new=$2 out=$3 n=${4:-1000}
 mkdir -p "$out"
-proxy_port=22901
-"$new" fault-proxy --listen 127.0.0.1:$proxy_port --upstream 127.0.0.1:18901 --slow-fraction 0.01 --slow-factor 10 \
+# Shard 1's HTTP port behind two proxies: one slowing 1 % of reads 10x, one passing all.
+"$new" fault-proxy --listen 127.0.0.1:22901 --upstream 127.0.0.1:18901 --slow-fraction 0.01 --slow-factor 10 \
   > "$out/proxy.log" 2>&1 &
-proxy=$!
-trap 'kill $proxy 2>/dev/null || true' EXIT
+slow=$!
+"$new" fault-proxy --listen 127.0.0.1:22902 --upstream 127.0.0.1:18901 > "$out/proxy-clean.log" 2>&1 &
+clean=$!
+trap 'kill $slow $clean 2>/dev/null || true' EXIT
 sleep 0.5
 export APX_CLICKHOUSE_URL=http://127.0.0.1:18900
-export APX_CLICKHOUSE_URLS=http://127.0.0.1:18900,http://127.0.0.1:$proxy_port
 for p in flight-network flight-delay; do
-  for which in old new; do
-    bin=$old
-    [ "$which" = new ] && bin=$new
-    echo "== $p $which"
-    "$bin" eval -p "pipelines/clickhouse/$p-2shards.yaml" --n "$n" --threads 1 --out "$out/$p-$which.json" \
-      --requests-out "$out/$p-$which.csv" | tail -4
+  for run in nofault old new; do
+    bin=$new port=22901
+    [ "$run" = old ] && bin=$old
+    [ "$run" = nofault ] && port=22902
+    echo "== $p $run"
+    APX_CLICKHOUSE_URLS=http://127.0.0.1:18900,http://127.0.0.1:$port \
+      "$bin" eval -p "pipelines/clickhouse/$p-2shards.yaml" --n "$n" --threads 1 --out "$out/$p-$run.json" \
+      --requests-out "$out/$p-$run.csv" | tail -3
   done
+done
+for f in "$out"/*.json; do
+  python3 - "$f" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1])); a = j["approx"]; l = a["latency_ms"]
+print("%-28s p50 %6.1f  p99 %6.1f  p99.9 %6.1f  degraded %5.1f%%  reread %5.1f%%  meet %.3f  claimed %.3f  reads %d  cut-over %4.1f%%" % (
+    sys.argv[1].split("/")[-1], l["p50"], l["p99"], l["p999"], 100 * a["degraded_rate"], 100 * (a.get("reread_rate") or 0),
+    a["meet_rate"], a["claimed_meet_rate"] or float("nan"), a["shard_reads"], 100 * a["cut_over_rate"]))
+PY
 done

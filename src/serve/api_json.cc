@@ -35,7 +35,7 @@ nlohmann::json PredictionToJson(const pipeline::Pipeline& pipeline, const pipeli
             {"model", pred.model_ms},
             {"planner", pred.planner_ms}}}};
   if (pred.shards > 0) {
-    j["shards"] = {{"total", pred.shards}, {"answered", pred.shards_answered}};
+    j["shards"] = {{"total", pred.shards}, {"answered", pred.shards_answered}, {"strata_reread", pred.strata_reread}};
     j["exact_unavailable"] = pred.exact_unavailable;
   }
   return j;
