@@ -304,7 +304,8 @@ TEST_F(FaultTest, ASlowShardIsLeftOutOfItsRoundsAndTheAnswersStayHonest) {
 
 TEST_F(FaultTest, AnswersCutMidWayCostTheirStrataNotTheRequest) {
   // Half the answers cut: a read is retried once on a new connection, so about a quarter of
-  // shard 1's reads are lost for their round.
+  // shard 1's reads are lost for their round. The shard is not marked out for it: later
+  // rounds read the lost strata again, and most answers end with every stratum.
   const fault::FaultSpec cut{.cut_fraction = 0.5, .seed = 3};
   ASSERT_TRUE(http_->Set(cut).ok());
   const int64_t cut_before = http_->counters().cut;
@@ -312,7 +313,9 @@ TEST_F(FaultTest, AnswersCutMidWayCostTheirStrataNotTheRequest) {
   t.Print(::testing::UnitTest::GetInstance()->current_test_info()->name());
   EXPECT_EQ(t.errors, 0) << t.first_error;
   EXPECT_GT(http_->counters().cut, cut_before);
-  EXPECT_GT(t.degraded, 0);
+  EXPECT_GT(t.reread, 0);
+  EXPECT_GT(t.recovered, 0);
+  EXPECT_LT(t.degraded, t.answered / 2);
   t.ExpectHonest(served_->spec().guarantee.tau);
 }
 

@@ -904,7 +904,10 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
         const StatusCode code = r.status().code();
         if (r.ok()) {
           shard_down_until_[s].store(0, std::memory_order_relaxed);
-        } else if (code == StatusCode::kUnavailable || (code == StatusCode::kDeadlineExceeded && full_timeout)) {
+        } else if ((code == StatusCode::kUnavailable && !ClickHouseClient::WasCut(r.status())) ||
+                   (code == StatusCode::kDeadlineExceeded && full_timeout)) {
+          // Refused, or no answer within its own timeout: out. An answer cut twice costs its
+          // strata for this round only (a later round reads them again).
           const int64_t skip_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kShardRetry).count();
           shard_down_until_[s].store(NowNs() + skip_ns, std::memory_order_relaxed);
         } else if (was_s != 0) {

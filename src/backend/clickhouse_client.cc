@@ -157,6 +157,14 @@ int64_t ClickHouseClient::statements() const {
   return statements_;
 }
 
+namespace {
+constexpr char kCutMarker[] = " (the connection was cut after ";
+}  // namespace
+
+bool ClickHouseClient::WasCut(const Status& status) {
+  return status.code() == StatusCode::kUnavailable && status.message().find(kCutMarker) != std::string::npos;
+}
+
 Result<std::string> ClickHouseClient::Post(std::string_view query_string, std::string_view body,
                                            bool in_database, std::chrono::milliseconds timeout,
                                            bool idempotent) const {
@@ -192,7 +200,7 @@ Result<std::string> ClickHouseClient::Post(std::string_view query_string, std::s
       // A statement that changes nothing, cut early twice: the server is not answering. (A
       // cut INSERT keeps DeadlineExceeded: whether it was applied is unknown.)
       if (idempotent && took < limit / 2) {
-        return Status::Unavailable(what + " (the connection was cut after " + std::to_string(took.count()) + " ms)");
+        return Status::Unavailable(what + kCutMarker + std::to_string(took.count()) + " ms)");
       }
       return Status::DeadlineExceeded(what + " (no answer within " + std::to_string(limit.count()) +
                                       " ms, or the connection was cut)");

@@ -65,6 +65,9 @@ class ClickHouseClient {
   // Parses the URL and checks the server answers (SELECT 1, unless !check_on_connect).
   // InvalidArgument for a URL that is not http://host:port; Unavailable when nothing answers.
   static Result<std::unique_ptr<ClickHouseClient>> Connect(const ClickHouseConfig& config);
+  // True for the Unavailable a statement returns when its answer was cut twice (the server
+  // took it, then the connection broke): not a server that refuses connections.
+  static bool WasCut(const Status& status);
   ~ClickHouseClient();
 
   // Runs a statement that returns rows (a SELECT: it changes nothing, so a connection cut
