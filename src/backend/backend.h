@@ -37,6 +37,13 @@ inline constexpr int kNumStrata = store::kNumStrata;
 // A set of strata (bit s: stratum s).
 using StrataSet = std::bitset<kNumStrata>;
 
+// Strata [begin, end) (clamped to [0, kNumStrata)).
+inline StrataSet StrataRange(int begin, int end) {
+  StrataSet set;
+  for (int s = std::max(0, begin); s < std::min(end, kNumStrata); ++s) set[s] = true;
+  return set;
+}
+
 // The request-independent part of an aggregation query.
 struct QueryShape {
   std::string table;
@@ -108,6 +115,7 @@ struct ReadOp {
   StrataSet missed;
 
   // Strata asked.
+  StrataSet strata() const { return StrataRange(s_begin, s_end) | reread; }
   int strata_asked() const { return std::max(0, s_end - s_begin) + static_cast<int>(reread.count()); }
   bool asks() const { return s_end > s_begin || reread.any(); }
 };
@@ -154,11 +162,12 @@ class Backend {
   virtual bool ComputesExact() const { return false; }
   // Shards the backend reads one by one (ReadMany leaves a late one out); 1 otherwise.
   virtual int num_shards() const { return 1; }
-  // The shard holding `stratum` (0 without shards).
-  virtual int ShardOf(int stratum) const { return stratum % num_shards(); }
-  // False while the next round would not ask `shard` (it missed its timeout, or has too many
-  // reads still running): reading again the strata it missed would not get them.
-  virtual bool ShardReadable(int shard) const { return shard >= 0 && shard < num_shards(); }
+  // The strata of the shards the next round would ask (all of them without shards): reading
+  // again a stratum outside it would not get it (its shard missed its timeout, or has too
+  // many reads still running).
+  virtual StrataSet ReadableStrata() const { return StrataSet().set(); }
+  // How many shards hold some of `strata` (without shards: 1 when there are any).
+  virtual int ShardsHolding(const StrataSet& strata) const { return strata.any() ? 1 : 0; }
   // False while a shard is known to be late or down: an exact statement (which needs every
   // shard) would wait for it, so requests answer from the shards that answer instead.
   virtual bool ExactAvailable() const { return true; }

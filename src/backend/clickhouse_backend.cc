@@ -239,6 +239,28 @@ bool ClickHouseBackend::ExactAvailable() const {
   return true;
 }
 
+StrataSet ClickHouseBackend::StrataOnShard(int shard) const {
+  StrataSet set;
+  const int n = num_shards();
+  for (int s = shard; s < kNumStrata; s += n) set[s] = true;
+  return set;
+}
+
+StrataSet ClickHouseBackend::ReadableStrata() const {
+  if (shards_.empty()) return StrataSet().set();
+  StrataSet set;
+  for (int j = 0; j < static_cast<int>(shards_.size()); ++j) {
+    if (ShardReadable(j)) set |= StrataOnShard(j);
+  }
+  return set;
+}
+
+int ClickHouseBackend::ShardsHolding(const StrataSet& strata) const {
+  int out = 0;
+  for (int j = 0; j < num_shards(); ++j) out += (strata & StrataOnShard(j)).any() ? 1 : 0;
+  return out;
+}
+
 bool ClickHouseBackend::ShardReadable(int shard) const {
   if (shards_.empty()) return shard == 0;
   if (shard < 0 || shard >= static_cast<int>(shards_.size())) return false;
@@ -400,7 +422,6 @@ Status ClickHouseBackend::LoadStats(Layout& l, int64_t* done) const {
     const Status distributed = body.ok() ? dbody.status() : body.status();
     *done = 0;
     for (size_t j = 0; j < shards_.size(); ++j) {
-      Status last = Status::Ok();
       bool got = false;
       for (int server : replicas_of_[j]) {
         const ClickHouseClient& c = *servers_[server];
@@ -411,7 +432,7 @@ Status ClickHouseBackend::LoadStats(Layout& l, int64_t* done) const {
           got = true;
           break;
         }
-        last = b.ok() ? d.status() : b.status();
+        const Status last = b.ok() ? d.status() : b.status();
         // Only an unreachable server is skipped: an error it answered with stands.
         if (last.code() != StatusCode::kUnavailable && last.code() != StatusCode::kDeadlineExceeded) {
           return last.WithPrefix("shard " + std::to_string(j) + " (the Distributed table failed too: " +
@@ -594,32 +615,19 @@ bool ClickHouseBackend::GroupsValues(int shape, double expected_rows) const {
   return distinct > 0 && 4.0 * static_cast<double>(distinct) <= expected_rows;
 }
 
-namespace {
-
-// Strata of [begin, end) held by shard j of n (s % n == j; every stratum when j < 0).
-StrataSet StrataOn(int begin, int end, const StrataSet& reread, int j, int n) {
-  StrataSet set = reread;
-  for (int s = std::max(0, begin); s < std::min(end, kNumStrata); ++s) set[s] = true;
-  if (j >= 0) {
-    for (int s = 0; s < kNumStrata; ++s) set[s] = set[s] && s % n == j;
-  }
-  return set;
-}
-
-}  // namespace
-
-std::string ClickHouseBackend::RoundSql(std::span<ReadOp> ops, bool local, std::vector<bool>* wants_values, int shard,
-                                        std::vector<bool>* asked) const {
+std::string ClickHouseBackend::RoundSql(std::span<ReadOp> ops, bool local, std::vector<bool>* wants_values,
+                                        const StrataSet* on_shard, std::vector<bool>* asked) const {
   std::string sql;
   int64_t statements = 0;
   wants_values->assign(ops.size(), false);
   if (asked != nullptr) asked->assign(ops.size(), false);
-  const int n = num_shards();
+  const StrataSet all = StrataSet().set();
+  const StrataSet& on = on_shard != nullptr ? *on_shard : all;
   for (size_t i = 0; i < ops.size(); ++i) {
     const ReadOp& op = ops[i];
     if (!op.asks()) continue;
-    // The op's strata this statement reads: those on `shard` (none: not asked there).
-    const StrataSet mine = StrataOn(op.s_begin, op.s_end, op.reread, shard, n);
+    // The op's strata this statement reads: those on the shard (none: not asked there).
+    const StrataSet mine = op.strata() & on;
     const int strata = static_cast<int>(mine.count());
     if (strata == 0) continue;
     if (asked != nullptr) (*asked)[i] = true;
@@ -632,7 +640,7 @@ std::string ClickHouseBackend::RoundSql(std::span<ReadOp> ops, bool local, std::
     // The range as a range (the shard holds only its own strata of it), strata read again as
     // a list.
     std::string range;
-    if (op.s_end > op.s_begin && StrataOn(op.s_begin, op.s_end, {}, shard, n).any()) {
+    if ((StrataRange(op.s_begin, op.s_end) & on).any()) {
       if (op.s_begin > 0) range = stratum + " >= " + std::to_string(op.s_begin);
       if (op.s_end < kNumStrata) range += (range.empty() ? "" : " AND ") + stratum + " < " + std::to_string(op.s_end);
       if (range.empty()) range = "1";
@@ -791,7 +799,11 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     const int n = static_cast<int>(shards_.size());
     std::vector<std::string> sqls(n);
     std::vector<std::vector<bool>> asked(n), wants(n);
-    for (int j = 0; j < n; ++j) sqls[j] = RoundSql(ops, true, &wants[j], j, &asked[j]);
+    std::vector<StrataSet> on(n);
+    for (int j = 0; j < n; ++j) {
+      on[j] = StrataOnShard(j);
+      sqls[j] = RoundSql(ops, true, &wants[j], &on[j], &asked[j]);
+    }
     auto timeout = policy_.timeout;
     if (round != nullptr && round->deadline != std::chrono::steady_clock::time_point::max()) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(round->deadline - Clock::now());
@@ -987,8 +999,9 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     {
       std::unique_lock<std::mutex> lock(answers->mu);
       std::vector<bool> given_up(n, false);
+      int64_t first_ok = -1;  // the fastest answer's duration
       while (true) {
-        int64_t first_ok = -1;  // the fastest answer's duration
+        first_ok = -1;
         for (int j = 0; j < n; ++j) {
           if (answers->answered_by[j] >= 0 && (first_ok < 0 || answers->answer_took[j] < first_ok)) {
             first_ok = answers->answer_took[j];
@@ -1033,17 +1046,9 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
         answers->cv.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(0, until - NowNs())));
       }
       // A recent round's first answer (a moving average), for rounds of re-reads.
-      if (!reread_only) {
-        int64_t first_ok = -1;
-        for (int j = 0; j < n; ++j) {
-          if (answers->answered_by[j] >= 0 && (first_ok < 0 || answers->answer_took[j] < first_ok)) {
-            first_ok = answers->answer_took[j];
-          }
-        }
-        if (first_ok > 0) {
-          const int64_t was_typical = typical_read_ns_.load(std::memory_order_relaxed);
-          typical_read_ns_.store(was_typical <= 0 ? first_ok : (7 * was_typical + first_ok) / 8, std::memory_order_relaxed);
-        }
+      if (!reread_only && first_ok > 0) {
+        const int64_t was_typical = typical_read_ns_.load(std::memory_order_relaxed);
+        typical_read_ns_.store(was_typical <= 0 ? first_ok : (7 * was_typical + first_ok) / 8, std::memory_order_relaxed);
       }
       for (int j = 0; j < n; ++j) {
         if (answers->bodies[j].has_value()) {
@@ -1108,7 +1113,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
       for (size_t i = 0; i < ops.size(); ++i) {
         ReadOp& op = ops[i];
         if (!asked[j][i]) continue;
-        const StrataSet got = StrataOn(op.s_begin, op.s_end, op.reread, j, n);
+        const StrataSet got = op.strata() & on[j];
         op.strata_read += static_cast<int>(got.count());
         arrived[i] |= got;
         if (traced != nullptr) traced->rows += parts[i].pm.rows;
@@ -1119,7 +1124,7 @@ Status ClickHouseBackend::ReadMany(std::span<ReadOp> ops, ReadRound* round) cons
     // fails.
     if (answered == 0 && !reread_only) return first_error.WithPrefix("no shard answered the round");
     for (size_t i = 0; i < ops.size(); ++i) {
-      ops[i].missed = StrataOn(ops[i].s_begin, ops[i].s_end, ops[i].reread, -1, n) & ~arrived[i];
+      ops[i].missed = ops[i].strata() & ~arrived[i];
     }
     if (round != nullptr) {
       round->shards = n;

@@ -144,7 +144,11 @@ class ClickHouseBackend : public Backend {
   bool ExactAvailable() const override;
   // True when one of the shard's servers would be asked by the next round: not marked out (or
   // due for its retry) and with fewer than kMaxLateReads reads still running.
-  bool ShardReadable(int shard) const override;
+  bool ShardReadable(int shard) const;
+  // The strata shard `shard` holds (stratum % num_shards() == shard: Ingest's sharding).
+  StrataSet StrataOnShard(int shard) const;
+  StrataSet ReadableStrata() const override;
+  int ShardsHolding(const StrataSet& strata) const override;
   static constexpr std::chrono::milliseconds kShardRetry{1000};
   // A shard with this many reads left running by rounds that stopped waiting is not asked
   // (no thread piles up behind a hung shard before its timeout marks it out).
@@ -235,10 +239,10 @@ class ClickHouseBackend : public Backend {
   void MaybeReloadStats() const;
 
   // The round's statement for `ops` reading `local` (the shards' own) tables or the
-  // coordinator's; wants_values per op. With `shard` >= 0, only that shard's strata of each op
-  // (asked: the ops it reads; empty when it holds none of the round's strata).
-  std::string RoundSql(std::span<ReadOp> ops, bool local, std::vector<bool>* wants_values, int shard = -1,
-                       std::vector<bool>* asked = nullptr) const;
+  // coordinator's; wants_values per op. With `on_shard` (a shard's strata), only those strata of
+  // each op (asked: the ops it reads; empty when it holds none of the round's strata).
+  std::string RoundSql(std::span<ReadOp> ops, bool local, std::vector<bool>* wants_values,
+                       const StrataSet* on_shard = nullptr, std::vector<bool>* asked = nullptr) const;
 
   std::shared_ptr<const ClickHouseClient> client_;
   std::vector<store::TableSchema> tables_;

@@ -160,47 +160,26 @@ Status Session::Bind(const Request& request) {
   return Status::Ok();
 }
 
-int Session::ShardsMissing() {
-  backend::StrataSet missing;
-  for (const QueryRun& run : runs_) missing |= run.missed;
-  if (missing.none()) return 0;
-  shard_missing_.assign(static_cast<size_t>(std::max(1, pipeline_.backend().num_shards())), 0);
-  for (int s = 0; s < planner::kNumStrata; ++s) {
-    if (missing[s]) shard_missing_[static_cast<size_t>(pipeline_.backend().ShardOf(s)) % shard_missing_.size()] = 1;
-  }
-  return static_cast<int>(std::count(shard_missing_.begin(), shard_missing_.end(), 1));
+backend::StrataSet Session::Missed() const {
+  backend::StrataSet missed;
+  for (const QueryRun& run : runs_) missed |= run.missed;
+  return missed;
 }
 
-bool Session::CanReread() {
-  const backend::Backend& b = pipeline_.backend();
-  shard_readable_.assign(static_cast<size_t>(std::max(1, b.num_shards())), 0);
-  bool any = false;
-  for (const QueryRun& run : runs_) any = any || run.missed.any();
-  if (!any) return false;
-  for (size_t j = 0; j < shard_readable_.size(); ++j) shard_readable_[j] = b.ShardReadable(static_cast<int>(j)) ? 1 : 0;
-  for (const QueryRun& run : runs_) {
-    for (int s = 0; s < planner::kNumStrata; ++s) {
-      if (run.missed[s] && shard_readable_[static_cast<size_t>(b.ShardOf(s)) % shard_readable_.size()]) return true;
-    }
-  }
-  return false;
+bool Session::CanReread() const {
+  const backend::StrataSet missed = Missed();
+  return missed.any() && (missed & pipeline_.backend().ReadableStrata()).any();
 }
 
 Status Session::ReadRound() {
   read_ops_.clear();
   read_query_.clear();
   // Strata a shard missed before, on the shards readable now: read again with this round.
-  const bool rereads = CanReread();
-  const backend::Backend& b = pipeline_.backend();
+  const backend::StrataSet readable = Missed().any() ? pipeline_.backend().ReadableStrata() : backend::StrataSet();
   bool news = false;
   for (size_t q = 0; q < runs_.size(); ++q) {
     QueryRun& run = runs_[q];
-    backend::StrataSet again;
-    if (rereads) {
-      for (int s = 0; s < planner::kNumStrata; ++s) {
-        again[s] = run.missed[s] && shard_readable_[static_cast<size_t>(b.ShardOf(s)) % shard_readable_.size()];
-      }
-    }
+    const backend::StrataSet again = run.missed & readable;
     if (target_[q] <= run.strata && again.none()) continue;
     news = news || target_[q] > run.strata;
     read_ops_.push_back({.query = &run.bound,
@@ -767,7 +746,7 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
         break;
       }
       return Status::Unavailable("no usable sample: no exact statement (a shard is out) and the shards that answer (" +
-                                 std::to_string(shards_ > 0 ? shards_ - ShardsMissing() : 0) + " of " + std::to_string(shards_) +
+                                 std::to_string(shards_ > 0 ? shards_ - pipeline_.backend().ShardsHolding(Missed()) : 0) + " of " + std::to_string(shards_) +
                                  ") hold too few rows");
     } else if (!grows) {
       // Nothing usable yet and the cap allows no more rows: only exact features can answer.
@@ -799,7 +778,7 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
   }
 
   out->shards = shards_;
-  out->shards_answered = shards_ > 0 ? shards_ - ShardsMissing() : 0;
+  out->shards_answered = shards_ > 0 ? shards_ - pipeline_.backend().ShardsHolding(Missed()) : 0;
   out->strata_reread = strata_reread_;
   Finish(NsSince(start), data_ns, model_ns, out);
   return Status::Ok();

@@ -132,11 +132,10 @@ class Session {
   // Reads every query up to its target_ strata, one batched backend call (Backend::ReadMany),
   // and reads again the strata a shard missed, where that shard is readable now.
   Status ReadRound();
-  // True when a round could read again strata some shard missed (it is readable now) and the
-  // request has rounds of re-reads left (kMaxRereadRounds).
-  bool CanReread();
-  // Shards holding strata the request asked for and never got.
-  int ShardsMissing();
+  // Strata some query asked for and never got.
+  backend::StrataSet Missed() const;
+  // True when a round could read again strata some shard missed (it is readable now).
+  bool CanReread() const;
   // Every feature exactly, from the backend's own exact statement (Backend::ComputesExact).
   Status ExactFromBackend();
   // Finalizes every query's estimates into features_; returns whether all are usable.
@@ -163,8 +162,6 @@ class Session {
   int shards_ = 0;  // shards this request's rounds asked (the most)
   int strata_reread_ = 0;  // strata read again that arrived (Prediction::strata_reread)
   int reread_rounds_ = 0;  // rounds that read nothing new, only strata missed before
-  std::vector<char> shard_readable_;  // per shard, this round (CanReread, ReadRound)
-  std::vector<char> shard_missing_;   // per shard (ShardsMissing)
   // The exact statement's deadline: the request's, or for a cut-over on a backend read shard
   // by shard, half of what is left, so that a hung shard leaves time to answer from the others.
   std::chrono::steady_clock::time_point exact_deadline_ = std::chrono::steady_clock::time_point::max();
