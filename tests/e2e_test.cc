@@ -288,7 +288,7 @@ TEST_F(EndToEndTest, CutOverKeepsLearningWhenEveryRequestCutsOver) {
   std::vector<pipeline::Request> requests;
   auto p = FreshPipeline(*pipeline_, &requests);
   ASSERT_NE(p, nullptr);
-  for (int rep = 0; rep < 300; ++rep) p->RecordApproximate(50, 1.0);
+  for (int rep = 0; rep < 300; ++rep) p->RecordApproximate(50, 1.0, 50);
   const double pinned = p->average_rounds();
   ASSERT_GT(pinned, 40);
   pipeline::Session session(*p);

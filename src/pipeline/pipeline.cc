@@ -320,6 +320,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Open(const PipelineSpec& spec,
   APX_RETURN_IF_ERROR(features_backend->Build(options.progress));
   p->query_ns_per_row_ = std::make_unique<std::atomic<double>[]>(p->queries_.size());
   for (size_t q = 0; q < p->queries_.size(); ++q) p->query_ns_per_row_[q].store(kDefaultNsPerRow);
+  p->average_branches_.store(2.0 * static_cast<double>(std::max<size_t>(p->queries_.size(), 1)));
   APX_ASSIGN_OR_RETURN(uq::SaltelliDesign design,
                        uq::SaltelliDesign::Build(group_of, static_cast<int>(p->queries_.size()),
                                                  spec.guarantee.qmc_points, spec.guarantee.seed));
@@ -380,8 +381,9 @@ Status Pipeline::SetModel(std::unique_ptr<model::Model> model) {
 
 void Pipeline::RecordRoundOverhead(double ns) const { UpdateAverage(round_overhead_ns_, ns); }
 
-void Pipeline::RecordApproximate(int rounds, double fraction) const {
+void Pipeline::RecordApproximate(int rounds, double fraction, int branches) const {
   UpdateAverage(average_rounds_, static_cast<double>(std::max(rounds, 1)));
+  UpdateAverage(average_branches_, static_cast<double>(std::max(branches, 1)));
   UpdateAverage(average_fraction_, std::clamp(fraction, 0.0, 1.0));
 }
 
@@ -393,31 +395,14 @@ void Pipeline::RecordQueryCost(size_t q, double ns_per_row) const {
   UpdateAverage(query_ns_per_row_[q], ns_per_row);
 }
 
-void Pipeline::RecordRemoteRound(int64_t rows, double ns) const {
-  const double x = static_cast<double>(rows);
+void Pipeline::RecordRemoteRound(int branches, int64_t rows, double ns) const {
   std::lock_guard<std::mutex> lock(round_fit_mu_);
-  constexpr double kKeep = 0.98;  // ~50 rounds of memory
-  fit_w_ = kKeep * fit_w_ + 1;
-  fit_x_ = kKeep * fit_x_ + x;
-  fit_y_ = kKeep * fit_y_ + ns;
-  fit_xx_ = kKeep * fit_xx_ + x * x;
-  fit_xy_ = kKeep * fit_xy_ + x * ns;
+  round_fit_.Add(branches, rows, ns);
 }
 
 Pipeline::RoundCost Pipeline::remote_round_cost() const {
   std::lock_guard<std::mutex> lock(round_fit_mu_);
-  if (fit_w_ <= 0) return {};
-  const double mx = fit_x_ / fit_w_, my = fit_y_ / fit_w_;
-  const double var = fit_xx_ / fit_w_ - mx * mx, cov = fit_xy_ / fit_w_ - mx * my;
-  constexpr double kMinNsPerRow = 0.05;
-  if (!(var > 0.01 * mx * mx)) {
-    // Rows spread by less than 10 % so far: all of the time per row.
-    return {.fixed_ns = 0, .ns_per_row = std::max(kMinNsPerRow, my / std::max(1.0, mx))};
-  }
-  const double slope = std::max(kMinNsPerRow, cov / var);
-  const double fixed = my - slope * mx;
-  if (fixed < 0) return {.fixed_ns = 0, .ns_per_row = std::max(kMinNsPerRow, my / std::max(1.0, mx))};
-  return {.fixed_ns = fixed, .ns_per_row = slope};
+  return round_fit_.Get();
 }
 
 void Pipeline::RecordExactStatement(double ns, int64_t rows) const {

@@ -25,6 +25,7 @@
 #include "pipeline/request.h"
 #include "pipeline/spec.h"
 #include "planner/planner.h"
+#include "planner/round_cost.h"
 #include "uq/propagation.h"
 
 namespace apx::pipeline {
@@ -129,9 +130,10 @@ class Pipeline {
   // fraction of its queries' sampled rows it read (starts at 2α).
   double average_rounds() const { return average_rounds_.load(std::memory_order_relaxed); }
   double average_fraction() const { return average_fraction_.load(std::memory_order_relaxed); }
-  // Records an answered request that ran `rounds` propagation rounds and read `fraction` of
-  // its queries' sampled rows (a mid-request cut-over counts as reading everything).
-  void RecordApproximate(int rounds, double fraction) const;
+  // Records an answered request that ran `rounds` propagation rounds, read `fraction` of its
+  // queries' sampled rows (a mid-request cut-over counts as reading everything) and read
+  // `branches` queries over its rounds.
+  void RecordApproximate(int rounds, double fraction, int branches) const;
   // Called for a request about to cut over to exact before round 0: true for every
   // kProbeEvery-th such call, meaning "approximate this one anyway" (keeps the averages above
   // learning when every request cuts over).
@@ -149,16 +151,16 @@ class Pipeline {
   int64_t exact_statements() const { return exact_statements_.load(std::memory_order_relaxed); }
   // Records one exact statement that took `ns` for `rows` matching rows (ignored under 1,000).
   void RecordExactStatement(double ns, int64_t rows) const;
-  // A remote backend's round is one statement whose time is a fixed part (parsing, planning,
-  // the round trip, ~1 ms per UNION ALL branch on ClickHouse 18.16) plus a part per row read.
-  // Fitted by least squares over recent rounds (exponentially weighted); before two rounds
-  // with different row counts: no fixed part and the default cost per row.
-  struct RoundCost {
-    double fixed_ns = 0;
-    double ns_per_row = kDefaultNsPerRow;
-  };
+  // A remote backend's round is one statement per shard whose time is a fixed part (the round
+  // trip, parsing), a part per query it reads (a UNION ALL branch: ~1 ms on ClickHouse 18.16)
+  // and a part per row (planner/round_cost.h). Fitted over recent rounds (exponentially
+  // weighted); before two rounds: the default cost per row and nothing else.
+  using RoundCost = planner::RoundCost;
   RoundCost remote_round_cost() const;
-  void RecordRemoteRound(int64_t rows, double ns) const;
+  void RecordRemoteRound(int branches, int64_t rows, double ns) const;
+  // Queries an approximate request's rounds have read in all, on average (a remote round
+  // pays RoundCost::ns_per_branch for each; starts at two rounds of every query).
+  double average_branches() const { return average_branches_.load(std::memory_order_relaxed); }
 
  private:
   Pipeline() = default;
@@ -180,9 +182,9 @@ class Pipeline {
   mutable std::atomic<double> exact_ns_per_row_{kDefaultNsPerRow};
   mutable std::atomic<int64_t> exact_statements_{0};
   mutable std::mutex exact_mu_;  // RecordExactStatement's updates (readers use the atomics)
+  mutable std::atomic<double> average_branches_{2.0};
   mutable std::mutex round_fit_mu_;
-  // Exponentially weighted sums of 1, rows, ns, rows², rows·ns over remote rounds.
-  mutable double fit_w_ = 0, fit_x_ = 0, fit_y_ = 0, fit_xx_ = 0, fit_xy_ = 0;
+  mutable planner::RoundCostFit round_fit_{0.98, kDefaultNsPerRow};
 
   Status Calibrate();
 };

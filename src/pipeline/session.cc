@@ -171,6 +171,15 @@ bool Session::CanReread() const {
   return missed.any() && (missed & pipeline_.backend().ReadableStrata()).any();
 }
 
+int Session::NextBranches() const {
+  const backend::StrataSet readable = Missed().any() ? pipeline_.backend().ReadableStrata() : backend::StrataSet();
+  int branches = 0;
+  for (size_t q = 0; q < runs_.size(); ++q) {
+    if (target_[q] > runs_[q].strata || (runs_[q].missed & readable).any()) ++branches;
+  }
+  return branches;
+}
+
 Status Session::ReadRound() {
   read_ops_.clear();
   read_query_.clear();
@@ -191,6 +200,7 @@ Status Session::ReadRound() {
   }
   if (!read_ops_.empty() && !news) ++reread_rounds_;
   if (read_ops_.empty()) return Status::Ok();
+  branches_read_ += static_cast<int>(read_ops_.size());
   const auto start = Clock::now();
   round_.shards = round_.shards_answered = 0;
   APX_RETURN_IF_ERROR(pipeline_.backend().ReadMany(read_ops_, &round_));
@@ -199,7 +209,7 @@ Status Session::ReadRound() {
   if (pipeline_.backend().ComputesExact() && round_.shards_answered == round_.shards) {
     int64_t rows = 0;
     for (const backend::ReadOp& op : read_ops_) rows += op.rows;
-    pipeline_.RecordRemoteRound(rows, NsSince(start));
+    pipeline_.RecordRemoteRound(static_cast<int>(read_ops_.size()), rows, NsSince(start));
   }
   for (size_t i = 0; i < read_ops_.size(); ++i) {
     const backend::ReadOp& op = read_ops_[i];
@@ -516,8 +526,11 @@ bool Session::PlanRoundZero(const planner::PlannerOptions& popts, double ns_left
   }
   const double exact_cost = ExactCostNs(sampled_cost);
   const double rounds = std::max(1.0, pipeline_.average_rounds());
+  // Round 0 reads every query; the rounds after it, those that still need rows.
+  const double branches = std::max(static_cast<double>(runs_.size()), pipeline_.average_branches());
   const double expected_approx =
-      std::max(round0_cost + rc.fixed_ns, sampled_cost * pipeline_.average_fraction() + rounds * rc.fixed_ns) +
+      std::max(round0_cost + rc.Of(static_cast<int>(runs_.size()), 0),
+               sampled_cost * pipeline_.average_fraction() + rounds * rc.fixed_ns + branches * rc.ns_per_branch) +
       rounds * pipeline_.round_overhead_ns();
   if (!pipeline_.spec().guarantee.cut_over || out->exact_unavailable || exact_cost > expected_approx ||
       exact_cost > ns_left) {
@@ -539,7 +552,7 @@ void Session::Finish(double total_ns, double data_ns, double model_ns, Predictio
       rest_rows += run.bound.sampled_rows();
     }
     pipeline_.RecordApproximate(
-        out->rounds, rest_rows > 0 ? static_cast<double>(rest_read) / rest_rows : 0.0);
+        out->rounds, rest_rows > 0 ? static_cast<double>(rest_read) / rest_rows : 0.0, branches_read_);
   }
   out->sample_ratio.resize(runs_.size());
   out->query_rows.resize(runs_.size());
@@ -585,6 +598,7 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
   shards_ = 0;
   strata_reread_ = 0;
   reread_rounds_ = 0;
+  branches_read_ = 0;
   // A shard known to be late or down: no exact statement (it would wait for it) unless asked.
   if (!options.exact && !pipeline_.backend().ExactAvailable()) out->exact_unavailable = true;
   double data_ns = 0, model_ns = 0;
@@ -611,7 +625,7 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
         if (factor > 0 && pipeline_.exact_statements() >= kMinExactStatements) {
           // Its rows' cost and a statement's fixed cost (the rounds' fit: a small statement
           // is mostly that).
-          const double budget_ns = factor * (ExactCostNs(0) + pipeline_.remote_round_cost().fixed_ns) +
+          const double budget_ns = factor * (ExactCostNs(0) + pipeline_.remote_round_cost().Of(static_cast<int>(runs_.size()), 0)) +
                                    spec.backend.late_slack_ms * 1e6;
           exact_deadline_ = std::min(exact_deadline_,
                                      Clock::now() + std::chrono::nanoseconds(static_cast<int64_t>(budget_ns)));
@@ -699,8 +713,9 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     // Strata a late shard missed are read again while it answers (a few rounds of them alone
     // at most: a shard that stays slow costs confidence, not time).
     grows = grows || (reread_rounds_ < kMaxRereadRounds && CanReread());
-    // The next round: its rows, its statement's fixed cost (remote backends), a propagation.
-    const double next_read = planner::PlanCost(views_, target_) + rc.fixed_ns;
+    // The next round: its rows, its statement's fixed cost and a branch per query it reads
+    // (remote backends), a propagation.
+    const double next_read = planner::PlanCost(views_, target_) + rc.Of(NextBranches(), 0);
     const double next_round = next_read + pipeline_.round_overhead_ns();
     const double exact_rest = ExactCostNs(planner::ExactRemainingCost(views_));
     const double left = ns_left();

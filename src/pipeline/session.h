@@ -136,6 +136,9 @@ class Session {
   backend::StrataSet Missed() const;
   // True when a round could read again strata some shard missed (it is readable now).
   bool CanReread() const;
+  // Queries the next round reads (each is a branch of its statement): those whose target
+  // grew, and those with missed strata to read again.
+  int NextBranches() const;
   // Every feature exactly, from the backend's own exact statement (Backend::ComputesExact).
   Status ExactFromBackend();
   // Finalizes every query's estimates into features_; returns whether all are usable.
@@ -162,6 +165,7 @@ class Session {
   int shards_ = 0;  // shards this request's rounds asked (the most)
   int strata_reread_ = 0;  // strata read again that arrived (Prediction::strata_reread)
   int reread_rounds_ = 0;  // rounds that read nothing new, only strata missed before
+  int branches_read_ = 0;  // queries read over this request's rounds (RecordApproximate)
   // The exact statement's deadline: the request's, or for a cut-over on a backend read shard
   // by shard, half of what is left, so that a hung shard leaves time to answer from the others.
   std::chrono::steady_clock::time_point exact_deadline_ = std::chrono::steady_clock::time_point::max();
