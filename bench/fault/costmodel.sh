@@ -11,13 +11,8 @@
 set -euo pipefail
 old=$1 new=$2 out=$3 n=${4:-1000} repeats=${5:-3} pipelines=${6:-"flight-delay flight-network"}
 mkdir -p "$out"
-"$new" fault-proxy --listen 127.0.0.1:22901 --upstream 127.0.0.1:18901 --slow-fraction 0.01 --slow-factor 10 \
-  > "$out/proxy-slow.log" 2>&1 &
-slow=$!
-"$new" fault-proxy --listen 127.0.0.1:22902 --upstream 127.0.0.1:18901 > "$out/proxy-clean.log" 2>&1 &
-clean=$!
-trap 'kill $slow $clean 2>/dev/null || true' EXIT
-sleep 0.5
+. "$(dirname "$0")/proxies.sh"
+start_proxies "$new" "$out"
 export APX_CLICKHOUSE_URL=http://127.0.0.1:18900
 for p in $pipelines; do
   for cond in clean slow; do

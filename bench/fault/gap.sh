@@ -19,13 +19,8 @@ sed "s#\.\./\.\./#$repo/#g" "$spec" > "$out/default.yaml"
 sed 's#^backend: {type: clickhouse, database: apx_flights_d, cluster: apx}#backend: {type: clickhouse, database: apx_flights_d, cluster: apx, late_factor: 0}#' \
   "$out/default.yaml" > "$out/wait.yaml"
 grep -q 'late_factor: 0' "$out/wait.yaml" || { echo "gap.sh: the spec's backend line changed; update the sed" >&2; exit 1; }
-"$bin" fault-proxy --listen 127.0.0.1:22901 --upstream 127.0.0.1:18901 --slow-fraction 0.01 --slow-factor 10 \
-  > "$out/proxy-slow.log" 2>&1 &
-slow=$!
-"$bin" fault-proxy --listen 127.0.0.1:22902 --upstream 127.0.0.1:18901 > "$out/proxy-clean.log" 2>&1 &
-clean=$!
-trap 'kill $slow $clean 2>/dev/null || true' EXIT
-sleep 0.5
+. "$(dirname "$0")/proxies.sh"
+start_proxies "$bin" "$out"
 export APX_CLICKHOUSE_URL=http://127.0.0.1:18900
 for d in $deltas; do
   for run in clean:22902:default slow-wait:22901:wait slow-degraded:22901:default; do

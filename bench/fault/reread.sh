@@ -12,14 +12,8 @@
 set -euo pipefail
 old=$1 new=$2 out=$3 n=${4:-1000}
 mkdir -p "$out"
-# Shard 1's HTTP port behind two proxies: one slowing 1 % of reads 10x, one passing all.
-"$new" fault-proxy --listen 127.0.0.1:22901 --upstream 127.0.0.1:18901 --slow-fraction 0.01 --slow-factor 10 \
-  > "$out/proxy.log" 2>&1 &
-slow=$!
-"$new" fault-proxy --listen 127.0.0.1:22902 --upstream 127.0.0.1:18901 > "$out/proxy-clean.log" 2>&1 &
-clean=$!
-trap 'kill $slow $clean 2>/dev/null || true' EXIT
-sleep 0.5
+. "$(dirname "$0")/proxies.sh"
+start_proxies "$new" "$out"
 export APX_CLICKHOUSE_URL=http://127.0.0.1:18900
 for p in flight-network flight-delay; do
   for run in nofault old new; do

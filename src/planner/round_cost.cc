@@ -1,6 +1,7 @@
 // planner/round_cost.cc
 #include "planner/round_cost.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace apx::planner {
@@ -83,7 +84,10 @@ RoundCost RoundCostFit::Get() const {
     }
   }
   if (!std::isfinite(best_rss)) return {.ns_per_row = default_ns_per_row_};
-  return {.fixed_ns = best[0], .ns_per_branch = best[1], .ns_per_row = best[2]};
+  // Rows are never free (as in the rows-only fit before): a round that would read most of the
+  // data still prices its rows when the recent rounds could not tell them apart.
+  constexpr double kMinNsPerRow = 0.05;
+  return {.fixed_ns = best[0], .ns_per_branch = best[1], .ns_per_row = std::max(best[2], kMinNsPerRow)};
 }
 
 }  // namespace apx::planner
