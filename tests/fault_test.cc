@@ -7,6 +7,7 @@
 // answered, and the answers that claim tau meet delta at rate tau within a statistical margin.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -145,6 +146,9 @@ class FaultTest : public ::testing::Test {
     replicated_ = replicated->release();
     ch.backend.replica_reads = "hedge";
     ch.guarantee.cut_over = true;
+    // The cut-overs of the tests that need the exact statement run it (not a round of the
+    // sampled layouts, which a small fixture's cost model may find cheaper).
+    ch.backend.cut_over_reads = "statement";
     auto hedged_cutting = pipeline::Pipeline::Open(ch);
     if (!hedged_cutting.ok()) return Fail("open hedged with the cut-over: " + hedged_cutting.status().ToString());
     hedged_cutting_ = hedged_cutting->release();
@@ -161,6 +165,10 @@ class FaultTest : public ::testing::Test {
     auto exact = pipeline::Pipeline::Open(ch);
     if (!exact.ok()) return Fail("open with the cut-over: " + exact.status().ToString());
     cutting_ = exact->release();
+    ch.backend.cut_over_reads = "sampled";
+    auto sampled = pipeline::Pipeline::Open(ch);
+    if (!sampled.ok()) return Fail("open finishing through the sampled layouts: " + sampled.status().ToString());
+    finishing_sampled_ = sampled->release();
     std::vector<double> labels;
     const Status made = eval::MakeRequests(*truth_, spec->test, &requests_, &labels);
     if (!made.ok()) return Fail("requests: " + made.ToString());
@@ -178,6 +186,8 @@ class FaultTest : public ::testing::Test {
     delete replicated_;
     delete hedged_;
     delete cutting_;
+    delete finishing_sampled_;
+    finishing_sampled_ = nullptr;
     delete served_;
     delete truth_;
     hedged_cutting_ = replicated_ = hedged_ = cutting_ = served_ = truth_ = nullptr;
@@ -258,6 +268,8 @@ class FaultTest : public ::testing::Test {
   static inline fault::FaultProxy* native_replica_ = nullptr;  // its replica's
   static inline pipeline::Pipeline* truth_ = nullptr;   // embedded, exact answers
   static inline pipeline::Pipeline* served_ = nullptr;  // ClickHouse, read shard by shard
+  // With the cut-over, finishing through the sampled layouts (backend.cut_over_reads: sampled).
+  static inline pipeline::Pipeline* finishing_sampled_ = nullptr;
   static inline pipeline::Pipeline* cutting_ = nullptr; // the same, cut-over on
   static inline pipeline::Pipeline* hedged_ = nullptr;   // with the replicas, hedged reads
   static inline pipeline::Pipeline* replicated_ = nullptr;  // with the replicas, all read
@@ -413,6 +425,27 @@ TEST_F(FaultTest, AnExactStatementASlowShardHoldsUpFallsBackToTheShardsOwnReads)
   t.ExpectHonest(cutting_->spec().guarantee.tau);
   // No request waited the 400 ms out more than a few times (the budget is far below it).
   EXPECT_LT(seconds, 0.4 * 60 / 2) << seconds << " s for 60 requests";
+}
+
+TEST_F(FaultTest, ACutOverFinishesExactlyThroughTheSampledLayouts) {
+  // cut_over_reads: sampled: a cut-over reads every stratum not read yet, shard by shard, and
+  // answers from the estimates at p = 1, which are the exact aggregates; no exact statement.
+  std::vector<pipeline::Prediction> out;
+  const Tally t = Run(0, 60, &out, finishing_sampled_);
+  t.Print(::testing::UnitTest::GetInstance()->current_test_info()->name());
+  ASSERT_EQ(t.errors, 0) << t.first_error;
+  ASSERT_GT(t.cut_over, 0) << "no cut-over: the test would not exercise the sampled finish";
+  EXPECT_EQ(finishing_sampled_->exact_statements(), 0);
+  int cut = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (!out[i].cut_over) continue;
+    ++cut;
+    EXPECT_NEAR(out[i].y, exact_[i], 1e-9 * std::max(1.0, std::abs(exact_[i]))) << "request " << i;
+    EXPECT_EQ(out[i].shards_answered, 2) << "request " << i;
+    EXPECT_GE(out[i].confidence, 1.0) << "request " << i;
+  }
+  EXPECT_EQ(cut, t.cut_over);
+  t.ExpectHonest(finishing_sampled_->spec().guarantee.tau);
 }
 
 const backend::ClickHouseBackend& Ch(const pipeline::Pipeline* p) {

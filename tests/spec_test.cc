@@ -218,6 +218,18 @@ TEST(SpecTest, ShardReplicas) {
   ExpectError(with("{type: clickhouse, replica_reads: all}"), "only applies with a cluster");
 }
 
+TEST(SpecTest, CutOverReads) {
+  auto with = [&](const std::string& b) { return Edit("label: {column: delay}\n", "label: {column: delay}\nbackend: " + b + "\n"); };
+  auto spec = ParseSpec(with("{type: clickhouse, cut_over_reads: statement}"), "specs/t.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->backend.cut_over_reads, "statement");
+  auto plain = ParseSpec(with("{type: clickhouse}"), "specs/t.yaml");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(plain->backend.cut_over_reads, "auto");
+  ExpectError(with("{type: clickhouse, cut_over_reads: rows}"), "expected auto, statement or sampled");
+  ExpectError(with("{type: embedded, cut_over_reads: sampled}"), "only applies to type clickhouse");
+}
+
 TEST(SpecTest, MissingFileIsNotFound) {
   EXPECT_EQ(LoadSpec("no/such/spec.yaml").status().code(), StatusCode::kNotFound);
 }

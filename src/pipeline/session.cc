@@ -507,6 +507,19 @@ double Session::ExactCostNs(double read_rest_ns) const {
   return rows * pipeline_.exact_statement_ns_per_row();
 }
 
+Session::ExactFinish Session::CheapestExactFinish(double read_rest_ns) const {
+  const double statement = ExactCostNs(read_rest_ns);
+  const std::string& reads = pipeline_.spec().backend.cut_over_reads;
+  if (!pipeline_.backend().ComputesExact() || reads == "statement") return {.ns = statement, .sampled = false};
+  // One round over every query with strata not read yet: its rows at the rounds' price, its
+  // statement and a branch per query.
+  int branches = 0;
+  for (const QueryRun& run : runs_) branches += run.strata < planner::kNumStrata ? 1 : 0;
+  const double sampled = read_rest_ns + pipeline_.remote_round_cost().Of(branches, 0);
+  if (reads == "sampled" || sampled < statement) return {.ns = sampled, .sampled = true};
+  return {.ns = statement, .sampled = false};
+}
+
 bool Session::PlanRoundZero(const planner::PlannerOptions& popts, double ns_left,
                             Prediction* out) {
   // The exact part is already read; what is left to choose is how much of the rest. A request
@@ -524,7 +537,10 @@ bool Session::PlanRoundZero(const planner::PlannerOptions& popts, double ns_left
     sampled_cost += rows * ns_per_row;
     round0_cost += rows * std::min(1.0, static_cast<double>(target_[q]) / planner::kNumStrata) * ns_per_row;
   }
-  const double exact_cost = ExactCostNs(sampled_cost);
+  // Finishing exactly: the backend's statement, or (remote) one round reading every stratum
+  // through the sampled layouts, whichever is predicted cheaper.
+  const ExactFinish finish = CheapestExactFinish(sampled_cost);
+  const double exact_cost = finish.ns;
   const double rounds = std::max(1.0, pipeline_.average_rounds());
   // Round 0 reads every query; the rounds after it, those that still need rows.
   const double branches = std::max(static_cast<double>(runs_.size()), pipeline_.average_branches());
@@ -541,6 +557,7 @@ bool Session::PlanRoundZero(const planner::PlannerOptions& popts, double ns_left
   // pipeline whose data became cheap to approximate does not stay exact.
   if (pipeline_.TakeProbe() && 2.0 * exact_cost <= ns_left) return false;
   out->cut_over = true;
+  finish_sampled_ = finish.sampled;
   return true;
 }
 
@@ -599,6 +616,7 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
   strata_reread_ = 0;
   reread_rounds_ = 0;
   branches_read_ = 0;
+  finish_sampled_ = false;
   // A shard known to be late or down: no exact statement (it would wait for it) unless asked.
   if (!options.exact && !pipeline_.backend().ExactAvailable()) out->exact_unavailable = true;
   double data_ns = 0, model_ns = 0;
@@ -613,7 +631,7 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
   while (true) {
     const auto read_start = Clock::now();
     if (!options.exact && !pipeline_.backend().ExactAvailable()) out->exact_unavailable = true;
-    if (pipeline_.backend().ComputesExact() && !out->exact_unavailable &&
+    if (pipeline_.backend().ComputesExact() && !out->exact_unavailable && !finish_sampled_ &&
         std::all_of(target_.begin(), target_.end(), [](int t) { return t >= planner::kNumStrata; })) {
       // Exact (asked for, or cut over): the backend's own exact statement, one per request.
       exact_deadline_ = options.deadline;
@@ -717,7 +735,12 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     // (remote backends), a propagation.
     const double next_read = planner::PlanCost(views_, target_) + rc.Of(NextBranches(), 0);
     const double next_round = next_read + pipeline_.round_overhead_ns();
-    const double exact_rest = ExactCostNs(planner::ExactRemainingCost(views_));
+    // Finishing exactly from here: the exact statement, or (remote) one round reading the
+    // rest of every query's strata, whichever is predicted cheaper. The statement re-reads
+    // every matching row; the round reads only the strata not read yet, so late in a request
+    // (most strata read) or on a fast sampled layout it is the cheaper one.
+    const ExactFinish finish = CheapestExactFinish(planner::ExactRemainingCost(views_));
+    const double exact_rest = finish.ns;
     const double left = ns_left();
     if (out->rounds > 0 && usable) {
       if (!grows) {
@@ -768,6 +791,7 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
       planned_ = target_;
       std::fill(target_.begin(), target_.end(), planner::kNumStrata);
       out->cut_over = true;
+      finish_sampled_ = false;
       continue;
     }
     // Cut-over: finish exactly when reading everything that is left costs no more than the
@@ -779,8 +803,9 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     // plan aims at the target with little slack, so the round after it would read the rest
     // anyway, and reading most rows in rounds (strata by strata, with a propagation each) is
     // slower than one exact pass.
-    // A cut-over's exact statement gets half of what is left on a sharded backend.
-    const double exact_budget = pipeline_.backend().num_shards() > 1 ? left / 2 : left;
+    // A cut-over's exact statement gets half of what is left on a sharded backend (a round
+    // of the sampled layouts is read shard by shard and keeps what arrives: all of it).
+    const double exact_budget = pipeline_.backend().num_shards() > 1 && !finish.sampled ? left / 2 : left;
     const bool fits = exact_rest <= exact_budget || out->rounds == 0;
     const bool cheaper = exact_rest <= next_round ||
                          next_read >= kCutOverShare * exact_rest ||
@@ -789,6 +814,7 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
       planned_ = target_;
       std::fill(target_.begin(), target_.end(), planner::kNumStrata);
       out->cut_over = !out->exact_unavailable;
+      finish_sampled_ = finish.sampled;
     }
   }
 

@@ -125,6 +125,18 @@ class Session {
   // its one statement over every matching row (a sample read so far does not shorten it);
   // otherwise `read_rest_ns`, reading the rows not read yet.
   double ExactCostNs(double read_rest_ns) const;
+  // How to finish exactly from here, and at what predicted cost (ns), `read_rest_ns` being
+  // the rows not read yet at the rounds' price. On a backend that computes exact aggregates:
+  // its exact statement (ExactCostNs) or one more round reading every query's strata not read
+  // yet through the sampled layouts (the rest's rows, the round's statement and a branch per
+  // query; at p = 1 the estimates are exact too), as backend.cut_over_reads says: the
+  // cheaper, or the one it names. Elsewhere, reading the rest (`sampled` false: the rounds
+  // are the only way).
+  struct ExactFinish {
+    double ns = 0;
+    bool sampled = false;  // through the sampled layouts, not the exact statement
+  };
+  ExactFinish CheapestExactFinish(double read_rest_ns) const;
   bool PlanRoundZero(const planner::PlannerOptions& popts, double ns_left, Prediction* out);
   void Finish(double total_ns, double data_ns, double model_ns, Prediction* out);
 
@@ -166,6 +178,9 @@ class Session {
   int strata_reread_ = 0;  // strata read again that arrived (Prediction::strata_reread)
   int reread_rounds_ = 0;  // rounds that read nothing new, only strata missed before
   int branches_read_ = 0;  // queries read over this request's rounds (RecordApproximate)
+  // The request finishes exactly by reading the rest of every query's strata through the
+  // sampled layouts (CheapestExactFinish chose them), not by the backend's exact statement.
+  bool finish_sampled_ = false;
   // The exact statement's deadline: the request's, or for a cut-over on a backend read shard
   // by shard, half of what is left, so that a hung shard leaves time to answer from the others.
   std::chrono::steady_clock::time_point exact_deadline_ = std::chrono::steady_clock::time_point::max();

@@ -474,7 +474,8 @@ class SpecParser {
     }
     if (!b.IsMap()) return Error(b, "backend", "expected 'embedded', 'clickhouse' or a mapping");
     APX_RETURN_IF_ERROR(CheckKeys(b, "backend", {"type", "url", "database", "cluster", "shards", "shard_timeout_ms",
-                                                    "late_factor", "late_slack_ms", "replica_reads"}));
+                                                    "late_factor", "late_slack_ms", "replica_reads",
+                                                    "cut_over_reads"}));
     APX_ASSIGN_OR_RETURN(spec->backend.type, String(b, "type", "backend", true));
     if (spec->backend.type != "embedded" && spec->backend.type != "clickhouse") {
       return Error(b["type"], "backend.type", "unknown backend '" + spec->backend.type + "' (expected embedded or clickhouse)");
@@ -528,6 +529,16 @@ class SpecParser {
         return Error(b["replica_reads"], "backend.replica_reads", "expected hedge or all");
       }
       if (spec->backend.cluster.empty()) return Error(b["replica_reads"], "backend.replica_reads", "only applies with a cluster");
+    }
+    if (b["cut_over_reads"].IsDefined()) {
+      APX_ASSIGN_OR_RETURN(spec->backend.cut_over_reads, String(b, "cut_over_reads", "backend", false, "auto"));
+      const std::string& r = spec->backend.cut_over_reads;
+      if (r != "auto" && r != "statement" && r != "sampled") {
+        return Error(b["cut_over_reads"], "backend.cut_over_reads", "expected auto, statement or sampled");
+      }
+      if (spec->backend.type != "clickhouse") {
+        return Error(b["cut_over_reads"], "backend.cut_over_reads", "only applies to type clickhouse");
+      }
     }
     if (spec->backend.type == "embedded" && (!spec->backend.url.empty() || !spec->backend.cluster.empty())) {
       return Error(b, "backend", "url and cluster only apply to type clickhouse");

@@ -141,6 +141,10 @@ struct BackendSpec {
   // With replicas: "hedge" reads a late, down or busy shard's next replica; "all" reads every
   // replica at once (plain replication).
   std::string replica_reads = "hedge";
+  // How a cut-over finishes exactly: "statement", the exact statement through the Distributed
+  // tables; "sampled", one round reading every stratum not read yet through the sampled
+  // layouts (at p = 1 the estimates are exact); "auto", whichever is predicted cheaper.
+  std::string cut_over_reads = "auto";
   bool clickhouse() const { return type == "clickhouse"; }
 };
 
