@@ -48,3 +48,25 @@ for d in deltas:
             d, name, pct(ms, .5), pct(ms, .99), pct(ms, .999), pct(ms, .999) - pct(ms, .5), 100 * a["degraded_rate"],
             100 * a["cut_over_rate"], a["meet_rate"], a["claimed_meet_rate"] or float("nan")))
 PY
+# What the tail is made of: per run, how many of the slowest 1 % of requests cut over (finished
+# exactly) and how many ran 4 rounds or more; the share of requests that cut over after at
+# least one round, with their median latency; the p99 of the requests that never cut over.
+python3 - "$out" $deltas <<'PY'
+import csv, os, sys
+out, deltas = sys.argv[1], sys.argv[2:]
+print()
+print("| δ | run | slowest 1 %: cut over | slowest 1 %: rounds ≥ 4 | cut over after ≥ 1 round: share, p50 | never cut over: p99 |")
+print("|---|---|---|---|---|---|")
+for d in deltas:
+    for name in ("clean", "slow-wait", "slow-degraded"):
+        rows = list(csv.DictReader(open(os.path.join(out, "d%s-%s.csv" % (d, name)))))
+        rows.sort(key=lambda r: float(r["approx_ms"]))
+        top = rows[-max(1, len(rows) // 100):]
+        cut = [r for r in rows if r["cut_over"] == "1" and int(r["rounds"]) >= 1]
+        sampled = sorted(float(r["approx_ms"]) for r in rows if r["cut_over"] == "0")
+        p50 = sorted(float(r["approx_ms"]) for r in cut)[len(cut) // 2] if cut else float("nan")
+        p99s = sampled[min(len(sampled) - 1, int(.99 * len(sampled)))] if sampled else float("nan")
+        print("| %s | %s | %d of %d | %d of %d | %.1f %%, %.1f ms | %.1f |" % (
+            d, name, sum(r["cut_over"] == "1" for r in top), len(top),
+            sum(int(r["rounds"]) >= 4 for r in top), len(top), 100.0 * len(cut) / len(rows), p50, p99s))
+PY
