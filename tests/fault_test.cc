@@ -187,10 +187,9 @@ class FaultTest : public ::testing::Test {
     delete hedged_;
     delete cutting_;
     delete finishing_sampled_;
-    finishing_sampled_ = nullptr;
     delete served_;
     delete truth_;
-    hedged_cutting_ = replicated_ = hedged_ = cutting_ = served_ = truth_ = nullptr;
+    hedged_cutting_ = replicated_ = hedged_ = cutting_ = finishing_sampled_ = served_ = truth_ = nullptr;
     delete http_;
     delete native_;
     delete native_replica_;
@@ -268,9 +267,9 @@ class FaultTest : public ::testing::Test {
   static inline fault::FaultProxy* native_replica_ = nullptr;  // its replica's
   static inline pipeline::Pipeline* truth_ = nullptr;   // embedded, exact answers
   static inline pipeline::Pipeline* served_ = nullptr;  // ClickHouse, read shard by shard
-  // With the cut-over, finishing through the sampled layouts (backend.cut_over_reads: sampled).
-  static inline pipeline::Pipeline* finishing_sampled_ = nullptr;
   static inline pipeline::Pipeline* cutting_ = nullptr; // the same, cut-over on
+  // The same, finishing through the sampled layouts (backend.cut_over_reads: sampled).
+  static inline pipeline::Pipeline* finishing_sampled_ = nullptr;
   static inline pipeline::Pipeline* hedged_ = nullptr;   // with the replicas, hedged reads
   static inline pipeline::Pipeline* replicated_ = nullptr;  // with the replicas, all read
   static inline pipeline::Pipeline* hedged_cutting_ = nullptr;  // hedged, cut-over on

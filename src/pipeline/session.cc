@@ -537,8 +537,6 @@ bool Session::PlanRoundZero(const planner::PlannerOptions& popts, double ns_left
     sampled_cost += rows * ns_per_row;
     round0_cost += rows * std::min(1.0, static_cast<double>(target_[q]) / planner::kNumStrata) * ns_per_row;
   }
-  // Finishing exactly: the backend's statement, or (remote) one round reading every stratum
-  // through the sampled layouts, whichever is predicted cheaper.
   const ExactFinish finish = CheapestExactFinish(sampled_cost);
   const double exact_cost = finish.ns;
   const double rounds = std::max(1.0, pipeline_.average_rounds());
@@ -735,10 +733,8 @@ Status Session::Predict(const Request& request, const PredictOptions& options, P
     // (remote backends), a propagation.
     const double next_read = planner::PlanCost(views_, target_) + rc.Of(NextBranches(), 0);
     const double next_round = next_read + pipeline_.round_overhead_ns();
-    // Finishing exactly from here: the exact statement, or (remote) one round reading the
-    // rest of every query's strata, whichever is predicted cheaper. The statement re-reads
-    // every matching row; the round reads only the strata not read yet, so late in a request
-    // (most strata read) or on a fast sampled layout it is the cheaper one.
+    // Finishing exactly from here (the statement re-reads every matching row, a round of the
+    // sampled layouts only the strata not read yet).
     const ExactFinish finish = CheapestExactFinish(planner::ExactRemainingCost(views_));
     const double exact_rest = finish.ns;
     const double left = ns_left();
